@@ -575,14 +575,16 @@ static int user_checks(const struct sqv_req *req, int fds[], char *resolved, cha
 struct objinfo {
 	char name[NAME_MAX + 1];
 	off_t size;
-	time_t mtime;
+	struct timespec mtime; /* last use */
 };
 
 static int cmp_mtime(const void *a, const void *b)
 {
 	const struct objinfo *x = a, *y = b;
 
-	return (x->mtime > y->mtime) - (x->mtime < y->mtime);
+	if (x->mtime.tv_sec != y->mtime.tv_sec)
+		return (x->mtime.tv_sec > y->mtime.tv_sec) - (x->mtime.tv_sec < y->mtime.tv_sec);
+	return (x->mtime.tv_nsec > y->mtime.tv_nsec) - (x->mtime.tv_nsec < y->mtime.tv_nsec);
 }
 
 /* Make room for need bytes (called with .evict held). 0 if there is room. */
@@ -639,7 +641,7 @@ static int make_room(int objdir, uint64_t need)
 		}
 		snprintf(objs[n].name, sizeof(objs[n].name), "%s", de->d_name);
 		objs[n].size = st.st_size;
-		objs[n].mtime = st.st_mtime;
+		objs[n].mtime = st.st_mtim;
 		n++;
 	}
 	closedir(d);

@@ -161,6 +161,7 @@ def main():
     a = ap.parse_args()
     if not a.daemon:
         skip("the sqvenvfs daemon is not part of this build")
+    a.daemon = os.path.abspath(a.daemon)
     for prog in ("mksquashfs",):
         if not shutil.which(prog):
             skip(f"{prog} is not installed")

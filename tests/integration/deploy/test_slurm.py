@@ -337,6 +337,8 @@ def main():
     ap.add_argument("--daemon", default="")
     args = ap.parse_args()
     args.daemon = os.environ.get("SQV_TEST_DAEMON") or args.daemon
+    if args.daemon:
+        args.daemon = os.path.abspath(args.daemon)
     if not args.daemon:
         skip("the sqvenvfs daemon is not part of this build")
 
@@ -595,8 +597,6 @@ def tests(cl, top, work, uid, gid, img, img2, imgs, secret, notsq):
         if check(jid is not None, f"lru: job {n} submitted"):
             st = cl.wait_job(jid)
             check(st == "COMPLETED", f"lru: job {n} with {os.path.basename(im)} {st}")
-            # Different mtimes for the LRU order.
-            time.sleep(1.1)
     objs = sorted(os.listdir(os.path.join(lru_stage, "objects")))
     copies = [o for o in objs if o.endswith(".sqfs")]
     total = sum(os.path.getsize(os.path.join(lru_stage, "objects", o)) for o in copies)
