@@ -455,13 +455,15 @@ def tests(cl, top, work, uid, gid, img, img2, imgs, secret, notsq):
     # --- basic: import from the mount, in place (no staging) ------------
     m1 = mp("m1")
     out = f"{work}/basic.out"
-    jid, r = cl.sbatch([f"--sqvenv={img}:{m1}", "-o", out], import_script(m1), work)
+    step = f" && srun -n1 {m1}/bin/python -c 'import sqvprobe; print(\"STEP\", sqvprobe.VALUE)'"
+    jid, r = cl.sbatch([f"--sqvenv={img}:{m1}", "-o", out], import_script(m1) + step, work)
     check(jid is not None, f"basic job submitted {r.stderr.strip()}")
     if jid:
         st = cl.wait_job(jid)
         text = output(out)
         check(st == "COMPLETED" and "VALUE sqvenvfs-slurm-ok" in text,
               f"basic: the job imported the package from the mount ({st}): {text!r}")
+        check("STEP sqvenvfs-slurm-ok" in text, "basic: an srun step in the job sees the mount")
         check(f"user_id={uid}" in text, "basic: the mount belongs to the job's user "
               "(the daemon ran as that user)")
         clean_after(cl, m1, uid, "basic")
