@@ -18,13 +18,6 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#ifndef SQV_DEFAULT_DAEMON
-#define SQV_DEFAULT_DAEMON "/usr/local/bin/sqvenvfs"
-#endif
-#ifndef SQV_DEFAULT_SITE_CONF
-#define SQV_DEFAULT_SITE_CONF "/etc/sqvenvfs/slurm.conf"
-#endif
-
 static void seterr(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void seterr(char *err, const char *fmt, ...)
 {

@@ -14,6 +14,14 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+/* meson passes the installed paths */
+#ifndef SQV_DEFAULT_DAEMON
+#define SQV_DEFAULT_DAEMON "/usr/local/bin/sqvenvfs"
+#endif
+#ifndef SQV_DEFAULT_SITE_CONF
+#define SQV_DEFAULT_SITE_CONF "/usr/local/etc/sqvenvfs/slurm.conf"
+#endif
+
 #define SQV_ERRLEN 512
 #define SQV_MAX_IMAGES 32
 /* The name under which the request travels to the Prolog and Epilog

@@ -382,6 +382,16 @@ def main():
             f.write("not a squashfs image\n" * 10)
         os.chmod(notsq, 0o644)
 
+        # The job's user runs the daemon and loads the plugin in sbatch:
+        # copies in a directory that user can reach, wherever the build is.
+        bindir = os.path.join(top, "bin")
+        os.makedirs(bindir)
+        for attr in ("daemon", "plugin"):
+            dst = os.path.join(bindir, os.path.basename(getattr(args, attr)))
+            shutil.copy(getattr(args, attr), dst)
+            os.chmod(dst, 0o755)
+            setattr(args, attr, dst)
+
         cl.start()
         log(f"slurm is up in {top}")
         tests(cl, top, work, uid, gid, img, img2, imgs, secret, notsq)
