@@ -9,7 +9,9 @@ unprivileged user. Checks, in order:
   submission   bad requests are refused by sbatch itself, with the reason
   basic        a job imports a package from the mounted venv; the daemon ran
                as the job's user; afterwards nothing is mounted, no daemon runs
-  cancel       a cancelled job is cleaned up
+  cancel       a cancelled job is cleaned up, and so is a failed one
+  stale        after the user's daemon is killed, the next job on that mount
+               point clears the stale mount and mounts again
   share        two concurrent jobs of one user share one mount, which
                outlives the first and goes with the last
   conflict     a different stack at a mount point in use fails only that job,
@@ -18,6 +20,8 @@ unprivileged user. Checks, in order:
                submission) fails the job clearly and does not drain the node
   staging      an image is copied to the node-local cache once, also when two
                prologs want it at the same time; the mount uses the copy
+  forged       the Prolog refuses, on its own, a request that never went
+               through the plugin (unreadable image, system path, symlinks)
   lru          the cache stays under its size limit by evicting the least
                recently used copy
 
@@ -491,6 +495,39 @@ def tests(cl, top, work, uid, gid, img, img2, imgs, secret, notsq):
         check(st == "CANCELLED", f"cancel: job state {st}")
         clean_after(cl, m2, uid, "cancel")
 
+    # --- a job that fails is cleaned up too --------------------------------
+    m2f = mp("m2f")
+    jid, r = cl.sbatch([f"--sqvenv={img}:{m2f}", "-o", f"{work}/fail.out"],
+                       import_script(m2f) + " && exit 3", work)
+    if check(jid is not None, f"failing job submitted {r.stderr.strip()}"):
+        st = cl.wait_job(jid)
+        check(st == "FAILED" and "VALUE sqvenvfs-slurm-ok" in output(f"{work}/fail.out"),
+              f"failing job: ran with its mount and failed ({st})")
+        clean_after(cl, m2f, uid, "failing job")
+
+    # --- a killed daemon: the next job clears the stale mount -------------
+    m6 = mp("m6")
+    jid1, r = cl.sbatch([f"--sqvenv={img}:{m6}", "-o", f"{work}/stale1.out"],
+                        import_script(m6, f"{work}/stale1.started", f"{work}/stale1.release"),
+                        work)
+    if check(jid1 is not None, f"stale: first job submitted {r.stderr.strip()}"):
+        cl.wait_running(jid1, f"{work}/stale1.started")
+        for pid in daemons(cl.args.daemon, uid):
+            os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not daemons(cl.args.daemon, uid), "the killed daemon to go", 30)
+        check(len(mounts_at(m6)) == 1, "stale: SIGKILL left a stale mount")
+        jid2, r = cl.sbatch([f"--sqvenv={img}:{m6}", "-o", f"{work}/stale2.out"],
+                            import_script(m6), work)
+        if check(jid2 is not None, f"stale: second job accepted at the stale mount point "
+                 f"{r.stderr.strip()}"):
+            st = cl.wait_job(jid2)
+            check(st == "COMPLETED" and "VALUE sqvenvfs-slurm-ok" in output(f"{work}/stale2.out")
+                  and cl.count_log("clearing a stale mount") == 1,
+                  f"stale: the second job cleared the stale mount and got a fresh one ({st})")
+        open(f"{work}/stale1.release", "w").close()
+        cl.wait_job(jid1)
+        clean_after(cl, m6, uid, "stale")
+
     # --- staging on from here --------------------------------------------
     cl.write_site(stage_dir=cl.stage, stage_max_size="1G")
 
@@ -625,6 +662,36 @@ def tests(cl, top, work, uid, gid, img, img2, imgs, secret, notsq):
         cl.wait_job(l3job)
     check(cl.count_log(f"staged {l1} ") == 1,
           "lru: l1 (recently used) survived the eviction; l2 (least recently used) went")
+
+    # --- the Prolog trusts nothing in SPANK_SQVENV ---------------------------
+    # A user can put any value in the job-control environment without the
+    # plugin's checks; the Prolog must refuse, as the user, on its own.
+    cl.write_site(stage_dir=cl.stage, stage_max_size="1G")
+    os.symlink("/etc", os.path.join(work, "etc-link"))
+    os.lchown(os.path.join(work, "etc-link"), uid, gid)
+    forged = [
+        (f"{secret}:{work}/forged", "not readable"),
+        (f"{img}:/etc", "system path"),
+        (f"{img}:{work}/etc-link", "symbolic link"),
+        (f"{img}:{work}/etc-link/sub", "symbolic link"),
+        (f"{img}:{top}/images", "must be a directory you own"),
+        (f"{img}:{work}/../images", ".."),
+    ]
+    for n, (spec, why) in enumerate(forged):
+        jobid = 990000 + n
+        env = {"PATH": "/usr/bin:/bin", "SLURM_JOB_ID": str(jobid), "SLURM_JOB_UID": str(uid),
+               "SLURM_JOB_GID": str(gid), "SLURM_JOB_USER": TEST_USER,
+               "SPANK_SQVENV": spec, "SQVENVFS_SLURM_CONF": cl.site}
+        r = run([cl.args.helper, "prolog"], env=env)
+        err = output(os.path.join(cl.state, "jobs", f"{jobid}.err"))
+        check(r.returncode == 0 and why in err,
+              f"forged SPANK_SQVENV={spec}: the Prolog exits 0 and fails the job ({why}): "
+              f"{err.strip()!r}")
+        run([cl.args.helper, "epilog"], env=env)
+    check(not os.path.exists(os.path.join(work, "forged")) and not mounts_under(top) and
+          not daemons(cl.args.daemon, uid), "forged requests: nothing created or mounted")
+    check(cl.count_log(f"staged {secret}") == 0, "forged requests: the unreadable image "
+          "was not copied")
 
     check(cl.node_state() == "idle", f"the node is idle at the end ({cl.node_state()})")
     left = [n for n in os.listdir(os.path.join(cl.state, "jobs"))]
