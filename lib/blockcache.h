@@ -12,6 +12,7 @@
 #ifndef SQV_BLOCKCACHE_H
 #define SQV_BLOCKCACHE_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,7 +25,7 @@ struct sqv_block {
 	size_t len;          /* valid bytes in data */
 	/* private to blockcache.c */
 	struct sqv_block *hnext, *lru_prev, *lru_next;
-	unsigned refs;       /* protected by the shard's lock */
+	atomic_uint refs;    /* the cache's own, plus one per user */
 	unsigned char data[];
 };
 

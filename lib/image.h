@@ -49,14 +49,13 @@ struct sqv_image_inode {
 };
 
 /*
- * Where a regular file's bytes are. Block i of the file (i < nblocks) is at
- * blocks_start + the stored sizes of blocks 0..i-1; its size word (low 24
- * bits: stored size; bit 24: stored uncompressed; 0: a hole) is words[i].
- * The tail after the last full block may sit in a fragment.
+ * Where a regular file's bytes are. Block i of the file (i < nblocks) has a
+ * size word (low 24 bits: stored size; bit 24: stored uncompressed; 0: a
+ * hole) and an image offset. The tail after the last full block may sit in
+ * a fragment shared with other small files.
  */
 struct sqv_file_layout {
 	uint64_t size;
-	uint64_t blocks_start;
 	uint32_t nblocks;
 	bool has_fragment;
 	uint64_t frag_pos;   /* image offset of the fragment block */
@@ -99,13 +98,13 @@ sqv_err_t sqv_image_xattrs(struct sqv_image *img,
 			   const struct sqv_image_inode *ino,
 			   sqv_image_xattr_fn fn, void *ctx);
 
-/* Number of full blocks of a regular file, to size the words array. */
-uint32_t sqv_image_file_block_count(const struct sqv_image *img,
-				    const struct sqv_image_inode *file);
-/* Fill *out and words[0..nblocks) for a regular file. */
+/* The layout of a regular file, with its blocks' size words and image
+ * offsets in two new arrays of out->nblocks entries (NULL when there are
+ * none), which the caller frees. */
 sqv_err_t sqv_image_file_layout(struct sqv_image *img,
 				const struct sqv_image_inode *file,
-				struct sqv_file_layout *out, uint32_t *words);
+				struct sqv_file_layout *out, uint32_t **words,
+				uint64_t **positions);
 
 /*
  * Read the data block stored at pos with size word `word` and decompress it

@@ -34,6 +34,9 @@ enum sqv_index_flags {
 	SQV_INDEX_RAW = 1 << 0,
 };
 
+/* The most images one stack may hold. */
+#define SQV_INDEX_MAX_LAYERS 128
+
 /* Build the merged tree of layers[0..n) (bottom first). Damaged entries
  * are skipped with a log line; a damaged root or superblock fails. */
 sqv_err_t sqv_index_build(struct sqv_image *const *layers, unsigned nlayers,
@@ -78,11 +81,13 @@ sqv_err_t sqv_index_readlink(const struct sqv_index *idx, sqv_ino_t ino,
 			     const char **target);
 
 /* Extended attributes, copied from the image at build time. getxattr gives
- * -ENODATA when absent; listxattr fills names as "a\0b\0" in *list. */
+ * -ENODATA when absent. listxattr copies the names as "a\0b\0" into buf
+ * (when buf is not NULL) and sets *needed to their length; -ERANGE when
+ * size is too small. */
 sqv_err_t sqv_index_getxattr(const struct sqv_index *idx, sqv_ino_t ino,
 			     const char *name, const void **value, size_t *len);
 sqv_err_t sqv_index_listxattr(const struct sqv_index *idx, sqv_ino_t ino,
-			      const char **list, size_t *len);
+			      char *buf, size_t size, size_t *needed);
 
 /* How to read a regular file: its layer, layout and block size words.
  * -EISDIR / -EINVAL for what is not a regular file. */
