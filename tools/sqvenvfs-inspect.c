@@ -580,9 +580,10 @@ static int cmd_stat(char **names, unsigned n, const char *path)
 			       f.layout.has_fragment ? "tail in a fragment"
 						     : "no fragment");
 	}
-	const char *list;
-	size_t len;
-	if (sqv_index_listxattr(s.idx, ino, &list, &len) == 0 && len) {
+	char list[4096];
+	size_t len = 0;
+	if (sqv_index_listxattr(s.idx, ino, list, sizeof(list), &len) == 0 &&
+	    len) {
 		printf("Xattrs:");
 		for (size_t i = 0; i < len; i += strlen(list + i) + 1)
 			printf(" %s", list + i);
@@ -1069,25 +1070,35 @@ int main(int argc, char **argv)
 	int c;
 
 	sqv_log_set_ident(PROG);
-	if (argc > 1) {
-		for (int i = 0; cmds[i]; i++) {
-			if (!strcmp(argv[1], cmds[i])) {
-				cmd = cmds[i];
-				argv++;
-				argc--;
-				break;
+	/* Options may come before and after the command word. */
+	for (int pass = 0; pass < 2; pass++) {
+		while ((c = getopt_long(argc, argv, "+lh", longopts, NULL)) != -1) {
+			switch (c) {
+			case 'l': opt_long = true; break;
+			case OPT_RAW: opt_raw = true; break;
+			case OPT_HASH: opt_hash = true; break;
+			case 'h': usage(stdout); return 0;
+			case OPT_VERSION:
+				printf(PROG " %s\n", SQV_VERSION);
+				return 0;
+			default: usage(stderr); return EXIT_USAGE;
 			}
 		}
-	}
-	while ((c = getopt_long(argc, argv, "+lh", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'l': opt_long = true; break;
-		case OPT_RAW: opt_raw = true; break;
-		case OPT_HASH: opt_hash = true; break;
-		case 'h': usage(stdout); return 0;
-		case OPT_VERSION: printf(PROG " %s\n", SQV_VERSION); return 0;
-		default: usage(stderr); return EXIT_USAGE;
+		if (pass || optind >= argc)
+			break;
+		bool found = false;
+		for (int i = 0; cmds[i] && !found; i++) {
+			if (!strcmp(argv[optind], cmds[i])) {
+				cmd = cmds[i];
+				found = true;
+			}
 		}
+		if (!found)
+			break;
+		/* restart getopt on what follows the command word */
+		argv += optind;
+		argc -= optind;
+		optind = 1;
 	}
 	char **rest = argv + optind;
 	int nrest = argc - optind;

@@ -275,8 +275,7 @@ def find_mksquashfs():
         if not (os.path.isfile(p) and os.access(p, os.X_OK)):
             raise PackError(f"{p}: SQVENVFS_MKSQUASHFS is not an executable")
         return p
-    p = shutil.which("mksquashfs") or shutil.which(
-        "mksquashfs", path="/usr/sbin:/usr/bin:/sbin:/bin")
+    p = shutil.which("mksquashfs")
     if not p:
         raise PackError("mksquashfs: not found (install Debian's "
                         "squashfs-tools, or set SQVENVFS_MKSQUASHFS)")
@@ -307,6 +306,21 @@ def tree_size(root):
             except OSError:
                 pass
     return total
+
+
+def count_tree(root):
+    files = links = 0
+    dirs = 1
+    for dirpath, dirnames, filenames in os.walk(root):
+        for n in dirnames + filenames:
+            m = os.lstat(os.path.join(dirpath, n)).st_mode
+            if stat.S_ISLNK(m):
+                links += 1
+            elif stat.S_ISDIR(m):
+                dirs += 1
+            else:
+                files += 1
+    return files, dirs, links
 
 
 def pick_tmpdir(explicit, need):
@@ -675,7 +689,9 @@ def byte_compile(out, python, root, ddir, levels, jobs):
     ever tries to rewrite them. Returns (count of failures, first failure)."""
     cmd = [python, "-S", "-B", "-m", "compileall", "-q", "-f",
            "-j", str(jobs), "--invalidation-mode", "unchecked-hash",
-           "-s", root, "-p", ddir]
+           "-s", root]
+    if ddir:
+        cmd += ["-p", ddir]
     for lv in levels:
         cmd += ["-o", str(lv)]
     if len(levels) > 1:
@@ -764,20 +780,18 @@ def staged_entry(p, all_root, want_hash):
 
 
 def same_entry(a, b, p):
-    """Whether staged entry a at path p equals base entry b, so it can be left
-    to the base. Files compare by content, not mtime; directories also by
-    mtime (an empty directory in the delta costs nothing)."""
+    """Whether staged entry a at path p equals base entry b, so the base can
+    show it: type, mode, owner, mtime, and size, symlink target or content
+    (SHA-256) all equal. Comparing mtimes too keeps the merged view exact."""
     if (a.type != b.type or a.mode != b.mode or a.uid != b.uid
-            or a.gid != b.gid):
+            or a.gid != b.gid or a.mtime != b.mtime):
         return False
     if a.type == "d":
-        return a.mtime == b.mtime
+        return True
     if a.type == "l":
         return a.target == b.target
     if a.type == "f":
-        if a.size != b.size:
-            return False
-        if b.hash is None:
+        if a.size != b.size or b.hash is None:
             return False
         return sha256_file(p) == b.hash
     return a.size == b.size
@@ -954,7 +968,8 @@ def main(argv):
                     help="do not byte-compile")
     ap.add_argument("--mount-point", metavar="PATH",
                     help="where the image will usually be mounted: the path "
-                         "recorded in pycs for tracebacks (default VENV_DIR)")
+                         "recorded in pycs (default: paths relative to the "
+                         "venv, so pycs do not depend on where it was made)")
     ap.add_argument("--keep-owner", action="store_true",
                     help="keep file owners (default: all owned by root)")
     ap.add_argument("--tmpdir", metavar="DIR",
@@ -1065,8 +1080,7 @@ def main(argv):
         nfail = 0
         if not args.no_compile:
             nfail, first = byte_compile(out, python, root,
-                                        args.mount_point or venv, levels,
-                                        args.jobs)
+                                        args.mount_point, levels, args.jobs)
             if nfail:
                 out.warn(f"{nfail} file(s) could not be byte-compiled "
                          f"(syntax errors for this Python), first: {first}")
@@ -1081,6 +1095,8 @@ def main(argv):
                 raise PackError("SOURCE_DATE_EPOCH: not a time in seconds "
                                 "(0 to 4294967295)")
         newest = fix_times(stage, root, None, clamp)
+        nfiles, ndirs, nlinks = count_tree(root)
+        size_view = tree_size(root)
         epoch = clamp if clamp is not None else max(0, min(newest, 2**32 - 1))
 
         delta = None
@@ -1135,8 +1151,8 @@ def main(argv):
         dt = time.monotonic() - t0
         what = f"{kind}" + (f", Python {version}" if version else "")
         out.info(f"{PROG}: {args.image}: packed {args.venv} ({what})")
-        out.info(f"  entries: {stage.files} files, {stage.dirs} directories, "
-                 f"{stage.links} symlinks")
+        out.info(f"  entries: {nfiles} files, {ndirs} directories, "
+                 f"{nlinks} symlinks ({human(size_view)})")
         if delta is not None:
             out.info(f"  delta over {len(args.base)} base image(s): "
                      f"{delta.added} added, {delta.changed} changed, "
