@@ -234,6 +234,27 @@ def read_cfg(venv):
     return cfg
 
 
+def made_at(venv):
+    """Where the venv was made, as its bin/activate records it: a venv
+    copied or moved elsewhere still names that path, and it is rewritten
+    like the venv's own."""
+    try:
+        with open(os.path.join(venv, "bin", "activate"), "rb") as f:
+            text = f.read(1 << 16).decode("utf-8", "surrogateescape")
+    except OSError:
+        return None
+    m = re.search(r"^VIRTUAL_ENV=(.*)$", text, re.M)
+    if not m:
+        return None
+    v = m.group(1).strip()
+    if len(v) >= 2 and v[0] == v[-1] and v[0] in "'\"":
+        v = v[1:-1]
+    if not v.startswith("/") or "$" in v or "`" in v:
+        return None
+    v = os.path.normpath(v)
+    return v if v != "/" else None
+
+
 def find_interpreter(venv):
     for name in ("python3", "python"):
         p = os.path.join(venv, "bin", name)
@@ -812,6 +833,7 @@ class Delta:
         self.added = self.changed = self.removed = self.kept = 0
         self.opaque = 0
         self.added_paths = []
+        self._memo = {}
 
     def run(self):
         rootst = os.lstat(self.root)
@@ -833,10 +855,11 @@ class Delta:
         snames = {os.fsencode(n) for n in names}
         removed = sorted(bnames - snames)
         keep = False
-        # a directory whose old entries are all gone, or whose whiteout
-        # names would be too long, is replaced wholesale (opaque)
-        if (removed and not (bnames & snames)) or any(
-                len(WH_PREFIX) + len(r) > NAME_MAX for r in removed):
+        # a directory that lost entries and keeps nothing of the base (no
+        # file below it is unchanged), or whose whiteout names would be too
+        # long, is replaced wholesale: opaque, no whiteouts
+        if removed and (any(len(WH_PREFIX) + len(r) > NAME_MAX
+                            for r in removed) or not self._shares(d, path)):
             self._mark_opaque(d)
             return True
         for n in names:
@@ -858,7 +881,7 @@ class Delta:
                 else:
                     keep = True
                 continue
-            if a.type != "d" and same_entry(a, b, p):
+            if a.type != "d" and self._same(a, b, p):
                 os.unlink(p)
                 self.kept += 1
                 continue
@@ -878,6 +901,29 @@ class Delta:
             keep = True
         os.utime(d, ns=(dst.st_mtime_ns, dst.st_mtime_ns))
         return keep
+
+    def _shares(self, d, path):
+        """Whether anything below staged directory d is identical to the
+        base's entry at the same path (so the base's copy is still used)."""
+        for n in os.listdir(d):
+            p = os.path.join(d, n)
+            bp = path.rstrip(b"/") + b"/" + os.fsencode(n)
+            b = self.base.get(bp)
+            if b is None:
+                continue
+            a = staged_entry(p, self.all_root, False)
+            if a.type == "d" and b.type == "d":
+                if self._shares(p, bp):
+                    return True
+            elif self._same(a, b, p):
+                return True
+        return False
+
+    def _same(self, a, b, p):
+        key = (p, b.hash)
+        if key not in self._memo:
+            self._memo[key] = same_entry(a, b, p)
+        return self._memo[key]
 
     def _mark_opaque(self, d):
         dst = os.lstat(d)
@@ -1010,7 +1056,9 @@ def main(argv):
 
         venv = os.path.abspath(args.venv)
         kind = venv_kind(venv)
-        venv_paths = sorted({venv, os.path.realpath(venv)}, key=len,
+        origin = made_at(venv)
+        venv_paths = sorted({venv, os.path.realpath(venv)} |
+                            ({origin} if origin else set()), key=len,
                             reverse=True)
         image = os.path.abspath(args.image)
         if inside(image, venv_paths) or inside(os.path.realpath(image),
@@ -1151,6 +1199,8 @@ def main(argv):
         dt = time.monotonic() - t0
         what = f"{kind}" + (f", Python {version}" if version else "")
         out.info(f"{PROG}: {args.image}: packed {args.venv} ({what})")
+        if origin and origin not in (venv, os.path.realpath(venv)):
+            out.info(f"  made at: {origin} (its paths rewritten too)")
         out.info(f"  entries: {nfiles} files, {ndirs} directories, "
                  f"{nlinks} symlinks ({human(size_view)})")
         if delta is not None:
