@@ -94,6 +94,48 @@ static const char *why(sqv_err_t err)
 	return strerror(-err);
 }
 
+/* ---- lib/'s messages ---------------------------------------------------- */
+
+/* lib/ logs the specific reason of a failure ("x.sqfs: not a squashfs image
+ * (bad magic)"). While a stack is opened its messages are held back: on
+ * failure the first one is the one line printed; on success they are
+ * printed as warnings (a damaged entry the index skipped), except while
+ * verifying, where any of them is a failure. */
+#define HELD_MAX 16
+
+static struct held {
+	int count;
+	char msg[HELD_MAX][512];
+} held;
+
+static void hold_sink(int level, const char *msg, void *ctx)
+{
+	(void)ctx;
+	if (level > SQV_LOG_WARNING)
+		return;
+	if (held.count < HELD_MAX)
+		snprintf(held.msg[held.count], sizeof(held.msg[0]), "%s", msg);
+	held.count++;
+}
+
+static void hold_begin(void)
+{
+	held.count = 0;
+	sqv_log_set_sink(hold_sink, NULL);
+}
+
+static void hold_end(void)
+{
+	sqv_log_set_sink(NULL, NULL);
+}
+
+static void held_print(int max)
+{
+	fflush(stdout);
+	for (int i = 0; i < held.count && i < HELD_MAX && i < max; i++)
+		fprintf(stderr, PROG ": %s\n", held.msg[i]);
+}
+
 /* ---- opening a stack -------------------------------------------------- */
 
 struct stack {
@@ -119,6 +161,7 @@ static int open_image(const char *path, struct sqv_image **out)
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct stat st;
 	sqv_err_t err;
+	int before = held.count;
 
 	if (fd < 0) {
 		errmsg(path, "%s", strerror(errno));
@@ -131,7 +174,11 @@ static int open_image(const char *path, struct sqv_image **out)
 	}
 	err = sqv_image_open(fd, path, out);
 	if (err < 0) {
-		errmsg(path, "%s", why(err));
+		if (held.count > before)
+			fprintf(stderr, PROG ": %s\n", held.msg[before]);
+		else
+			errmsg(path, "%s", why(err));
+		held.count = before;
 		return -1;
 	}
 	return 0;
@@ -139,8 +186,23 @@ static int open_image(const char *path, struct sqv_image **out)
 
 /* Open names[0..n) as a stack, build its index (raw or merged) and a
  * reader with cache_bytes of cache. Prints the reason on failure. */
+static int stack_open_held(struct stack *s, char **names, unsigned n,
+			   bool raw, size_t cache_bytes);
+
+/* Open a stack; lib/'s warnings are printed (at most a few) on success. */
 static int stack_open(struct stack *s, char **names, unsigned n, bool raw,
 		      size_t cache_bytes)
+{
+	hold_begin();
+	int rc = stack_open_held(s, names, n, raw, cache_bytes);
+	hold_end();
+	if (rc == 0)
+		held_print(5);
+	return rc;
+}
+
+static int stack_open_held(struct stack *s, char **names, unsigned n,
+			   bool raw, size_t cache_bytes)
 {
 	sqv_err_t err;
 
@@ -158,9 +220,13 @@ static int stack_open(struct stack *s, char **names, unsigned n, bool raw,
 		}
 		s->n = i + 1;
 	}
+	int before = held.count;
 	err = sqv_index_build(s->img, n, raw ? SQV_INDEX_RAW : 0, &s->idx);
 	if (err < 0) {
-		errmsg(n == 1 ? names[0] : "stack", "%s", why(err));
+		if (held.count > before)
+			fprintf(stderr, PROG ": %s\n", held.msg[before]);
+		else
+			errmsg(n == 1 ? names[0] : "stack", "%s", why(err));
 		stack_free(s);
 		return -1;
 	}
@@ -641,23 +707,6 @@ static int cmd_cat(char **names, unsigned n, const char *path)
 
 /* ---- verify ----------------------------------------------------------- */
 
-/* While verifying, lib/'s complaints are collected, not printed: a
- * damaged entry the index skipped is a failure of the image. */
-struct captured {
-	int count;
-	char first[512];
-};
-
-static void capture_sink(int level, const char *msg, void *ctx)
-{
-	struct captured *c = ctx;
-
-	if (level > SQV_LOG_WARNING)
-		return;
-	if (c->count++ == 0)
-		snprintf(c->first, sizeof(c->first), "%s", msg);
-}
-
 struct verify_ctx {
 	const char *image;
 	uint64_t files, bytes;
@@ -694,25 +743,26 @@ static int cmd_verify(char **names, unsigned n)
 	int rc = 0;
 
 	for (unsigned i = 0; i < n; i++) {
-		struct captured cap = { 0 };
 		struct verify_ctx v = { .image = names[i] };
 		struct stack s;
 		char size[32];
 
-		sqv_log_set_sink(capture_sink, &cap);
-		int opened = stack_open(&s, &names[i], 1, true, 0);
-		sqv_log_set_sink(NULL, NULL);
+		hold_begin();
+		int opened = stack_open_held(&s, &names[i], 1, true, 0);
 		if (opened < 0) {
+			hold_end();
 			rc = 1;
 			continue;
 		}
-		if (cap.count) {
-			errmsg(names[i], "damaged metadata: %s", cap.first);
+		if (held.count) {
+			hold_end();
+			errmsg(names[i], "damaged metadata: %s", held.msg[0]);
 			rc = 1;
 			stack_free(&s);
 			continue;
 		}
 		walk(&s, verify_one, &v);
+		hold_end();
 		stack_free(&s);
 		if (v.bad) {
 			rc = 1;

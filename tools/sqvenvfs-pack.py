@@ -387,6 +387,9 @@ class Stage:
         for e in entries:
             sp = os.path.join(s, e.name)
             dp = os.path.join(d, e.name)
+            if e.name.startswith(WH_PREFIX):
+                raise PackError(f"{sp}: names starting with .wh. are "
+                                "whiteouts in layered images: rename it")
             try:
                 est = os.lstat(sp)
             except OSError as ex:
@@ -1107,8 +1110,11 @@ def main(argv):
                                stdin=subprocess.DEVNULL, capture_output=True)
             if r.returncode != 0:
                 msg = r.stderr.decode("utf-8", "replace").strip()
-                raise PackError(msg.splitlines()[0] if msg else
-                                f"sqvenvfs-inspect dump: exit {r.returncode}")
+                msg = msg.splitlines()[0] if msg else \
+                    f"sqvenvfs-inspect dump: exit {r.returncode}"
+                if msg.startswith("sqvenvfs-inspect: "):
+                    msg = msg[len("sqvenvfs-inspect: "):]
+                raise PackError(f"--base: {msg}")
             base = parse_dump(r.stdout.decode("ascii"))
 
         need = tree_size(venv)

@@ -47,6 +47,9 @@ def test(tmp, cleanups):
     with open(os.path.join(sp2, "toml", "__init__.py"), "a") as f:  # change
         f.write("CHANGED = True\n")
     os.chmod(os.path.join(sp2, "toml", "tz.py"), 0o600)             # mode
+    touched = os.path.join(sp2, "toml-0.10.2.egg-info", "PKG-INFO")  # mtime
+    st = os.stat(touched)
+    os.utime(touched, (st.st_atime, st.st_mtime + 1000))
     shutil.rmtree(os.path.join(sp2, "oldpkg"))                      # replace
     os.makedirs(os.path.join(sp2, "oldpkg"))
     with open(os.path.join(sp2, "oldpkg", "c.py"), "w") as f:
@@ -64,7 +67,8 @@ def test(tmp, cleanups):
               f"{spd}/.wh.pyflakes-2.5.0.egg-info", "/bin/.wh.pyflakes",
               f"{spd}/toml/__init__.py", f"{spd}/toml/tz.py",
               f"{spd}/oldpkg/.wh..wh..opq", f"{spd}/oldpkg/c.py",
-              f"{spd}/__pycache__/six.cpython-311.pyc"):
+              f"{spd}/__pycache__/six.cpython-311.pyc",
+              f"{spd}/toml-0.10.2.egg-info/PKG-INFO"):
         assert p in paths, f"{p} missing from the delta:\n" + \
             "\n".join(sorted(paths))
     for p in paths:
