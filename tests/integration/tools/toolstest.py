@@ -175,8 +175,8 @@ def pack(*args, check=True, env=None):
     return run([PACK] + list(args), check=check, env=env)
 
 
-def inspect(*args, check=True):
-    return run([INSPECT] + list(args), check=check)
+def inspect(*args, check=True, **kw):
+    return run([INSPECT] + list(args), check=check, **kw)
 
 
 class Mount:
