@@ -711,7 +711,7 @@ def byte_compile(out, python, root, ddir, levels, jobs):
     """Compile every module under root with the venv's own interpreter into
     unchecked-hash pycs: valid whatever the mtimes in the image, so nothing
     ever tries to rewrite them. Returns (count of failures, first failure)."""
-    cmd = [python, "-S", "-B", "-m", "compileall", "-q", "-f",
+    cmd = [python, "-S", "-B", "-m", "compileall", "-f",
            "-j", str(jobs), "--invalidation-mode", "unchecked-hash",
            "-s", root]
     if ddir:
@@ -724,20 +724,31 @@ def byte_compile(out, python, root, ddir, levels, jobs):
     out.progress("byte-compiling ...", force=True)
     proc = subprocess.Popen(cmd, env=python_env(), stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lines = []
+    done = 0
     try:
-        text = proc.communicate()[0].decode("utf-8", "replace")
+        for raw in proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            if line.startswith("Compiling "):
+                done += 1
+                out.progress(f"byte-compiling: {done} modules")
+            elif not line.startswith("Listing "):
+                lines.append(line)
+        proc.wait()
     except BaseException:
         proc.kill()
         proc.wait()
         raise
-    failed = [l for l in text.splitlines() if l.startswith("*** Error compiling")]
+    text = "\n".join(lines)
+    failed = [l for l in lines if l.startswith("***")]
     if proc.returncode != 0 and not failed:
         raise PackError(f"{python} -m compileall: exit {proc.returncode}: "
                         + (text.strip().splitlines() or [""])[-1])
     first = None
     if failed:
-        m = re.match(r"\*\*\* Error compiling '(.*)'", failed[0])
-        first = m.group(1) if m else failed[0]
+        m = re.match(r"\*\*\*\s+(?:File \"(.*)\", line|Error compiling '(.*)')",
+                     failed[0])
+        first = (m.group(1) or m.group(2)) if m else failed[0]
         if first.startswith(root + "/"):
             first = first[len(root) + 1:]
     return len(failed), first
@@ -958,13 +969,12 @@ def run_mksquashfs(out, mksquashfs, src, dst, args, epoch, jobs):
             "-no-xattrs", "-processors", str(jobs)]
     if not args.keep_owner:
         cmd.append("-all-root")
-    if not out.tty:
-        cmd += ["-quiet", "-no-progress"]
+    # -quiet hides its progress bar along with its statistics
+    cmd += ["-quiet", "-no-progress"]
     env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
-    out.end_progress()
+    out.progress(f"writing the image ({args.comp}) ...", force=True)
     proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
-                            stdout=None if out.tty else subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         o, e = proc.communicate()
     except BaseException:
