@@ -4,6 +4,7 @@ reason, a non-zero exit, and nothing left behind: no IMAGE, no temporary
 image, no staging directory. Also a run killed midway, and a full disk."""
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -67,6 +68,29 @@ def test(tmp, cleanups):
     expect_error(["--tmpdir", stage, venv, img], ".wh.sneaky", image=img)
     os.unlink(wh)
     assert not leftovers(stage) and not leftovers(out)
+
+    # a venv whose interpreter cannot run: refused, --no-compile packs it
+    broken = T.make_venv(os.path.join(tmp, "broken"), pkgs=("toml",))
+    for n in ("python", "python3", "python3.11"):
+        os.unlink(os.path.join(broken, "bin", n))
+        os.symlink("/nonexistent/python3", os.path.join(broken, "bin", n))
+    expect_error([broken, img], "use --no-compile", image=img)
+    T.pack("--no-compile", broken, img)
+    r = T.inspect(img)
+    assert re.search(r"without \.pyc: (\d+) of \1 modules", r.stdout), r.stdout
+    os.unlink(img)
+
+    # a module this Python cannot compile: a warning, and inspect counts it
+    with open(os.path.join(T.site_packages(venv), "py2only.py"), "w") as f:
+        f.write('print "python 2"\n')
+    r = T.pack(venv, img)
+    assert "1 file(s) could not be byte-compiled" in r.stderr and \
+        "py2only.py" in r.stderr, r.stderr
+    r = T.inspect(img)
+    assert re.search(r"without \.pyc: 1 of \d+ modules", r.stdout), r.stdout
+    assert "/py2only.py" in r.stdout, r.stdout
+    os.unlink(img)
+    os.unlink(os.path.join(T.site_packages(venv), "py2only.py"))
 
     # a base that is not an image
     junk = os.path.join(tmp, "junk.sqfs")

@@ -70,6 +70,15 @@ def test(tmp, cleanups):
                'echo "$VIRTUAL_ENV"', "-", mnt])
     assert r.stdout.strip() == mnt, r.stdout
 
+    # zsh and fish find the venv from the activate script's own location
+    for shell, script, src in (("zsh", "activate", "source"),
+                               ("fish", "activate.fish", "source")):
+        T.require(shutil.which(shell), f"{shell} missing")
+        r = T.run([shell, "-c", f'{src} "{mnt}/bin/{script}"; '
+                   'echo "$VIRTUAL_ENV"; command -v python'])
+        assert r.stdout.split("\n")[:2] == [mnt, f"{mnt}/bin/python"], \
+            (shell, r.stdout, r.stderr)
+
     # imports read pycs, never the sources, and never try to write one
     log = os.path.join(tmp, "strace.log")
     prog = ("import sys, pyflakes.api, toml, extramod, whereami\n"
