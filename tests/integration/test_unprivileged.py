@@ -48,6 +48,8 @@ def main():
             os.chmod(img, 0o644)
             mnt = os.path.join(d, "mnt")
             os.mkdir(mnt)
+            # Over a non-empty directory, like the ~/.venv it was made from.
+            open(os.path.join(mnt, "old-venv-file"), "w").close()
             os.chown(mnt, uid, gid)
             before = t.daemon_pids()
             t.mount([img], mnt, user=USER)
@@ -62,6 +64,8 @@ def main():
                      "--init-groups", "cat", os.path.join(mnt, "pkg", "mod.py")],
                     capture_output=True, text=True)
                 t.check(r.stdout == "VALUE = 42\n", "the user reads a file")
+                t.check(not os.path.exists(os.path.join(mnt, "old-venv-file")),
+                        "the mount covers the non-empty directory")
                 r = subprocess.run(
                     ["setpriv", f"--reuid={uid}", f"--regid={gid}",
                      "--init-groups", t.SQVENVFS, "--stats", mnt],
