@@ -97,12 +97,15 @@ def daemon_pids():
     return {int(p) for p in out.split()}
 
 
+def as_user(cmd, user, groups="--init-groups"):
+    """cmd run as user (a name or uid) with that user's groups."""
+    if user is None:
+        return cmd
+    return ["setpriv", f"--reuid={user}", f"--regid={user}", groups, *cmd]
+
+
 def mount(images, mnt, opts=(), user=None):
-    args = [*opts, *images, mnt]
-    cmd = [SQVENVFS, *args]
-    if user:
-        cmd = ["setpriv", f"--reuid={user}", f"--regid={user}",
-               "--init-groups", *cmd]
+    cmd = as_user([SQVENVFS, *opts, *images, mnt], user)
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"mount failed ({r.returncode}): {r.stderr.strip()}")
@@ -110,10 +113,7 @@ def mount(images, mnt, opts=(), user=None):
 
 
 def unmount(mnt, user=None):
-    cmd = [SQVENVFS, "--unmount", mnt]
-    if user:
-        cmd = ["setpriv", f"--reuid={user}", f"--regid={user}",
-               "--init-groups", *cmd]
+    cmd = as_user([SQVENVFS, "--unmount", mnt], user)
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"unmount failed: {r.stderr.strip()}")

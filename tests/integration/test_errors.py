@@ -21,10 +21,7 @@ NOBODY = 65534
 
 def refuse(label, args, want_in_msg, user=None, mnt=None, pre=None):
     before = t.daemon_pids()
-    cmd = [t.SQVENVFS, *args]
-    if user is not None:
-        cmd = ["setpriv", f"--reuid={user}", f"--regid={user}",
-               "--clear-groups", *cmd]
+    cmd = t.as_user([t.SQVENVFS, *args], user, "--clear-groups")
     if pre:
         cmd = [*pre, *cmd]
     r = subprocess.run(cmd, capture_output=True, text=True)

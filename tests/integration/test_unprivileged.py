@@ -60,16 +60,13 @@ def main():
                 t.check(owners == {uid}, f"the daemon runs as the user "
                         f"({owners} vs {uid})")
                 r = subprocess.run(
-                    ["setpriv", f"--reuid={uid}", f"--regid={gid}",
-                     "--init-groups", "cat", os.path.join(mnt, "pkg", "mod.py")],
+                    t.as_user(["cat", os.path.join(mnt, "pkg", "mod.py")], USER),
                     capture_output=True, text=True)
                 t.check(r.stdout == "VALUE = 42\n", "the user reads a file")
                 t.check(not os.path.exists(os.path.join(mnt, "old-venv-file")),
                         "the mount covers the non-empty directory")
-                r = subprocess.run(
-                    ["setpriv", f"--reuid={uid}", f"--regid={gid}",
-                     "--init-groups", t.SQVENVFS, "--stats", mnt],
-                    capture_output=True, text=True)
+                r = subprocess.run(t.as_user([t.SQVENVFS, "--stats", mnt], USER),
+                                   capture_output=True, text=True)
                 t.check(r.returncode == 0 and "requests" in r.stdout,
                         "the user reads the counters")
                 line = [l for l in open("/proc/self/mountinfo")
