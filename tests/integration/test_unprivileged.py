@@ -51,11 +51,10 @@ def main():
             # Over a non-empty directory, like the ~/.venv it was made from.
             open(os.path.join(mnt, "old-venv-file"), "w").close()
             os.chown(mnt, uid, gid)
-            before = t.daemon_pids()
             t.mount([img], mnt, user=USER)
             try:
                 t.check(t.is_mounted(mnt), "the user's mount is up")
-                new = t.daemon_pids() - before
+                new = t.daemon_pids(mnt)
                 owners = {os.stat(f"/proc/{p}").st_uid for p in new}
                 t.check(owners == {uid}, f"the daemon runs as the user "
                         f"({owners} vs {uid})")
@@ -76,7 +75,7 @@ def main():
             finally:
                 t.unmount(mnt, user=USER)
             t.check(not t.is_mounted(mnt), "the user unmounts it")
-            t.check(t.wait_daemons_gone(before), "the daemon is gone")
+            t.check(t.wait_daemons_gone(mnt), "the daemon is gone")
     finally:
         os.chmod("/dev/fuse", old_mode)
     t.check(os.stat("/dev/fuse").st_mode & 0o777 == old_mode,
