@@ -376,7 +376,8 @@ class Stage:
         self._links = {}            # (dev, ino) -> staged path
 
     def copy(self):
-        self._copy_dir(self.src, self.dst, os.lstat(self.src))
+        # VENV_DIR itself may be a symlink to the directory: follow it
+        self._copy_dir(self.src, self.dst, os.stat(self.src))
 
     def _copy_dir(self, s, d, st):
         os.mkdir(d, 0o700)
