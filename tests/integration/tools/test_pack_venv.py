@@ -16,7 +16,7 @@ def test(tmp, cleanups):
     T.require(shutil.which("strace"), "strace missing")
     T.require(shutil.which("bash"), "bash missing")
 
-    venv = T.make_venv(os.path.join(tmp, "made-here", "venv"))
+    venv = T.make_venv(os.path.join(tmp, "made-here", "venv"), with_pip=True)
     sp = T.site_packages(venv)
     # a module reached through a .pth line with an absolute path in the venv
     os.mkdir(os.path.join(venv, "extra"))
@@ -33,6 +33,7 @@ def test(tmp, cleanups):
     r = T.pack("-v", "--optimize", "0,1,2", venv, image)
     assert T.tree(venv) == before, "sqvenvfs-pack changed VENV_DIR"
     for what in ("bin/whereami (shebang)", "bin/pyflakes (shebang)",
+                 "bin/pip3 (shebang)",
                  "bin/activate (VIRTUAL_ENV)", "extra.pth (.pth path)",
                  "bin/whereami-link (symlink target)"):
         assert what in r.stdout, f"summary does not report {what}:\n{r.stdout}"
@@ -54,6 +55,10 @@ def test(tmp, cleanups):
             mnt, "lib/python3.11/site-packages/toml/__init__.py"), lines
     r = T.run([os.path.join(mnt, "bin", "pyflakes"), "--version"])
     assert "Python 3.11" in r.stdout, r.stdout
+    # pip's own console script, as ensurepip wrote it
+    r = T.run([os.path.join(mnt, "bin", "pip"), "--version"])
+    assert f"from {mnt}/lib/python3.11/site-packages/pip " in r.stdout, \
+        r.stdout
 
     # activate sets the right paths
     r = T.run(["bash", "-c",
@@ -81,7 +86,7 @@ def test(tmp, cleanups):
 
     # imports read pycs, never the sources, and never try to write one
     log = os.path.join(tmp, "strace.log")
-    prog = ("import sys, pyflakes.api, toml, extramod, whereami\n"
+    prog = ("import sys, pyflakes.api, toml, extramod, whereami, pip\n"
             "for m in list(sys.modules.values()):\n"
             "    f = getattr(m, '__file__', None) or ''\n"
             f"    if f.startswith({mnt!r} + '/'): print(f)\n")

@@ -151,11 +151,13 @@ def add_console_script(venv, name, module, func):
 
 
 def make_venv(path, pkgs=("pyflakes", "pyflakes-2.5.0.egg-info", "toml",
-                          "toml-0.10.2.egg-info")):
-    """A venv made where it will not be mounted: Debian's python3 -m venv,
-    some Debian packages, pip-style console scripts, a module of our own
-    with a console script that reports where it runs from."""
-    run([SYS_PYTHON, "-m", "venv", "--without-pip", path])
+                          "toml-0.10.2.egg-info"), with_pip=False):
+    """A venv made where it will not be mounted: Debian's python3 -m venv
+    (with pip and setuptools from ensurepip if asked), some Debian packages,
+    pip-style console scripts, a module of our own with a console script
+    that reports where it runs from."""
+    run([SYS_PYTHON, "-m", "venv"] + ([] if with_pip else ["--without-pip"])
+        + [path])
     copy_pkg(path, *pkgs)
     sp = site_packages(path)
     os.mkdir(os.path.join(sp, "whereami"))
