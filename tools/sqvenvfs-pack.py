@@ -18,7 +18,6 @@ venv's own interpreter (for compileall) and mksquashfs as subprocesses.
 """
 
 import argparse
-import errno
 import hashlib
 import os
 import re

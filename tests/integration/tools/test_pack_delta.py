@@ -8,7 +8,6 @@ delta over a large base (numpy) is about the size of what was added."""
 
 import os
 import shutil
-import subprocess
 
 import toolstest as T
 
