@@ -6,7 +6,8 @@ their state in a temporary directory, configured with the sqvenvfs SPANK
 plugin, Prolog and Epilog from the build tree, and submits jobs as an
 unprivileged user. Checks, in order:
 
-  submission   bad requests are refused by sbatch itself, with the reason
+  submission   bad requests are refused by sbatch (and srun) itself, with
+               the reason; srun and salloc take the option too
   basic        a job imports a package from the mounted venv; the daemon ran
                as the job's user; afterwards nothing is mounted, no daemon runs
   cancel       a cancelled job is cleaned up, and so is a failed one
@@ -309,7 +310,8 @@ def make_venv_image(top, name, value, extra_mb=0):
     src = os.path.join(top, "build", name)
     r = run([PY, "-m", "venv", "--without-pip", src])
     if r.returncode != 0:
-        skip(f"cannot create a venv with {PY} -m venv (python3-venv missing?): {r.stderr}")
+        raise RuntimeError(f"cannot create a venv with {PY} -m venv (python3-venv missing?): "
+                           f"{r.stderr}")
     ver = "python%d.%d" % tuple(int(x) for x in run(
         [PY, "-c", "import sys;print(sys.version_info[0], sys.version_info[1])"]).stdout.split())
     pkg = os.path.join(src, "lib", ver, "site-packages", "sqvprobe")
@@ -482,6 +484,23 @@ def tests(cl, top, work, uid, gid, img, img2, imgs, secret, notsq):
               "(the daemon ran as that user)")
         clean_after(cl, m1, uid, "basic")
 
+    # --- srun and salloc take the option too -----------------------------
+    probe = "bin/python -c 'import sqvprobe; print(\"VALUE\", sqvprobe.VALUE)'"
+    for cmd in ("srun", "salloc"):
+        m = mp(f"m-{cmd}")
+        argv = [cmd, f"--sqvenv={img}:{m}"] + (["srun"] if cmd == "salloc" else []) + \
+            ["sh", "-c", f"{m}/{probe}"]
+        r = cl.as_user(argv, work)
+        check(r.returncode == 0 and "VALUE sqvenvfs-slurm-ok" in r.stdout,
+              f"{cmd} --sqvenv: the step imports from the mount (rc {r.returncode}): "
+              f"{r.stdout.strip()!r} {r.stderr.strip()!r}")
+        wait_for(lambda: not run(["squeue", "-h", "-t", "CG,R,PD"], env=cl.env).stdout.strip(),
+                 f"the {cmd} job to finish", 120)
+        clean_after(cl, m, uid, cmd)
+    r = cl.as_user(["srun", f"--sqvenv={top}/images/missing.sqfs:{work}/m", "true"], work)
+    check(r.returncode != 0 and "No such file" in r.stderr,
+          f"srun refuses a bad request too: {r.stderr.strip()!r}")
+
     # --- cancel ---------------------------------------------------------
     m2 = mp("m2")
     flag = f"{work}/cancel.started"
@@ -535,7 +554,8 @@ def tests(cl, top, work, uid, gid, img, img2, imgs, secret, notsq):
     m3 = mp("m3")
     jobs = []
     for i in (1, 2):
-        jid, r = cl.sbatch([f"--sqvenv={img}:{m3}", "-o", f"{work}/share{i}.out"],
+        # Two images: the top one (img) overrides the bottom one (img2).
+        jid, r = cl.sbatch([f"--sqvenv={img2},{img}:{m3}", "-o", f"{work}/share{i}.out"],
                            import_script(m3, f"{work}/share{i}.started",
                                          f"{work}/share{i}.release"), work)
         check(jid is not None, f"share: job {i} submitted {r.stderr.strip()}")
@@ -549,8 +569,15 @@ def tests(cl, top, work, uid, gid, img, img2, imgs, secret, notsq):
         if pids:
             with open(f"/proc/{pids[0]}/cmdline", "rb") as f:
                 argv = f.read().decode().split("\0")
-            check(any(a.startswith(cl.stage + "/jobs/") for a in argv),
-                  f"staging: the daemon mounts the node-local copy: {argv}")
+            check(len([a for a in argv if a.startswith(cl.stage + "/jobs/")]) == 2,
+                  f"staging: the daemon mounts the node-local copies: {argv}")
+        st_obj = os.stat(os.path.join(cl.stage, "objects"))
+        check(st_obj.st_uid == 0 and st_obj.st_mode & 0o777 == 0o700,
+              "staging: the copies' directory is root's alone (0700)")
+        for jid in jobs:
+            st_j = os.stat(os.path.join(cl.stage, "jobs", str(jid)))
+            check(st_j.st_uid == uid and st_j.st_mode & 0o777 == 0o500,
+                  f"staging: job {jid}'s links are reachable by its user only (0500)")
         open(f"{work}/share1.release", "w").close()
         st = cl.wait_job(jobs[0])
         check(st == "COMPLETED", f"share: first job {st}")
@@ -562,8 +589,8 @@ def tests(cl, top, work, uid, gid, img, img2, imgs, secret, notsq):
         check(st == "COMPLETED" and "AGAIN sqvenvfs-slurm-ok" in text,
               f"share: second job still imports after the first ended ({st})")
         clean_after(cl, m3, uid, "share")
-        check(cl.count_log(f"staged {img} ") == 1,
-              "staging: the image was copied once for the two jobs")
+        check(cl.count_log(f"staged {img} ") == 1 and cl.count_log(f"staged {img2} ") == 1,
+              "staging: each image was copied once for the two jobs")
 
     # --- conflict: another stack at a mount point in use -----------------
     m4 = mp("m4")
@@ -640,6 +667,12 @@ def tests(cl, top, work, uid, gid, img, img2, imgs, secret, notsq):
     l2 = make_venv_image(top, "l2", "l2", extra_mb=48)
     l3 = make_venv_image(top, "l3", "l3", extra_mb=48)
     ml = mp("lru")
+    # A partial copy left by a crashed Prolog: never used, removed when the
+    # cache next makes room.
+    os.makedirs(os.path.join(lru_stage, "objects"), mode=0o700)
+    partial = os.path.join(lru_stage, "objects", ".tmp-0123456789abcdef-1-1.0-1-99999")
+    with open(partial, "wb") as f:
+        f.write(b"hsqs" + os.urandom(4096))
     for n, im in enumerate((l1, l2, l1, l3)):
         jid, r = cl.sbatch([f"--sqvenv={im}:{ml}", "-o", f"{work}/lru{n}.out"],
                            import_script(ml), work)
@@ -651,6 +684,8 @@ def tests(cl, top, work, uid, gid, img, img2, imgs, secret, notsq):
     total = sum(os.path.getsize(os.path.join(lru_stage, "objects", o)) for o in copies)
     check(len(copies) == 2 and total <= size * 2 + size // 2,
           f"lru: the cache holds two copies within its limit: {copies}")
+    check(not os.path.exists(partial) and cl.count_log("removed stale partial copy") == 1,
+          "staging: a partial copy left by a crash was removed, never mounted")
     check(cl.count_log(f"staged {l2} ") == 1 and cl.count_log("evicted staged copy") >= 1,
           "lru: a copy was evicted")
     check(cl.count_log(f"staged {l1} ") == 1 and cl.count_log(f"reused staged copy of {l1}") == 1,
