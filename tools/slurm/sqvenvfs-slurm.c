@@ -1316,7 +1316,7 @@ int main(int argc, char **argv)
 			 "administrator", err);
 		return 0;
 	}
-	if (!v || !pw || job_uid == 0) {
+	if (!getenv("SLURM_JOB_UID") || !pw || job_uid == 0) {
 		job_fail("cannot tell the job's user (SLURM_JOB_UID %s)%s",
 			 getenv("SLURM_JOB_UID") ? getenv("SLURM_JOB_UID") : "unset",
 			 job_uid == 0 && pw ? "; root jobs cannot use --sqvenv" : "");
