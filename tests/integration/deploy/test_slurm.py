@@ -226,11 +226,7 @@ PartitionName=debug Nodes=sqvnode Default=YES MaxTime=INFINITE State=UP
         def idle():
             r = run(["sinfo", "-h", "-o", "%T"], env=self.env)
             return r.returncode == 0 and r.stdout.strip() == "idle"
-        try:
-            wait_for(idle, "the node to become idle", 60)
-        except RuntimeError:
-            self.dump_logs()
-            raise
+        wait_for(idle, "the node to become idle", 60)
 
     def spawn(self, cmd, name):
         out = open(os.path.join(self.top, "logs", f"{name}.out"), "w")
@@ -239,7 +235,6 @@ PartitionName=debug Nodes=sqvnode Default=YES MaxTime=INFINITE State=UP
         self.procs.append((name, p))
         time.sleep(0.3)
         if p.poll() is not None:
-            self.dump_logs()
             raise RuntimeError(f"{name} exited at once with {p.returncode}")
 
     def stop(self):
@@ -404,8 +399,9 @@ def main():
     except Exception:
         traceback.print_exc()
         FAILED.append("exception")
-        cl.dump_logs()
     finally:
+        if FAILED:
+            cl.dump_logs()
         try:
             cl.stop()
         finally:
@@ -414,10 +410,10 @@ def main():
             for pid in daemons(args.daemon, uid):
                 os.kill(pid, signal.SIGKILL)
             os.chmod("/dev/fuse", fuse_mode)
-            if not FAILED:
-                shutil.rmtree(top, ignore_errors=True)
+            if os.environ.get("SQV_TEST_KEEP") == "1":
+                log(f"state kept in {top} (SQV_TEST_KEEP=1)")
             else:
-                log(f"state kept in {top}")
+                shutil.rmtree(top, ignore_errors=True)
     if FAILED:
         log(f"{len(FAILED)} check(s) failed: {FAILED}")
         return 1
