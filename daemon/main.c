@@ -689,6 +689,8 @@ static int do_mount(struct options *o)
 		fail(o->paths[0], "cannot build the index of the stack");
 		goto out_fs;
 	}
+	for (unsigned i = 0; i < fs.nlayers; i++)
+		sqv_image_drop_metadata(fs.layers[i]);
 	if (sqv_reader_new(fs.index, o->cache_bytes, &fs.reader) < 0) {
 		fail("sqvenvfs", "out of memory for the block cache");
 		goto out_fs;

@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -26,6 +27,9 @@
 
 #define SUPERBLOCK_SIZE 96
 #define REPORTED_MAX 64
+/* Metadata larger than this is read where it lies, not copied first. */
+#define META_COPY_MAX ((uint64_t)512 << 20)
+#define META_CHUNK ((size_t)4 << 20)
 
 enum { COMP_GZIP = 1, COMP_LZMA, COMP_LZO, COMP_XZ, COMP_LZ4, COMP_ZSTD };
 
@@ -36,6 +40,11 @@ struct sqv_image {
 	pthread_mutex_t meta_lock;
 	sqfs fs;
 	bool fs_ready;
+	/* A sparse memfd holding the superblock and all metadata tables at
+	 * their offsets, read in a few large sequential reads at open, which
+	 * libsquashfuse reads instead of the image until
+	 * sqv_image_drop_metadata(); -1 when not used. */
+	int meta_fd;
 
 	/* Immutable after open: read freely by every thread. */
 	int fd;
@@ -44,6 +53,7 @@ struct sqv_image {
 	struct sqv_image_info info;
 	int comp;
 	sqfs_decompressor decompress;
+	uint64_t meta_start;  /* the first metadata table */
 
 	atomic_uint_fast64_t backing_reads;
 	atomic_uint_fast64_t backing_bytes;
@@ -191,10 +201,53 @@ static sqv_err_t check_superblock(struct sqv_image *img)
 	img->info.fragment_count = le32toh(sb.fragments);
 	img->info.bytes_used = used;
 	img->info.mkfs_time = le32toh(sb.mkfs_time);
+	img->meta_start = le64toh(sb.inode_table_start);
 	img->info.has_xattrs =
 		(int64_t)le64toh(sb.xattr_id_table_start) != SQUASHFS_INVALID_BLK;
 	img->decompress = sqfs_decompressor_get(img->comp);
 	return 0;
+}
+
+/*
+ * Index building reads every inode and directory through libsquashfuse,
+ * 8 KiB metadata block by block, scattered over the tables: thousands of
+ * small reads, each a round trip on a parallel file system. Read the
+ * superblock and everything from the inode table to the end of the image
+ * (all the metadata tables) in a few large sequential reads into a sparse
+ * memfd at the same offsets, and let libsquashfuse read that instead.
+ * Returns the memfd, or -1 to read the image directly (no memfd, too big).
+ */
+static int copy_metadata(struct sqv_image *img, uint64_t meta_start)
+{
+	uint64_t end = img->info.bytes_used;
+	void *buf;
+	int mfd;
+
+	if (meta_start >= end || end - meta_start > META_COPY_MAX)
+		return -1;
+	mfd = memfd_create("sqvenvfs-metadata", MFD_CLOEXEC);
+	if (mfd < 0)
+		return -1;
+	buf = malloc(META_CHUNK);
+	if (!buf || ftruncate(mfd, (off_t)end) < 0)
+		goto fail;
+	/* The superblock and compressor options, then the tables. */
+	if (pread_exact(img, buf, SUPERBLOCK_SIZE, 0) < 0 ||
+	    pwrite(mfd, buf, SUPERBLOCK_SIZE, 0) != SUPERBLOCK_SIZE)
+		goto fail;
+	for (uint64_t pos = meta_start; pos < end;) {
+		size_t n = end - pos < META_CHUNK ? (size_t)(end - pos) : META_CHUNK;
+		if (pread_exact(img, buf, n, pos) < 0 ||
+		    pwrite(mfd, buf, n, (off_t)pos) != (ssize_t)n)
+			goto fail;
+		pos += n;
+	}
+	free(buf);
+	return mfd;
+fail:
+	free(buf);
+	close(mfd);
+	return -1;
 }
 
 sqv_err_t sqv_image_open(int fd, const char *name, struct sqv_image **out)
@@ -211,6 +264,7 @@ sqv_err_t sqv_image_open(int fd, const char *name, struct sqv_image **out)
 		return -ENOMEM;
 	}
 	img->fd = fd;
+	img->meta_fd = -1;
 	pthread_mutexattr_init(&attr);
 	pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
 	pthread_mutex_init(&img->meta_lock, &attr);
@@ -231,7 +285,8 @@ sqv_err_t sqv_image_open(int fd, const char *name, struct sqv_image **out)
 	if (err < 0)
 		goto fail;
 
-	switch (sqfs_init(&img->fs, fd, 0)) {
+	img->meta_fd = copy_metadata(img, img->meta_start);
+	switch (sqfs_init(&img->fs, img->meta_fd >= 0 ? img->meta_fd : fd, 0)) {
 	case SQFS_OK:
 		break;
 	case SQFS_BADCOMP:
@@ -269,11 +324,26 @@ void sqv_image_free(struct sqv_image *img)
 		return;
 	if (img->fs_ready)
 		sqfs_destroy(&img->fs);
+	if (img->meta_fd >= 0)
+		close(img->meta_fd);
 	close(img->fd);
 	pthread_mutex_destroy(&img->meta_lock);
 	pthread_mutex_destroy(&img->report_lock);
 	free(img->name);
 	free(img);
+}
+
+void sqv_image_drop_metadata(struct sqv_image *img)
+{
+	pthread_mutex_lock(&img->meta_lock);
+	if (img->meta_fd >= 0) {
+		/* Same bytes at the same offsets: libsquashfuse goes on
+		 * unaware, now reading the image itself. */
+		img->fs.fd = img->fd;
+		close(img->meta_fd);
+		img->meta_fd = -1;
+	}
+	pthread_mutex_unlock(&img->meta_lock);
 }
 
 const char *sqv_image_name(const struct sqv_image *img)

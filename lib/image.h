@@ -70,6 +70,12 @@ struct sqv_file_layout {
 sqv_err_t sqv_image_open(int fd, const char *name, struct sqv_image **out);
 void sqv_image_free(struct sqv_image *img);
 
+/* sqv_image_open copies the metadata tables into memory in a few large
+ * sequential reads, so that building the index costs no small reads of the
+ * image (each a round trip on a parallel file system). Once the index is
+ * built, this frees that copy; later metadata reads go to the image. */
+void sqv_image_drop_metadata(struct sqv_image *img);
+
 const char *sqv_image_name(const struct sqv_image *img);
 const struct sqv_image_info *sqv_image_info(const struct sqv_image *img);
 
