@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -718,6 +719,11 @@ int main(int argc, char **argv)
 
 	sqv_log_set_sink(getenv("JOURNAL_STREAM") ? log_journal : log_stderr,
 			 NULL);
+	/* Decompressed blocks (64 KiB and more, usually 128 KiB) each get
+	 * their own mapping and go back to the system when evicted, so the
+	 * daemon's memory follows the cache's size rather than keeping what
+	 * glibc's adaptive threshold would leave in its arenas. */
+	mallopt(M_MMAP_THRESHOLD, 64 * 1024);
 	fuse_set_log_func(log_from_fuse);
 
 	rc = parse_args(argc, argv, &o);

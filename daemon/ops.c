@@ -217,7 +217,6 @@ static void op_read(fuse_req_t req, fuse_ino_t node, size_t size, off_t off,
 {
 	struct sqv_fs *fs = fs_of(req);
 	sqv_ino_t ino;
-	size_t n = 0;
 
 	(void)fi;
 	count(fs, OP_READ);
@@ -229,18 +228,16 @@ static void op_read(fuse_req_t req, fuse_ino_t node, size_t size, off_t off,
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	void *buf = malloc(size ? size : 1);
-	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
+	/* Reply straight from the cached blocks: no buffer, no copy here. */
+	struct sqv_read_pieces p;
+	sqv_err_t err = sqv_reader_pieces(fs->reader, ino, size, (uint64_t)off,
+					  &p);
+	if (err < 0) {
+		fuse_reply_err(req, to_errno(err));
 		return;
 	}
-	sqv_err_t err = sqv_reader_pread(fs->reader, ino, buf, size,
-					 (uint64_t)off, &n);
-	if (err < 0)
-		fuse_reply_err(req, to_errno(err));
-	else
-		fuse_reply_buf(req, buf, n);
-	free(buf);
+	fuse_reply_iov(req, p.iov, (int)p.count);
+	sqv_reader_release(fs->reader, &p);
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t node,

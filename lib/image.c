@@ -668,40 +668,63 @@ out:
 	return err;
 }
 
-/* One zstd context per thread, reused: ZSTD_decompress() would build and
- * free one for every block. */
-static pthread_key_t zstd_key;
-static pthread_once_t zstd_once = PTHREAD_ONCE_INIT;
+/*
+ * Per-thread state of the data path, made on a thread's first block and
+ * freed when the thread ends: a zstd context (ZSTD_decompress() would build
+ * and free one for every block) and a buffer for the stored bytes, so that
+ * reading a block allocates nothing.
+ */
+struct thread_io {
+	ZSTD_DCtx *dctx;
+	unsigned char in[SQUASHFS_FILE_MAX_SIZE];
+};
 
-static void zstd_key_free(void *dctx)
+static pthread_key_t thread_io_key;
+static pthread_once_t thread_io_once = PTHREAD_ONCE_INIT;
+
+static void thread_io_free(void *p)
 {
-	ZSTD_freeDCtx(dctx);
+	struct thread_io *t = p;
+	ZSTD_freeDCtx(t->dctx);
+	free(t);
 }
 
-static void zstd_key_create(void)
+static void thread_io_key_create(void)
 {
-	(void)pthread_key_create(&zstd_key, zstd_key_free);
+	(void)pthread_key_create(&thread_io_key, thread_io_free);
 }
 
-static sqv_err_t decompress(struct sqv_image *img, void *in, size_t insize,
-			    void *out, size_t *outsize)
+static struct thread_io *thread_io(void)
+{
+	pthread_once(&thread_io_once, thread_io_key_create);
+	struct thread_io *t = pthread_getspecific(thread_io_key);
+	if (t)
+		return t;
+	/* malloc, not calloc: only the bytes a block needs are touched. */
+	t = malloc(sizeof(*t));
+	if (!t)
+		return NULL;
+	t->dctx = ZSTD_createDCtx();
+	if (!t->dctx || pthread_setspecific(thread_io_key, t) != 0) {
+		ZSTD_freeDCtx(t->dctx);
+		free(t);
+		return NULL;
+	}
+	return t;
+}
+
+static sqv_err_t decompress(struct sqv_image *img, struct thread_io *t,
+			    size_t insize, void *out, size_t *outsize)
 {
 	if (img->comp == COMP_ZSTD) {
-		pthread_once(&zstd_once, zstd_key_create);
-		ZSTD_DCtx *dctx = pthread_getspecific(zstd_key);
-		if (!dctx) {
-			dctx = ZSTD_createDCtx();
-			if (!dctx)
-				return -ENOMEM;
-			(void)pthread_setspecific(zstd_key, dctx);
-		}
-		size_t n = ZSTD_decompressDCtx(dctx, out, *outsize, in, insize);
+		size_t n = ZSTD_decompressDCtx(t->dctx, out, *outsize, t->in,
+					       insize);
 		if (ZSTD_isError(n))
 			return -SQV_ECORRUPT;
 		*outsize = n;
 		return 0;
 	}
-	if (img->decompress(in, insize, out, outsize) != SQFS_OK)
+	if (img->decompress(t->in, insize, out, outsize) != SQFS_OK)
 		return -SQV_ECORRUPT;
 	return 0;
 }
@@ -729,18 +752,17 @@ sqv_err_t sqv_image_read_block(struct sqv_image *img, uint64_t pos,
 		return 0;
 	}
 
-	void *in = malloc(size);
-	if (!in)
+	struct thread_io *t = thread_io();
+	if (!t)
 		return -ENOMEM;
-	err = pread_exact(img, in, size, pos);
+	err = pread_exact(img, t->in, size, pos);
 	if (err < 0) {
 		report_damage(img, pos, "read of the image failed");
 	} else {
-		err = decompress(img, in, size, out, &outsize);
+		err = decompress(img, t, size, out, &outsize);
 		if (err == -SQV_ECORRUPT)
 			report_damage(img, pos, "block does not decompress");
 	}
-	free(in);
 	if (err < 0)
 		return err;
 	atomic_fetch_add_explicit(&img->decompressed_bytes, outsize,

@@ -66,40 +66,56 @@ static sqv_err_t get_block(struct sqv_reader *r, unsigned layer, uint64_t pos,
 	return 0;
 }
 
-/* Copy len bytes at offset off of a stored block into dst. */
-static sqv_err_t copy_from_block(struct sqv_reader *r, unsigned layer,
+/* What holes read as: never written, so it costs no memory. */
+static unsigned char zeros[1u << 20];
+
+void sqv_reader_release(struct sqv_reader *r, struct sqv_read_pieces *p)
+{
+	for (size_t i = 0; i < p->nheld; i++)
+		sqv_blockcache_put(r->cache, p->held[i]);
+	free(p->iov);
+	p->iov = NULL;
+	p->held = NULL;
+	p->count = p->nheld = p->bytes = 0;
+}
+
+/* Add len bytes at offset off of a stored block as the next piece. */
+static sqv_err_t add_block_piece(struct sqv_reader *r, unsigned layer,
 				 uint64_t pos, uint32_t word, size_t off,
-				 void *dst, size_t len)
+				 size_t len, struct sqv_read_pieces *p)
 {
 	struct sqv_block *b;
 
 	SQV_TRY(get_block(r, layer, pos, word, &b));
-	sqv_err_t err = 0;
+	p->held[p->nheld++] = b;
 	if (off + len > b->len)
-		err = -SQV_ECORRUPT; /* decompressed shorter than the file says */
-	else
-		memcpy(dst, b->data + off, len);
-	sqv_blockcache_put(r->cache, b);
-	return err;
+		return -SQV_ECORRUPT; /* decompressed shorter than the file says */
+	p->iov[p->count++] = (struct iovec){ b->data + off, len };
+	return 0;
 }
 
-sqv_err_t sqv_reader_pread(struct sqv_reader *r, sqv_ino_t ino, void *buf,
-			   size_t size, uint64_t off, size_t *nread)
+sqv_err_t sqv_reader_pieces(struct sqv_reader *r, sqv_ino_t ino, size_t size,
+			    uint64_t off, struct sqv_read_pieces *out)
 {
+	struct sqv_read_pieces p = { 0 };
 	struct sqv_index_file f;
 	uint32_t bs;
+	sqv_err_t err = 0;
 
 	SQV_TRY(sqv_index_file(r->idx, ino, &f));
 	bs = sqv_image_info(sqv_index_image(r->idx, f.layer))->block_size;
 	if (off >= f.layout.size || size == 0) {
-		*nread = 0;
+		*out = p;
 		return 0;
 	}
 	uint64_t end = f.layout.size - off < size ? f.layout.size : off + size;
-	uint64_t pos = off;
-	char *dst = buf;
+	size_t npieces = (size_t)((end - 1) / bs - off / bs + 1);
+	p.iov = malloc(npieces * (sizeof(*p.iov) + sizeof(*p.held)));
+	if (!p.iov)
+		return -ENOMEM;
+	p.held = (struct sqv_block **)(p.iov + npieces);
 
-	while (pos < end) {
+	for (uint64_t pos = off; pos < end && err == 0;) {
 		uint64_t bi = pos / bs;
 		size_t boff = (size_t)(pos % bs);
 		size_t take = bs - boff;
@@ -108,24 +124,44 @@ sqv_err_t sqv_reader_pread(struct sqv_reader *r, sqv_ino_t ino, void *buf,
 
 		if (bi < f.layout.nblocks) {
 			uint32_t word = f.words[bi];
-			if (sqv_image_word_size(word) == 0)
-				memset(dst, 0, take); /* a hole */
+			if (sqv_image_word_size(word) == 0 && take <= sizeof(zeros))
+				p.iov[p.count++] = (struct iovec){ zeros, take };
+			else if (sqv_image_word_size(word) == 0)
+				err = -SQV_ECORRUPT;
 			else
-				SQV_TRY(copy_from_block(r, f.layer,
-							f.positions[bi], word,
-							boff, dst, take));
+				err = add_block_piece(r, f.layer, f.positions[bi],
+						      word, boff, take, &p);
 		} else if (f.layout.has_fragment) {
-			SQV_TRY(copy_from_block(r, f.layer, f.layout.frag_pos,
-						f.layout.frag_word,
-						f.layout.frag_off + boff, dst,
-						take));
+			err = add_block_piece(r, f.layer, f.layout.frag_pos,
+					      f.layout.frag_word,
+					      f.layout.frag_off + boff, take, &p);
 		} else {
-			return -SQV_ECORRUPT;
+			err = -SQV_ECORRUPT;
 		}
-		dst += take;
 		pos += take;
 	}
-	*nread = (size_t)(end - off);
+	if (err < 0) {
+		sqv_reader_release(r, &p);
+		return err;
+	}
+	p.bytes = (size_t)(end - off);
+	*out = p;
+	return 0;
+}
+
+sqv_err_t sqv_reader_pread(struct sqv_reader *r, sqv_ino_t ino, void *buf,
+			   size_t size, uint64_t off, size_t *nread)
+{
+	struct sqv_read_pieces p;
+	char *dst = buf;
+
+	SQV_TRY(sqv_reader_pieces(r, ino, size, off, &p));
+	for (size_t i = 0; i < p.count; i++) {
+		memcpy(dst, p.iov[i].iov_base, p.iov[i].iov_len);
+		dst += p.iov[i].iov_len;
+	}
+	*nread = p.bytes;
+	sqv_reader_release(r, &p);
 	return 0;
 }
 

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include "blockcache.h"
 #include "err.h"
@@ -21,6 +22,24 @@ struct sqv_reader;
 sqv_err_t sqv_reader_new(const struct sqv_index *idx, size_t cache_bytes,
 			 struct sqv_reader **out);
 void sqv_reader_free(struct sqv_reader *r);
+
+/*
+ * A read as pieces that point into cached blocks, for a zero-copy reply
+ * (iov[0..count) holds bytes in all); valid until sqv_reader_release.
+ */
+struct sqv_read_pieces {
+	struct iovec *iov;
+	size_t count;
+	size_t bytes;
+	struct sqv_block **held; /* the blocks the pieces point into */
+	size_t nheld;
+};
+
+/* Up to size bytes at offset off of regular file ino; bytes is short only
+ * at end of file. Errors as sqv_reader_pread. */
+sqv_err_t sqv_reader_pieces(struct sqv_reader *r, sqv_ino_t ino, size_t size,
+			    uint64_t off, struct sqv_read_pieces *out);
+void sqv_reader_release(struct sqv_reader *r, struct sqv_read_pieces *p);
 
 /* Read up to size bytes at offset off of regular file ino into buf;
  * *nread is short only at end of file. -SQV_ECORRUPT for a damaged block,
