@@ -197,6 +197,17 @@ static sqv_err_t check_superblock(struct sqv_image *img)
 	return 0;
 }
 
+/*
+ * libsquashfuse 0.1.105's sqfs_destroy() never frees the xattr id table.
+ * sqfs_table_destroy() resets the pointer it frees, so this stays safe with
+ * a library that frees it itself.
+ */
+static void destroy_fs(sqfs *fs)
+{
+	sqfs_table_destroy(&fs->xattr_table);
+	sqfs_destroy(fs);
+}
+
 sqv_err_t sqv_image_open(int fd, const char *name, struct sqv_image **out)
 {
 	struct sqv_image *img;
@@ -231,7 +242,12 @@ sqv_err_t sqv_image_open(int fd, const char *name, struct sqv_image **out)
 	if (err < 0)
 		goto fail;
 
-	switch (sqfs_init(&img->fs, fd, 0)) {
+	sqfs_err serr = sqfs_init(&img->fs, fd, 0);
+	/* A failed sqfs_init() has already called sqfs_destroy() on what it
+	 * set up (so never call it again), all but the xattr id table. */
+	if (serr != SQFS_OK)
+		sqfs_table_destroy(&img->fs.xattr_table);
+	switch (serr) {
 	case SQFS_OK:
 		break;
 	case SQFS_BADCOMP:
@@ -268,7 +284,7 @@ void sqv_image_free(struct sqv_image *img)
 	if (!img)
 		return;
 	if (img->fs_ready)
-		sqfs_destroy(&img->fs);
+		destroy_fs(&img->fs);
 	close(img->fd);
 	pthread_mutex_destroy(&img->meta_lock);
 	pthread_mutex_destroy(&img->report_lock);
