@@ -83,7 +83,8 @@ static int replay_path(const char *path)
 		snprintf(names[n++], len, "%s/%s", path, e->d_name);
 	}
 	closedir(d);
-	qsort(names, n, sizeof(*names), cmp);
+	if (n > 0)
+		qsort(names, n, sizeof(*names), cmp);
 	for (size_t i = 0; i < n; i++) {
 		if (replay_path(names[i]) < 0)
 			rc = -1;
