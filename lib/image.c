@@ -459,12 +459,17 @@ sqv_err_t sqv_image_readdir(struct sqv_image *img,
 	sqfs_inode si;
 	sqfs_dir d;
 	sqfs_dir_entry entry;
-	sqfs_name namebuf;
 	sqfs_err serr = SQFS_OK;
 	sqv_err_t err;
 
 	if (!S_ISDIR(dir->mode))
 		return -ENOTDIR;
+	/* sqfs_dir_next() copies a name of the stored length (up to 65536
+	 * bytes) before we can check it: a sqfs_name (257 bytes) overflows
+	 * on a hostile image. */
+	char *namebuf = malloc(UINT16_MAX + 2);
+	if (!namebuf)
+		return -ENOMEM;
 	pthread_mutex_lock(&img->meta_lock);
 	err = get_sqfs_inode(img, dir->ref, &si);
 	if (err < 0)
@@ -496,6 +501,7 @@ sqv_err_t sqv_image_readdir(struct sqv_image *img,
 		err = -SQV_ECORRUPT;
 out:
 	pthread_mutex_unlock(&img->meta_lock);
+	free(namebuf);
 	return err;
 }
 
