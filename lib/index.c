@@ -529,8 +529,9 @@ static int merge_dir(struct build *b, struct pending p)
 		if (b->opaque)
 			break;
 	}
-	qsort_r(b->records.v, b->records.len, sizeof(*b->records.v),
-		record_cmp, b->names.v);
+	if (b->records.len > 0) /* records.v may still be NULL */
+		qsort_r(b->records.v, b->records.len, sizeof(*b->records.v),
+			record_cmp, b->names.v);
 
 	uint32_t first = (uint32_t)idx->entries.len;
 	uint32_t nsubdirs = 0;
@@ -962,7 +963,8 @@ sqv_err_t sqv_index_file(const struct sqv_index *idx, sqv_ino_t ino,
 		.frag_word = f->frag_word,
 		.frag_off = f->frag_off,
 	};
-	out->words = idx->words.v + f->first;
-	out->positions = idx->positions.v + f->first;
+	/* No arithmetic on a NULL array when no file has blocks. */
+	out->words = f->nblocks ? idx->words.v + f->first : NULL;
+	out->positions = f->nblocks ? idx->positions.v + f->first : NULL;
 	return 0;
 }
