@@ -384,7 +384,9 @@ static int load_payload(struct build *b, unsigned layer,
 	case S_IFLNK: {
 		char target[4096];
 		err = sqv_image_readlink(img, ii, target, sizeof(target));
-		if (err < 0)
+		/* A NUL inside the stored target is damage: it would be
+		 * served cut short, or empty. */
+		if (err < 0 || strlen(target) != ii->size)
 			return 1;
 		return pool_add(idx, target, strlen(target), &n->data);
 	}
