@@ -38,6 +38,10 @@ struct sqv_image {
 	pthread_mutex_t meta_lock;
 	sqfs fs;
 	bool fs_ready;
+	/* Image offsets of the inode table's metadata blocks, in order:
+	 * what bounds a file's block list (see sqv_image_file_layout). */
+	uint64_t *itable;
+	size_t nitable;
 	/* Decompressed sizes of metadata blocks md_check() has read, by
 	 * image offset + 1 (0: empty). */
 	struct {
@@ -216,6 +220,45 @@ static void destroy_fs(sqfs *fs)
 	sqfs_destroy(fs);
 }
 
+/*
+ * Record where each metadata block of the inode table starts (2-byte
+ * headers, no decompression). A file's block list is stored in the table
+ * after its inode, 4 bytes a block, so it cannot hold more entries than the
+ * table's remaining blocks can: that bound keeps a hostile file size from
+ * sizing an allocation.
+ */
+static sqv_err_t walk_inode_table(struct sqv_image *img)
+{
+	uint64_t pos = img->fs.sb.inode_table_start;
+	uint64_t end = img->fs.sb.directory_table_start;
+	size_t cap = 0;
+
+	if (end > img->info.bytes_used || pos >= end) {
+		sqv_log(SQV_LOG_ERR, "%s: damaged superblock (inode table)",
+			img->name);
+		return -SQV_ECORRUPT;
+	}
+	while (pos < end) {
+		uint16_t hdr;
+		if (pos + 2 > end || pread_exact(img, &hdr, 2, pos) < 0) {
+			sqv_log(SQV_LOG_ERR, "%s: damaged inode table", img->name);
+			return -SQV_ECORRUPT;
+		}
+		if (img->nitable == cap) {
+			size_t ncap = cap ? cap * 2 : 64;
+			uint64_t *n = realloc(img->itable, ncap * sizeof(*n));
+			if (!n)
+				return -ENOMEM;
+			img->itable = n;
+			cap = ncap;
+		}
+		img->itable[img->nitable++] = pos;
+		uint16_t size = le16toh(hdr) & 0x7fff;
+		pos += 2 + (size ? size : 0x8000);
+	}
+	return 0;
+}
+
 sqv_err_t sqv_image_open(int fd, const char *name, struct sqv_image **out)
 {
 	struct sqv_image *img;
@@ -271,6 +314,9 @@ sqv_err_t sqv_image_open(int fd, const char *name, struct sqv_image **out)
 		goto fail;
 	}
 	img->fs_ready = true;
+	err = walk_inode_table(img);
+	if (err < 0)
+		goto fail;
 
 	struct sqv_image_inode root;
 	err = sqv_image_root(img, &root);
@@ -296,6 +342,7 @@ void sqv_image_free(struct sqv_image *img)
 	close(img->fd);
 	pthread_mutex_destroy(&img->meta_lock);
 	pthread_mutex_destroy(&img->report_lock);
+	free(img->itable);
 	free(img->name);
 	free(img);
 }
@@ -681,6 +728,23 @@ sqv_err_t sqv_image_file_layout(struct sqv_image *img,
 	uint64_t nblocks = l.size / bs;
 	if (!l.has_fragment && l.size % bs)
 		nblocks++;
+	/* The list follows the inode in the table: at most 2048 entries
+	 * per metadata block from the inode's block to the table's end. */
+	uint64_t ipos = img->fs.sb.inode_table_start + (file->ref >> 16);
+	size_t lo = 0, hi = img->nitable;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (img->itable[mid] < ipos)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == img->nitable || img->itable[lo] != ipos ||
+	    nblocks > (uint64_t)(img->nitable - lo) *
+			      (SQUASHFS_METADATA_SIZE / sizeof(uint32_t))) {
+		err = -SQV_ECORRUPT;
+		goto out;
+	}
 	if (nblocks > MAX_FILE_BLOCKS) {
 		err = -SQV_ECORRUPT;
 		goto out;
