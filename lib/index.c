@@ -689,8 +689,6 @@ sqv_err_t sqv_index_build(struct sqv_image *const *layers, unsigned nlayers,
 	return 0;
 
 fail:
-	if (err == -ENOMEM)
-		sqv_log(SQV_LOG_ERR, "out of memory while building the index");
 	free(roots);
 	build_free(&b);
 	sqv_index_free(idx);
