@@ -290,6 +290,12 @@ def main():
             emit(f"size-extfile-{v:x}", patch(img, ext + 16 + 8, struct.pack("<Q", v)))
         emit("size-extfile-xattr", patch(img, ext + 16 + 36, struct.pack("<I", 0xfffffff0)))
         emit("size-inode-type", patch(img, reg, struct.pack("<H", 0x7777)))
+        # a damaged file whose name holds a newline and an escape: the log
+        # line that names it must stay one line
+        e = find_entry(img, s, b"data.bin")
+        emit("log-name-newline",
+             patch(patch(img, reg + 16 + 12, struct.pack("<I", 0xffffffff)),
+                   e + 8 + 2, b"\n\x1b"))
         emit("size-inode-uid", patch(img, reg + 4, struct.pack("<H", 0xffff)))
         lnk = inode_of_entry(img, s, find_entry(img, s, b"LINKxxNAME"))
         for v in (0, 4096, 0xffffffff):

@@ -52,6 +52,8 @@ def one_image(path, mnt):
     t.check(rc == 0, f"{name}: the daemon exits 0 ({rc})")
     t.check(rss is not None and rss < RSS_LIMIT_KIB,
             f"{name}: peak RSS {rss} KiB < {RSS_LIMIT_KIB}")
+    t.check(all(line.startswith("sqvenvfs: ") for line in lines),
+            f"{name}: every log line is one whole line ({lines[:3]})")
     t.check(len(lines) <= LOG_LINES_MAX,
             f"{name}: at most {LOG_LINES_MAX} log lines ({len(lines)})")
     return f"served {n} paths, errors {errors}" if errors else "served"
