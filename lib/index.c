@@ -17,6 +17,7 @@
  */
 #include "index.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sysmacros.h>
@@ -233,11 +234,25 @@ static void keymap_free(struct keymap *m)
 static void note_damage(struct build *b, unsigned layer, const char *what,
 			const char *name)
 {
+	/* A name comes from the image: escape control bytes, so that a
+	 * newline in it cannot forge a second log line. */
+	char safe[4 * SQV_NAME_MAX + 1];
+	size_t o = 0;
+
 	b->damaged++;
-	if (b->damaged_logged++ < DAMAGE_LOG_MAX)
-		sqv_log(SQV_LOG_WARNING, "%s: skipping %s%s%s",
-			sqv_image_name(b->idx->layers[layer]), what,
-			name ? ": " : "", name ? name : "");
+	if (b->damaged_logged++ >= DAMAGE_LOG_MAX)
+		return;
+	for (size_t i = 0; name && name[i] && i < SQV_NAME_MAX; i++) {
+		unsigned char c = (unsigned char)name[i];
+		if (c < 0x20 || c == 0x7f)
+			o += (size_t)snprintf(safe + o, sizeof(safe) - o, "\\x%02x", c);
+		else
+			safe[o++] = (char)c;
+	}
+	safe[o] = '\0';
+	sqv_log(SQV_LOG_WARNING, "%s: skipping %s%s%s",
+		sqv_image_name(b->idx->layers[layer]), what, name ? ": " : "",
+		safe);
 }
 
 static int pool_add(struct sqv_index *idx, const char *s, size_t len,
