@@ -182,8 +182,13 @@ def main():
             print("stats: " + " ".join(f"{k}={v}" for k, v in s.items()))
             t.check(ops > 0, "the workers ran")
             t.check(fails == 0, f"no request failed ({examples})")
-            t.check(peak <= limit, f"peak RSS {peak} KiB <= index + cache + "
-                    f"slack ({limit} KiB)")
+            if "ASAN_OPTIONS" in os.environ:
+                # ASan keeps freed memory in quarantine (256 MiB) and
+                # shadows all of it: RSS says nothing there.
+                print("note: the RSS bound is checked in the plain build only")
+            else:
+                t.check(peak <= limit, f"peak RSS {peak} KiB <= index + "
+                        f"cache + slack ({limit} KiB)")
             t.check(fg.alive(), "the daemon is still up")
             t.check(fg.stop() == 0, "the daemon exits 0")
             t.check(fg.stderr().strip() == "",
