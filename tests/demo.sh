@@ -1,11 +1,15 @@
 #!/bin/sh
-# The README's demo: make a small venv, pack it, mount it somewhere else,
+# The README's demo: make a small venv, pack it with sqvenvfs-pack, mount it
+# somewhere else,
 # import from it through the mount, show the daemon's counters, unmount.
 # Usage: tests/demo.sh [BUILD_DIR]   (default: build)
 set -eu
 build=${1:-build}
 sqvenvfs="$build/daemon/sqvenvfs"
-[ -x "$sqvenvfs" ] || { echo "demo: $sqvenvfs not built (meson compile -C $build)" >&2; exit 1; }
+pack="$build/tools/sqvenvfs-pack"
+for exe in "$sqvenvfs" "$pack"; do
+	[ -x "$exe" ] || { echo "demo: $exe not built (meson compile -C $build)" >&2; exit 1; }
+done
 py=/usr/bin/python3
 work=$(mktemp -d /tmp/sqvenvfs-demo.XXXXXX)
 mnt="$work/elsewhere/venv"
@@ -19,13 +23,10 @@ echo "== 1. a venv with numpy (from Debian's python3-numpy)"
 "$py" -m venv --without-pip "$work/venv"
 site=$("$work/venv/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 cp -a /usr/lib/python3/dist-packages/numpy "$site/"
-"$work/venv/bin/python" -m compileall -q --invalidation-mode unchecked-hash "$site"
 echo "   $(find "$work/venv" | wc -l) entries in $work/venv"
 
-echo "== 2. pack it into one squashfs image"
-mksquashfs "$work/venv" "$work/venv.sqfs" -comp zstd -Xcompression-level 3 \
-	-noappend -no-recovery -quiet -no-progress
-ls -lh "$work/venv.sqfs" | awk '{print "   " $5 " " $9}'
+echo "== 2. pack it: relocatable, byte-compiled, one squashfs image"
+"$pack" "$work/venv" "$work/venv.sqfs" | sed 's/^/   /'
 
 echo "== 3. mount it at another path"
 mkdir -p "$mnt"

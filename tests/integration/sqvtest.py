@@ -91,18 +91,34 @@ def is_mounted(path):
     return False
 
 
-def daemon_pids():
+def daemon_pids(path=None):
+    """Pids of sqvenvfs processes; with path, only those whose command line
+    names it (other tests' daemons on this machine are not ours)."""
     out = subprocess.run(["pgrep", "-x", "sqvenvfs"], capture_output=True,
                          text=True).stdout
-    return {int(p) for p in out.split()}
+    pids = {int(p) for p in out.split()}
+    if path is None:
+        return pids
+    mine = set()
+    for pid in pids:
+        try:
+            args = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if any(os.fsencode(path) in a for a in args):
+            mine.add(pid)
+    return mine
+
+
+def as_user(cmd, user, groups="--init-groups"):
+    """cmd run as user (a name or uid) with that user's groups."""
+    if user is None:
+        return cmd
+    return ["setpriv", f"--reuid={user}", f"--regid={user}", groups, *cmd]
 
 
 def mount(images, mnt, opts=(), user=None):
-    args = [*opts, *images, mnt]
-    cmd = [SQVENVFS, *args]
-    if user:
-        cmd = ["setpriv", f"--reuid={user}", f"--regid={user}",
-               "--init-groups", *cmd]
+    cmd = as_user([SQVENVFS, *opts, *images, mnt], user)
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"mount failed ({r.returncode}): {r.stderr.strip()}")
@@ -110,10 +126,7 @@ def mount(images, mnt, opts=(), user=None):
 
 
 def unmount(mnt, user=None):
-    cmd = [SQVENVFS, "--unmount", mnt]
-    if user:
-        cmd = ["setpriv", f"--reuid={user}", f"--regid={user}",
-               "--init-groups", *cmd]
+    cmd = as_user([SQVENVFS, "--unmount", mnt], user)
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"unmount failed: {r.stderr.strip()}")
@@ -126,20 +139,20 @@ def unmount(mnt, user=None):
 
 @contextlib.contextmanager
 def mounted(images, mnt, opts=(), user=None):
-    before = daemon_pids()
     mount(images, mnt, opts, user)
     try:
         yield mnt
     finally:
         if is_mounted(mnt):
             unmount(mnt, user)
-        wait_daemons_gone(before)
+        wait_daemons_gone(mnt)
 
 
-def wait_daemons_gone(before, timeout=5.0):
+def wait_daemons_gone(path, timeout=5.0):
+    """True once no sqvenvfs process names path on its command line."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if not (daemon_pids() - before):
+        if not daemon_pids(path):
             return True
         time.sleep(0.05)
     return False
@@ -278,12 +291,7 @@ def compare_trees(expected, actual, label):
 
 def kill_daemon_of(mnt, sig=signal.SIGKILL):
     """Kill the daemon serving mnt (found by its command line)."""
-    for pid in daemon_pids():
-        try:
-            cmd = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
-        except OSError:
-            continue
-        if os.fsencode(mnt) in cmd:
-            os.kill(pid, sig)
-            return pid
+    for pid in daemon_pids(mnt):
+        os.kill(pid, sig)
+        return pid
     return None

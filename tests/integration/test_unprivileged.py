@@ -48,24 +48,24 @@ def main():
             os.chmod(img, 0o644)
             mnt = os.path.join(d, "mnt")
             os.mkdir(mnt)
+            # Over a non-empty directory, like the ~/.venv it was made from.
+            open(os.path.join(mnt, "old-venv-file"), "w").close()
             os.chown(mnt, uid, gid)
-            before = t.daemon_pids()
             t.mount([img], mnt, user=USER)
             try:
                 t.check(t.is_mounted(mnt), "the user's mount is up")
-                new = t.daemon_pids() - before
+                new = t.daemon_pids(mnt)
                 owners = {os.stat(f"/proc/{p}").st_uid for p in new}
                 t.check(owners == {uid}, f"the daemon runs as the user "
                         f"({owners} vs {uid})")
                 r = subprocess.run(
-                    ["setpriv", f"--reuid={uid}", f"--regid={gid}",
-                     "--init-groups", "cat", os.path.join(mnt, "pkg", "mod.py")],
+                    t.as_user(["cat", os.path.join(mnt, "pkg", "mod.py")], USER),
                     capture_output=True, text=True)
                 t.check(r.stdout == "VALUE = 42\n", "the user reads a file")
-                r = subprocess.run(
-                    ["setpriv", f"--reuid={uid}", f"--regid={gid}",
-                     "--init-groups", t.SQVENVFS, "--stats", mnt],
-                    capture_output=True, text=True)
+                t.check(not os.path.exists(os.path.join(mnt, "old-venv-file")),
+                        "the mount covers the non-empty directory")
+                r = subprocess.run(t.as_user([t.SQVENVFS, "--stats", mnt], USER),
+                                   capture_output=True, text=True)
                 t.check(r.returncode == 0 and "requests" in r.stdout,
                         "the user reads the counters")
                 line = [l for l in open("/proc/self/mountinfo")
@@ -75,7 +75,7 @@ def main():
             finally:
                 t.unmount(mnt, user=USER)
             t.check(not t.is_mounted(mnt), "the user unmounts it")
-            t.check(t.wait_daemons_gone(before), "the daemon is gone")
+            t.check(t.wait_daemons_gone(mnt), "the daemon is gone")
     finally:
         os.chmod("/dev/fuse", old_mode)
     t.check(os.stat("/dev/fuse").st_mode & 0o777 == old_mode,

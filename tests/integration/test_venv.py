@@ -14,6 +14,9 @@ import sqvtest as t
 PY = "/usr/bin/python3"
 WORKLOAD = "import numpy, json, email.mime.text; print(numpy.__file__)"
 # Requests that a warm, fully cached import must not send.
+# The interpreter under test runs with none of the test's PYTHON* settings
+# (PYTHONDONTWRITEBYTECODE would hide a stale-pyc rewrite attempt).
+CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
 CACHEABLE = ["lookup", "getattr", "open", "opendir", "read", "readdir",
              "readdirplus", "readlink", "getxattr", "listxattr", "statfs"]
 
@@ -56,14 +59,14 @@ def main():
                     "the mount covers the non-empty directory")
             py = os.path.join(mnt, "bin", "python")
             r = subprocess.run([py, "-c", WORKLOAD], capture_output=True,
-                               text=True)
+                               text=True, env=CLEAN_ENV)
             t.check(r.returncode == 0, f"import numpy works through the mount "
                     f"({r.stderr.strip()[-300:]})")
             t.check(r.stdout.strip().startswith(mnt),
                     f"numpy comes from the mount ({r.stdout.strip()})")
             before = t.stats(mnt)
             r = subprocess.run([py, "-c", WORKLOAD], capture_output=True,
-                               text=True)
+                               text=True, env=CLEAN_ENV)
             after = t.stats(mnt)
             t.check(r.returncode == 0, "the second import works")
             delta = {k: after[k] - before[k] for k in after}
@@ -77,7 +80,7 @@ def main():
             t.check(delta["backing_reads"] == 0,
                     "the second import reads nothing from the image")
             # Several interpreters at once, as the ranks of a job.
-            procs = [subprocess.Popen([py, "-c", WORKLOAD],
+            procs = [subprocess.Popen([py, "-c", WORKLOAD], env=CLEAN_ENV,
                                       stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE)
                      for _ in range(6)]
