@@ -686,8 +686,15 @@ static int do_mount(struct options *o)
 		goto out;
 	if (open_layers(&fs, o->paths, o->npaths - 1) != 0)
 		goto out_fs;
-	if (sqv_index_build(fs.layers, fs.nlayers, 0, &fs.index) < 0) {
-		fail(o->paths[0], "cannot build the index of the stack");
+	sqv_err_t ierr = sqv_index_build(fs.layers, fs.nlayers, 0, &fs.index);
+	if (ierr < 0) {
+		/* lib/ has already named the image of a damaged root: one line
+		 * only. */
+		if (ierr != -SQV_ECORRUPT)
+			fail(o->paths[0],
+			     ierr == -ENOMEM ?
+				     "out of memory while building the index" :
+				     "cannot build the index of the stack");
 		goto out_fs;
 	}
 	for (unsigned i = 0; i < fs.nlayers; i++)

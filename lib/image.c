@@ -30,6 +30,8 @@
 /* Metadata larger than this is read where it lies, not copied first. */
 #define META_COPY_MAX ((uint64_t)512 << 20)
 #define META_CHUNK ((size_t)4 << 20)
+/* Metadata blocks whose decompressed size md_check() remembers. */
+#define MD_MEMO 256
 
 enum { COMP_GZIP = 1, COMP_LZMA, COMP_LZO, COMP_XZ, COMP_LZ4, COMP_ZSTD };
 
@@ -45,6 +47,16 @@ struct sqv_image {
 	 * libsquashfuse reads instead of the image until
 	 * sqv_image_drop_metadata(); -1 when not used. */
 	int meta_fd;
+	/* Image offsets of the inode table's metadata blocks, in order:
+	 * what bounds a file's block list (see sqv_image_file_layout). */
+	uint64_t *itable;
+	size_t nitable;
+	/* Decompressed sizes of metadata blocks md_check() has read, by
+	 * image offset + 1 (0: empty). */
+	struct {
+		uint64_t pos1;
+		size_t size;
+	} md_memo[MD_MEMO];
 
 	/* Immutable after open: read freely by every thread. */
 	int fd;
@@ -250,6 +262,66 @@ fail:
 	return -1;
 }
 
+/* Read metadata from the in-memory copy when there is one. */
+static sqv_err_t meta_pread(struct sqv_image *img, void *buf, size_t size,
+			    uint64_t pos)
+{
+	if (img->meta_fd < 0)
+		return pread_exact(img, buf, size, pos);
+	return pread(img->meta_fd, buf, size, (off_t)pos) == (ssize_t)size ?
+		       0 : -EIO;
+}
+
+/*
+ * libsquashfuse 0.1.105's sqfs_destroy() never frees the xattr id table.
+ * sqfs_table_destroy() resets the pointer it frees, so this stays safe with
+ * a library that frees it itself.
+ */
+static void destroy_fs(sqfs *fs)
+{
+	sqfs_table_destroy(&fs->xattr_table);
+	sqfs_destroy(fs);
+}
+
+/*
+ * Record where each metadata block of the inode table starts (2-byte
+ * headers, no decompression). A file's block list is stored in the table
+ * after its inode, 4 bytes a block, so it cannot hold more entries than the
+ * table's remaining blocks can: that bound keeps a hostile file size from
+ * sizing an allocation.
+ */
+static sqv_err_t walk_inode_table(struct sqv_image *img)
+{
+	uint64_t pos = img->fs.sb.inode_table_start;
+	uint64_t end = img->fs.sb.directory_table_start;
+	size_t cap = 0;
+
+	if (end > img->info.bytes_used || pos >= end) {
+		sqv_log(SQV_LOG_ERR, "%s: damaged superblock (inode table)",
+			img->name);
+		return -SQV_ECORRUPT;
+	}
+	while (pos < end) {
+		uint16_t hdr;
+		if (pos + 2 > end || meta_pread(img, &hdr, 2, pos) < 0) {
+			sqv_log(SQV_LOG_ERR, "%s: damaged inode table", img->name);
+			return -SQV_ECORRUPT;
+		}
+		if (img->nitable == cap) {
+			size_t ncap = cap ? cap * 2 : 64;
+			uint64_t *n = realloc(img->itable, ncap * sizeof(*n));
+			if (!n)
+				return -ENOMEM;
+			img->itable = n;
+			cap = ncap;
+		}
+		img->itable[img->nitable++] = pos;
+		uint16_t size = le16toh(hdr) & 0x7fff;
+		pos += 2 + (size ? size : 0x8000);
+	}
+	return 0;
+}
+
 sqv_err_t sqv_image_open(int fd, const char *name, struct sqv_image **out)
 {
 	struct sqv_image *img;
@@ -286,7 +358,12 @@ sqv_err_t sqv_image_open(int fd, const char *name, struct sqv_image **out)
 		goto fail;
 
 	img->meta_fd = copy_metadata(img, img->meta_start);
-	switch (sqfs_init(&img->fs, img->meta_fd >= 0 ? img->meta_fd : fd, 0)) {
+	sqfs_err serr = sqfs_init(&img->fs, img->meta_fd >= 0 ? img->meta_fd : fd, 0);
+	/* A failed sqfs_init() has already called sqfs_destroy() on what it
+	 * set up (so never call it again), all but the xattr id table. */
+	if (serr != SQFS_OK)
+		sqfs_table_destroy(&img->fs.xattr_table);
+	switch (serr) {
 	case SQFS_OK:
 		break;
 	case SQFS_BADCOMP:
@@ -302,6 +379,9 @@ sqv_err_t sqv_image_open(int fd, const char *name, struct sqv_image **out)
 		goto fail;
 	}
 	img->fs_ready = true;
+	err = walk_inode_table(img);
+	if (err < 0)
+		goto fail;
 
 	struct sqv_image_inode root;
 	err = sqv_image_root(img, &root);
@@ -323,12 +403,13 @@ void sqv_image_free(struct sqv_image *img)
 	if (!img)
 		return;
 	if (img->fs_ready)
-		sqfs_destroy(&img->fs);
+		destroy_fs(&img->fs);
 	if (img->meta_fd >= 0)
 		close(img->meta_fd);
 	close(img->fd);
 	pthread_mutex_destroy(&img->meta_lock);
 	pthread_mutex_destroy(&img->report_lock);
+	free(img->itable);
 	free(img->name);
 	free(img);
 }
@@ -356,6 +437,63 @@ const struct sqv_image_info *sqv_image_info(const struct sqv_image *img)
 	return &img->info;
 }
 
+/*
+ * libsquashfuse's sqfs_md_read() trusts the offset of a cursor inside its
+ * metadata block: a reference whose offset lies past the end of a block
+ * that decompresses short makes it copy from beyond the block (a heap
+ * overflow the fuzzer found at once). So before any call that starts a
+ * cursor at a reference taken from the image (an inode, a directory
+ * listing, a table entry, an xattr), check that the block at base + the
+ * reference's block part decompresses to more bytes than its offset. Reads
+ * that go on from there cross into following blocks at offset 0, which is
+ * safe. Call with meta_lock held.
+ */
+static uint64_t mix_pos(uint64_t pos)
+{
+	return (pos * UINT64_C(0x9e3779b97f4a7c15)) >> 40;
+}
+
+static sqv_err_t md_check(struct sqv_image *img, uint64_t base, uint64_t ref)
+{
+	uint64_t pos = base + (ref >> 16);
+	size_t off = ref & 0xffff;
+	size_t size;
+
+	if (base >= img->info.bytes_used || (ref >> 16) >= img->info.bytes_used ||
+	    pos + 2 > img->info.bytes_used || off >= SQUASHFS_METADATA_SIZE)
+		return -SQV_ECORRUPT;
+	unsigned slot = (unsigned)(mix_pos(pos) % MD_MEMO);
+	if (img->md_memo[slot].pos1 == pos + 1) {
+		size = img->md_memo[slot].size;
+	} else {
+		sqfs_block *block = NULL;
+		if (sqfs_md_block_read(&img->fs, (sqfs_off_t)pos, &size,
+				       &block) != SQFS_OK)
+			return -SQV_ECORRUPT;
+		size = block->size;
+		sqfs_block_dispose(block);
+		img->md_memo[slot].pos1 = pos + 1;
+		img->md_memo[slot].size = size;
+	}
+	return off < size ? 0 : -SQV_ECORRUPT;
+}
+
+/* A table entry (id, fragment, xattr id) of `each` bytes: its index must
+ * be below the table's count, and its metadata block long enough. */
+static sqv_err_t table_check(struct sqv_image *img, const sqfs_table *t,
+			     uint64_t idx, uint64_t count)
+{
+	if (idx >= count || !t->blocks)
+		return -SQV_ECORRUPT;
+	uint64_t at = idx * t->each;
+	uint64_t pos = t->blocks[at / SQUASHFS_METADATA_SIZE];
+	if (pos >= img->info.bytes_used)
+		return -SQV_ECORRUPT;
+	/* The whole entry must be in this block (entries never straddle). */
+	SQV_TRY(md_check(img, pos, (at % SQUASHFS_METADATA_SIZE) + t->each - 1));
+	return 0;
+}
+
 /* Fetch libsquashfuse's inode for ref; call with meta_lock held. */
 static sqv_err_t get_sqfs_inode(struct sqv_image *img, uint64_t ref,
 				sqfs_inode *ino)
@@ -368,6 +506,7 @@ static sqv_err_t get_sqfs_inode(struct sqv_image *img, uint64_t ref,
 	if ((ref & 0xffff) >= SQUASHFS_METADATA_SIZE ||
 	    table + block >= img->info.bytes_used)
 		return -SQV_ECORRUPT;
+	SQV_TRY(md_check(img, table, ref));
 	if (sqfs_inode_get(&img->fs, ino, ref) != SQFS_OK)
 		return -SQV_ECORRUPT;
 	return 0;
@@ -379,7 +518,10 @@ static sqv_err_t fill_inode(struct sqv_image *img, uint64_t ref,
 	sqfs_id_t uid, gid;
 	struct sqv_image_inode r = { 0 };
 
-	if (sqfs_id_get(&img->fs, si->base.uid, &uid) != SQFS_OK ||
+	uint16_t nids = img->fs.sb.no_ids;
+	if (table_check(img, &img->fs.id_table, si->base.uid, nids) < 0 ||
+	    table_check(img, &img->fs.id_table, si->base.guid, nids) < 0 ||
+	    sqfs_id_get(&img->fs, si->base.uid, &uid) != SQFS_OK ||
 	    sqfs_id_get(&img->fs, si->base.guid, &gid) != SQFS_OK)
 		return -SQV_ECORRUPT;
 
@@ -444,16 +586,28 @@ sqv_err_t sqv_image_readdir(struct sqv_image *img,
 	sqfs_inode si;
 	sqfs_dir d;
 	sqfs_dir_entry entry;
-	sqfs_name namebuf;
 	sqfs_err serr = SQFS_OK;
 	sqv_err_t err;
 
 	if (!S_ISDIR(dir->mode))
 		return -ENOTDIR;
+	/* sqfs_dir_next() copies a name of the stored length (up to 65536
+	 * bytes) before we can check it: a sqfs_name (257 bytes) overflows
+	 * on a hostile image. */
+	char *namebuf = malloc(UINT16_MAX + 2);
+	if (!namebuf)
+		return -ENOMEM;
 	pthread_mutex_lock(&img->meta_lock);
 	err = get_sqfs_inode(img, dir->ref, &si);
 	if (err < 0)
 		goto out;
+	if (si.xtra.dir.dir_size > 3 &&
+	    md_check(img, img->fs.sb.directory_table_start,
+		     (uint64_t)si.xtra.dir.start_block << 16 |
+			     si.xtra.dir.offset) < 0) {
+		err = -SQV_ECORRUPT;
+		goto out;
+	}
 	if (sqfs_dir_open(&img->fs, &si, &d, 0) != SQFS_OK) {
 		err = -SQV_ECORRUPT;
 		goto out;
@@ -474,6 +628,7 @@ sqv_err_t sqv_image_readdir(struct sqv_image *img,
 		err = -SQV_ECORRUPT;
 out:
 	pthread_mutex_unlock(&img->meta_lock);
+	free(namebuf);
 	return err;
 }
 
@@ -516,14 +671,28 @@ static const char *xattr_prefix(uint16_t type)
 	}
 }
 
+/* More attribute bytes than this on one inode is damage, not data. */
+#define XATTR_MAX_TOTAL (UINT32_C(1) << 20)
+#define XATTR_VALUE_MAX 65536
+#define XATTR_OOL 0x100
+
+/*
+ * The attributes are walked here with sqfs_md_read() rather than with
+ * libsquashfuse's sqfs_xattr_* iterator, because that iterator starts
+ * cursors at references from the image (the attribute list, out-of-line
+ * values) without the check md_check() makes.
+ */
 sqv_err_t sqv_image_xattrs(struct sqv_image *img,
 			   const struct sqv_image_inode *ino,
 			   sqv_image_xattr_fn fn, void *ctx)
 {
 	sqfs_inode si;
-	sqfs_xattr x;
+	struct squashfs_xattr_id xid;
+	sqfs_md_cursor cur;
+	uint64_t base = img->fs.xattr_info.xattr_table_start;
 	char name[16 + SQUASHFS_NAME_LEN + 1];
 	void *value = NULL;
+	uint64_t total = 0;
 	sqv_err_t err;
 
 	if (ino->xattr == SQV_IMAGE_NO_XATTR || !img->info.has_xattrs)
@@ -532,48 +701,79 @@ sqv_err_t sqv_image_xattrs(struct sqv_image *img,
 	err = get_sqfs_inode(img, ino->ref, &si);
 	if (err < 0)
 		goto out;
-	if (sqfs_xattr_open(&img->fs, &si, &x) != SQFS_OK) {
-		err = -SQV_ECORRUPT;
+	err = -SQV_ECORRUPT;
+	if (si.xattr == SQUASHFS_INVALID_XATTR) {
+		err = 0;
 		goto out;
 	}
-	while (x.remain > 0) {
-		size_t vsize;
-		if (sqfs_xattr_read(&x) != SQFS_OK) {
-			err = -SQV_ECORRUPT;
+	if (table_check(img, &img->fs.xattr_table, si.xattr,
+			img->fs.xattr_info.xattr_ids) < 0 ||
+	    sqfs_table_get(&img->fs.xattr_table, &img->fs, si.xattr, &xid) !=
+		    SQFS_OK)
+		goto out;
+	uint64_t ref = le64toh(xid.xattr);
+	if (md_check(img, base, ref) < 0)
+		goto out;
+	sqfs_md_cursor_inode(&cur, ref, (sqfs_off_t)base);
+	for (uint32_t i = 0; i < le32toh(xid.count); i++) {
+		struct squashfs_xattr_entry e;
+		uint32_t vsize;
+
+		if (sqfs_md_read(&img->fs, &cur, &e, sizeof(e)) != SQFS_OK)
 			goto out;
-		}
-		const char *prefix = xattr_prefix(x.type);
-		size_t plen = prefix ? strlen(prefix) : 0;
-		/* The bare name's length: sqfs_xattr_name_size() adds its
-		 * own (swapped) prefix's. */
-		size_t nlen = x.entry.size;
-		if (!prefix || nlen > SQUASHFS_NAME_LEN) {
-			err = -SQV_ECORRUPT;
+		uint16_t type = le16toh(e.type);
+		size_t nlen = le16toh(e.size);
+		const char *prefix = xattr_prefix(type);
+		if (!prefix || nlen == 0 || nlen > SQUASHFS_NAME_LEN)
 			goto out;
-		}
+		size_t plen = strlen(prefix);
 		memcpy(name, prefix, plen);
-		if (sqfs_xattr_name(&x, name + plen, false) != SQFS_OK ||
-		    sqfs_xattr_value_size(&x, &vsize) != SQFS_OK ||
-		    vsize > 65536) {
-			err = -SQV_ECORRUPT;
+		if (sqfs_md_read(&img->fs, &cur, name + plen, nlen) != SQFS_OK)
 			goto out;
-		}
 		name[plen + nlen] = '\0';
+		if (memchr(name, '\0', plen + nlen))
+			goto out;
+		if (sqfs_md_read(&img->fs, &cur, &vsize, sizeof(vsize)) != SQFS_OK)
+			goto out;
+		vsize = le32toh(vsize);
+		sqfs_md_cursor vcur = cur;
+		if (type & XATTR_OOL) {
+			/* The value is elsewhere: a reference to it. */
+			uint64_t vref;
+			if (vsize != sizeof(vref) ||
+			    sqfs_md_read(&img->fs, &cur, &vref, sizeof(vref)) !=
+				    SQFS_OK)
+				goto out;
+			vref = le64toh(vref);
+			if (md_check(img, base, vref) < 0)
+				goto out;
+			sqfs_md_cursor_inode(&vcur, vref, (sqfs_off_t)base);
+			if (sqfs_md_read(&img->fs, &vcur, &vsize, sizeof(vsize)) !=
+			    SQFS_OK)
+				goto out;
+			vsize = le32toh(vsize);
+		}
+		total += plen + nlen + vsize;
+		if (vsize > XATTR_VALUE_MAX || total > XATTR_MAX_TOTAL)
+			goto out;
 		value = malloc(vsize ? vsize : 1);
 		if (!value) {
 			err = -ENOMEM;
 			goto out;
 		}
-		if (sqfs_xattr_value(&x, value) != SQFS_OK) {
-			err = -SQV_ECORRUPT;
+		if (sqfs_md_read(&img->fs, &vcur, value, vsize) != SQFS_OK)
 			goto out;
-		}
-		err = fn(ctx, name, value, vsize);
+		if (!(type & XATTR_OOL))
+			cur = vcur;
+		int rc = fn(ctx, name, value, vsize);
 		free(value);
 		value = NULL;
-		if (err != 0)
+		if (rc != 0) {
+			err = rc;
 			goto out;
+		}
 	}
+	err = 0;
 out:
 	free(value);
 	pthread_mutex_unlock(&img->meta_lock);
@@ -608,6 +808,23 @@ sqv_err_t sqv_image_file_layout(struct sqv_image *img,
 	uint64_t nblocks = l.size / bs;
 	if (!l.has_fragment && l.size % bs)
 		nblocks++;
+	/* The list follows the inode in the table: at most 2048 entries
+	 * per metadata block from the inode's block to the table's end. */
+	uint64_t ipos = img->fs.sb.inode_table_start + (file->ref >> 16);
+	size_t lo = 0, hi = img->nitable;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (img->itable[mid] < ipos)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == img->nitable || img->itable[lo] != ipos ||
+	    nblocks > (uint64_t)(img->nitable - lo) *
+			      (SQUASHFS_METADATA_SIZE / sizeof(uint32_t))) {
+		err = -SQV_ECORRUPT;
+		goto out;
+	}
 	if (nblocks > MAX_FILE_BLOCKS) {
 		err = -SQV_ECORRUPT;
 		goto out;
@@ -617,7 +834,9 @@ sqv_err_t sqv_image_file_layout(struct sqv_image *img,
 	if (l.has_fragment) {
 		struct squashfs_fragment_entry frag;
 		uint32_t tail = (uint32_t)(l.size % bs);
-		if (tail == 0 || si.xtra.reg.frag_idx >= img->info.fragment_count ||
+		if (tail == 0 ||
+		    table_check(img, &img->fs.frag_table, si.xtra.reg.frag_idx,
+				img->info.fragment_count) < 0 ||
 		    sqfs_frag_entry(&img->fs, &frag, si.xtra.reg.frag_idx) != SQFS_OK) {
 			err = -SQV_ECORRUPT;
 			goto out;

@@ -17,6 +17,7 @@
  */
 #include "index.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sysmacros.h>
@@ -233,11 +234,25 @@ static void keymap_free(struct keymap *m)
 static void note_damage(struct build *b, unsigned layer, const char *what,
 			const char *name)
 {
+	/* A name comes from the image: escape control bytes, so that a
+	 * newline in it cannot forge a second log line. */
+	char safe[4 * SQV_NAME_MAX + 1];
+	size_t o = 0;
+
 	b->damaged++;
-	if (b->damaged_logged++ < DAMAGE_LOG_MAX)
-		sqv_log(SQV_LOG_WARNING, "%s: skipping %s%s%s",
-			sqv_image_name(b->idx->layers[layer]), what,
-			name ? ": " : "", name ? name : "");
+	if (b->damaged_logged++ >= DAMAGE_LOG_MAX)
+		return;
+	for (size_t i = 0; name && name[i] && i < SQV_NAME_MAX; i++) {
+		unsigned char c = (unsigned char)name[i];
+		if (c < 0x20 || c == 0x7f)
+			o += (size_t)snprintf(safe + o, sizeof(safe) - o, "\\x%02x", c);
+		else
+			safe[o++] = (char)c;
+	}
+	safe[o] = '\0';
+	sqv_log(SQV_LOG_WARNING, "%s: skipping %s%s%s",
+		sqv_image_name(b->idx->layers[layer]), what, name ? ": " : "",
+		safe);
 }
 
 static int pool_add(struct sqv_index *idx, const char *s, size_t len,
@@ -384,7 +399,9 @@ static int load_payload(struct build *b, unsigned layer,
 	case S_IFLNK: {
 		char target[4096];
 		err = sqv_image_readlink(img, ii, target, sizeof(target));
-		if (err < 0)
+		/* A NUL inside the stored target is damage: it would be
+		 * served cut short, or empty. */
+		if (err < 0 || strlen(target) != ii->size)
 			return 1;
 		return pool_add(idx, target, strlen(target), &n->data);
 	}
@@ -529,8 +546,9 @@ static int merge_dir(struct build *b, struct pending p)
 		if (b->opaque)
 			break;
 	}
-	qsort_r(b->records.v, b->records.len, sizeof(*b->records.v),
-		record_cmp, b->names.v);
+	if (b->records.len > 0) /* records.v may still be NULL */
+		qsort_r(b->records.v, b->records.len, sizeof(*b->records.v),
+			record_cmp, b->names.v);
 
 	uint32_t first = (uint32_t)idx->entries.len;
 	uint32_t nsubdirs = 0;
@@ -686,8 +704,6 @@ sqv_err_t sqv_index_build(struct sqv_image *const *layers, unsigned nlayers,
 	return 0;
 
 fail:
-	if (err == -ENOMEM)
-		sqv_log(SQV_LOG_ERR, "out of memory while building the index");
 	free(roots);
 	build_free(&b);
 	sqv_index_free(idx);
@@ -962,7 +978,8 @@ sqv_err_t sqv_index_file(const struct sqv_index *idx, sqv_ino_t ino,
 		.frag_word = f->frag_word,
 		.frag_off = f->frag_off,
 	};
-	out->words = idx->words.v + f->first;
-	out->positions = idx->positions.v + f->first;
+	/* No arithmetic on a NULL array when no file has blocks. */
+	out->words = f->nblocks ? idx->words.v + f->first : NULL;
+	out->positions = f->nblocks ? idx->positions.v + f->first : NULL;
 	return 0;
 }
