@@ -1,0 +1,66 @@
+/*
+ * The state one mount shares between main.c and the FUSE operations.
+ * Everything is set up before the session starts and read-only afterwards,
+ * except the counters, which are atomics.
+ */
+#ifndef SQVENVFS_FS_H
+#define SQVENVFS_FS_H
+
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <time.h>
+
+#include "image.h"
+#include "index.h"
+#include "reader.h"
+
+/* Request types counted for --stats; keep in step with op_names in ops.c. */
+enum sqv_op {
+	OP_INIT,
+	OP_LOOKUP,
+	OP_FORGET,
+	OP_GETATTR,
+	OP_READLINK,
+	OP_OPEN,
+	OP_READ,
+	OP_RELEASE,
+	OP_OPENDIR,
+	OP_READDIR,
+	OP_READDIRPLUS,
+	OP_RELEASEDIR,
+	OP_STATFS,
+	OP_GETXATTR,
+	OP_LISTXATTR,
+	OP_IOCTL,
+	OP_OTHER,
+	OP_COUNT
+};
+
+/* The xattr on the mount's root through which --stats asks the daemon. */
+#define SQV_STATS_XATTR "user.sqvenvfs.stats"
+
+struct sqv_fs {
+	struct sqv_image *layers[SQV_INDEX_MAX_LAYERS];
+	unsigned nlayers;
+	struct sqv_index *index;
+	struct sqv_reader *reader;
+	struct timespec mounted_at;
+
+	/* Set once by op_init, before any other request is handled. */
+	bool zero_open;    /* the kernel lets open/opendir be skipped */
+	/* Called once when the kernel's INIT has been answered. */
+	void (*on_ready)(struct sqv_fs *fs);
+
+	atomic_uint_fast64_t ops[OP_COUNT];
+};
+
+extern const struct fuse_lowlevel_ops sqv_ops;
+
+/* Render the counters as "name value" lines into buf; returns the length
+ * (snprintf-style: may exceed size). */
+size_t sqv_fs_format_stats(struct sqv_fs *fs, char *buf, size_t size);
+
+#endif

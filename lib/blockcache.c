@@ -1,0 +1,256 @@
+/*
+ * blockcache: a sharded, byte-bounded LRU of decompressed blocks.
+ *
+ * Reference counting: a block in the cache holds one reference for the
+ * cache itself, and one more per user (get/insert). Eviction unlinks a block
+ * and drops the cache's reference; whoever drops the last one frees it, so a
+ * block being copied out by one thread can be evicted by another safely.
+ */
+#include "blockcache.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+
+#define MAX_SHARDS 16
+/* Each shard should hold at least a few of the largest (1 MiB) blocks. */
+#define MIN_SHARD_BYTES (4u << 20)
+
+struct shard {
+	pthread_mutex_t lock;
+	/* Everything below is protected by lock. */
+	struct sqv_block **buckets;
+	size_t nbuckets;          /* a power of two */
+	struct sqv_block *lru_head, *lru_tail; /* head = most recent */
+	size_t bytes, blocks, capacity;
+};
+
+struct sqv_blockcache {
+	size_t nshards;
+	struct shard shards[MAX_SHARDS];
+	atomic_uint_fast64_t hits, misses, evictions;
+};
+
+/* References are atomic so that put() needs no lock. */
+static atomic_uint *refs_of(struct sqv_block *b)
+{
+	return &b->refs;
+}
+
+static uint64_t hash_key(uint64_t x)
+{
+	x ^= x >> 31;
+	x *= UINT64_C(0x9e3779b97f4a7c15);
+	return x ^ (x >> 29);
+}
+
+static struct shard *shard_of(struct sqv_blockcache *c, uint64_t key)
+{
+	return &c->shards[hash_key(key) % c->nshards];
+}
+
+sqv_err_t sqv_blockcache_new(size_t capacity, struct sqv_blockcache **out)
+{
+	struct sqv_blockcache *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return -ENOMEM;
+	c->nshards = capacity / MIN_SHARD_BYTES;
+	if (c->nshards < 1)
+		c->nshards = 1;
+	if (c->nshards > MAX_SHARDS)
+		c->nshards = MAX_SHARDS;
+	for (size_t i = 0; i < c->nshards; i++) {
+		struct shard *s = &c->shards[i];
+		pthread_mutex_init(&s->lock, NULL);
+		s->capacity = capacity / c->nshards;
+		/* Buckets for the smallest blocks (4 KiB) that could fill it. */
+		s->nbuckets = 64;
+		while (s->nbuckets < s->capacity / 4096 && s->nbuckets < (1u << 20))
+			s->nbuckets *= 2;
+		s->buckets = calloc(s->nbuckets, sizeof(*s->buckets));
+		if (!s->buckets) {
+			c->nshards = i + 1;
+			sqv_blockcache_free(c);
+			return -ENOMEM;
+		}
+	}
+	*out = c;
+	return 0;
+}
+
+static void block_unref(struct sqv_block *b)
+{
+	if (atomic_fetch_sub(refs_of(b), 1) == 1)
+		free(b);
+}
+
+void sqv_blockcache_free(struct sqv_blockcache *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->nshards; i++) {
+		struct shard *s = &c->shards[i];
+		struct sqv_block *b = s->lru_head;
+		while (b) {
+			struct sqv_block *next = b->lru_next;
+			block_unref(b);
+			b = next;
+		}
+		free(s->buckets);
+		pthread_mutex_destroy(&s->lock);
+	}
+	free(c);
+}
+
+struct sqv_block *sqv_block_alloc(size_t cap)
+{
+	struct sqv_block *b = malloc(sizeof(*b) + cap);
+
+	if (!b)
+		return NULL;
+	b->key = 0;
+	b->len = 0;
+	b->hnext = b->lru_prev = b->lru_next = NULL;
+	atomic_init(refs_of(b), 1);
+	return b;
+}
+
+static void lru_unlink(struct shard *s, struct sqv_block *b)
+{
+	if (b->lru_prev)
+		b->lru_prev->lru_next = b->lru_next;
+	else
+		s->lru_head = b->lru_next;
+	if (b->lru_next)
+		b->lru_next->lru_prev = b->lru_prev;
+	else
+		s->lru_tail = b->lru_prev;
+	b->lru_prev = b->lru_next = NULL;
+}
+
+static void lru_push_front(struct shard *s, struct sqv_block *b)
+{
+	b->lru_prev = NULL;
+	b->lru_next = s->lru_head;
+	if (s->lru_head)
+		s->lru_head->lru_prev = b;
+	s->lru_head = b;
+	if (!s->lru_tail)
+		s->lru_tail = b;
+}
+
+static struct sqv_block **bucket_of(struct shard *s, uint64_t key)
+{
+	return &s->buckets[(hash_key(key) >> 8) & (s->nbuckets - 1)];
+}
+
+static struct sqv_block *find_locked(struct shard *s, uint64_t key)
+{
+	for (struct sqv_block *b = *bucket_of(s, key); b; b = b->hnext)
+		if (b->key == key)
+			return b;
+	return NULL;
+}
+
+static void unlink_locked(struct shard *s, struct sqv_block *b)
+{
+	struct sqv_block **pp = bucket_of(s, b->key);
+	while (*pp != b)
+		pp = &(*pp)->hnext;
+	*pp = b->hnext;
+	b->hnext = NULL;
+	lru_unlink(s, b);
+	s->bytes -= b->len;
+	s->blocks--;
+}
+
+struct sqv_block *sqv_blockcache_get(struct sqv_blockcache *c, uint64_t key)
+{
+	struct shard *s = shard_of(c, key);
+	struct sqv_block *b;
+
+	pthread_mutex_lock(&s->lock);
+	b = s->capacity ? find_locked(s, key) : NULL;
+	if (b) {
+		atomic_fetch_add(refs_of(b), 1);
+		if (s->lru_head != b) {
+			lru_unlink(s, b);
+			lru_push_front(s, b);
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	atomic_fetch_add_explicit(b ? &c->hits : &c->misses, 1,
+				  memory_order_relaxed);
+	return b;
+}
+
+struct sqv_block *sqv_blockcache_insert(struct sqv_blockcache *c,
+					struct sqv_block *b)
+{
+	struct shard *s = shard_of(c, b->key);
+	struct sqv_block *victims = NULL;
+	struct sqv_block *have;
+
+	if (b->len > s->capacity)
+		return b; /* uncached: the caller's reference is the only one */
+
+	pthread_mutex_lock(&s->lock);
+	have = find_locked(s, b->key);
+	if (have) {
+		/* Another thread decompressed the same block first. */
+		atomic_fetch_add(refs_of(have), 1);
+		pthread_mutex_unlock(&s->lock);
+		block_unref(b);
+		return have;
+	}
+	while (s->bytes + b->len > s->capacity && s->lru_tail) {
+		struct sqv_block *v = s->lru_tail;
+		unlink_locked(s, v);
+		v->hnext = victims;
+		victims = v;
+	}
+	struct sqv_block **bucket = bucket_of(s, b->key);
+	b->hnext = *bucket;
+	*bucket = b;
+	lru_push_front(s, b);
+	s->bytes += b->len;
+	s->blocks++;
+	atomic_fetch_add(refs_of(b), 1); /* the cache's own reference */
+	pthread_mutex_unlock(&s->lock);
+
+	while (victims) {
+		struct sqv_block *next = victims->hnext;
+		atomic_fetch_add_explicit(&c->evictions, 1, memory_order_relaxed);
+		block_unref(victims);
+		victims = next;
+	}
+	return b;
+}
+
+void sqv_blockcache_put(struct sqv_blockcache *c, struct sqv_block *b)
+{
+	(void)c;
+	if (b)
+		block_unref(b);
+}
+
+void sqv_blockcache_stats(struct sqv_blockcache *c,
+			  struct sqv_blockcache_stats *out)
+{
+	struct sqv_blockcache_stats st = {
+		.hits = atomic_load(&c->hits),
+		.misses = atomic_load(&c->misses),
+		.evictions = atomic_load(&c->evictions),
+	};
+
+	for (size_t i = 0; i < c->nshards; i++) {
+		struct shard *s = &c->shards[i];
+		pthread_mutex_lock(&s->lock);
+		st.bytes += s->bytes;
+		st.blocks += s->blocks;
+		pthread_mutex_unlock(&s->lock);
+	}
+	*out = st;
+}

@@ -1,0 +1,56 @@
+/*
+ * blockcache: decompressed data blocks and fragments, shared by all FUSE
+ * threads, bounded in bytes.
+ *
+ * The cache is split into shards, each with its own mutex, hash table and
+ * LRU list, so parallel readers rarely meet on a lock, and no lock is held
+ * while a block is read or decompressed (two threads missing on the same
+ * block at once may both decompress it; the second insert yields the first
+ * one's block). A block handed out is reference-counted and stays valid until
+ * put back, even if it is evicted meanwhile. A capacity of 0 caches nothing.
+ */
+#ifndef SQV_BLOCKCACHE_H
+#define SQV_BLOCKCACHE_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+struct sqv_blockcache;
+
+struct sqv_block {
+	uint64_t key;
+	size_t len;          /* valid bytes in data */
+	/* private to blockcache.c */
+	struct sqv_block *hnext, *lru_prev, *lru_next;
+	atomic_uint refs;    /* the cache's own, plus one per user */
+	unsigned char data[];
+};
+
+struct sqv_blockcache_stats {
+	uint64_t hits, misses, evictions, bytes, blocks;
+};
+
+sqv_err_t sqv_blockcache_new(size_t capacity, struct sqv_blockcache **out);
+void sqv_blockcache_free(struct sqv_blockcache *c);
+
+/* A new block of cap bytes, owned by the caller until inserted or put. */
+struct sqv_block *sqv_block_alloc(size_t cap);
+
+/* A reference to the cached block for key, or NULL (counted as a miss). */
+struct sqv_block *sqv_blockcache_get(struct sqv_blockcache *c, uint64_t key);
+/* Insert b (its key set) and return the cached block for its key with a
+ * reference: b itself, or one inserted meanwhile (b is then freed). Never
+ * fails: when the cache cannot hold b, b comes back uncached. */
+struct sqv_block *sqv_blockcache_insert(struct sqv_blockcache *c,
+					struct sqv_block *b);
+/* Give back a reference from get or insert. c may be NULL for an
+ * uncached block. */
+void sqv_blockcache_put(struct sqv_blockcache *c, struct sqv_block *b);
+
+void sqv_blockcache_stats(struct sqv_blockcache *c,
+			  struct sqv_blockcache_stats *out);
+
+#endif

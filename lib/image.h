@@ -1,0 +1,132 @@
+/*
+ * image: the only module that talks to libsquashfuse.
+ *
+ * It owns one squashfs image opened from a file descriptor (a memfd works,
+ * for tests and fuzzers) and offers two kinds of access:
+ *  - metadata (inodes, directories, symlinks, xattrs, block lists), used
+ *    while the index is built and by the tools; these calls go through
+ *    libsquashfuse's caches, which have no locks, so each image serialises
+ *    them with its own mutex;
+ *  - data blocks (sqv_image_read_block), used on the hot path by every
+ *    FUSE thread at once: a pread and a stateless decompression, no lock.
+ * Every offset read from the image is checked against the image size, so a
+ * damaged image gives -SQV_ECORRUPT, not a read past the end.
+ */
+#ifndef SQV_IMAGE_H
+#define SQV_IMAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+struct sqv_image;
+
+#define SQV_IMAGE_NO_XATTR UINT32_MAX
+
+struct sqv_image_info {
+	const char *compression;  /* "gzip", "lzo", "xz", "lz4", "zstd" */
+	uint32_t block_size;
+	uint32_t inode_count;
+	uint32_t fragment_count;
+	uint64_t bytes_used;      /* bytes of the image proper */
+	uint32_t mkfs_time;
+	bool has_xattrs;
+};
+
+/* One inode as the index needs it; directories are listed separately. */
+struct sqv_image_inode {
+	uint64_t ref;        /* where the inode is stored (squashfs inode id) */
+	uint32_t number;     /* the image's own inode number */
+	uint32_t mode;       /* file type and permission bits */
+	uint32_t uid, gid;
+	uint32_t nlink;
+	uint32_t mtime;      /* squashfs stores unsigned 32-bit seconds */
+	uint64_t size;       /* file size, symlink target length, listing size */
+	uint32_t rdev;       /* device nodes: the kernel's encoding */
+	uint32_t xattr;      /* xattr index or SQV_IMAGE_NO_XATTR */
+};
+
+/*
+ * Where a regular file's bytes are. Block i of the file (i < nblocks) has a
+ * size word (low 24 bits: stored size; bit 24: stored uncompressed; 0: a
+ * hole) and an image offset. The tail after the last full block may sit in
+ * a fragment shared with other small files.
+ */
+struct sqv_file_layout {
+	uint64_t size;
+	uint32_t nblocks;
+	bool has_fragment;
+	uint64_t frag_pos;   /* image offset of the fragment block */
+	uint32_t frag_word;  /* its size word */
+	uint32_t frag_off;   /* where the tail starts in the decompressed block */
+};
+
+/* Open the squashfs image on fd (which the image then owns; closed by
+ * sqv_image_free, also on failure). name is used in messages. Errors:
+ * -ENOTSUP (not squashfs, or an unsupported version or compression, with
+ * the reason logged), -SQV_ECORRUPT (truncated or damaged), -EIO, -ENOMEM. */
+sqv_err_t sqv_image_open(int fd, const char *name, struct sqv_image **out);
+void sqv_image_free(struct sqv_image *img);
+
+const char *sqv_image_name(const struct sqv_image *img);
+const struct sqv_image_info *sqv_image_info(const struct sqv_image *img);
+
+sqv_err_t sqv_image_root(struct sqv_image *img, struct sqv_image_inode *out);
+sqv_err_t sqv_image_inode(struct sqv_image *img, uint64_t ref,
+			  struct sqv_image_inode *out);
+
+/* Call fn for each entry of directory dir, in stored order; a non-zero
+ * return from fn stops the walk and is returned. name is NUL-terminated. */
+typedef int (*sqv_image_dirent_fn)(void *ctx, const char *name, size_t len,
+				   uint64_t ref);
+sqv_err_t sqv_image_readdir(struct sqv_image *img,
+			    const struct sqv_image_inode *dir,
+			    sqv_image_dirent_fn fn, void *ctx);
+
+/* The target of a symlink, NUL-terminated; buf holds at least size + 1. */
+sqv_err_t sqv_image_readlink(struct sqv_image *img,
+			     const struct sqv_image_inode *link,
+			     char *buf, size_t bufsize);
+
+/* Call fn for each extended attribute of the inode, with its full name
+ * ("user.x", "trusted.x", "security.x"). */
+typedef int (*sqv_image_xattr_fn)(void *ctx, const char *name,
+				  const void *value, size_t len);
+sqv_err_t sqv_image_xattrs(struct sqv_image *img,
+			   const struct sqv_image_inode *ino,
+			   sqv_image_xattr_fn fn, void *ctx);
+
+/* The layout of a regular file, with its blocks' size words and image
+ * offsets in two new arrays of out->nblocks entries (NULL when there are
+ * none), which the caller frees. */
+sqv_err_t sqv_image_file_layout(struct sqv_image *img,
+				const struct sqv_image_inode *file,
+				struct sqv_file_layout *out, uint32_t **words,
+				uint64_t **positions);
+
+/*
+ * Read the data block stored at pos with size word `word` and decompress it
+ * into out (block_size bytes). *len gets the decompressed length. A hole
+ * (word 0) is not stored: the caller fills zeros. Thread-safe.
+ */
+sqv_err_t sqv_image_read_block(struct sqv_image *img, uint64_t pos,
+			       uint32_t word, void *out, size_t *len);
+
+/* The stored size of a block from its size word. */
+static inline uint32_t sqv_image_word_size(uint32_t word)
+{
+	return word & ~(UINT32_C(1) << 24);
+}
+
+/* What the data path did to the backing file since open; thread-safe. */
+struct sqv_image_io {
+	uint64_t backing_reads;
+	uint64_t backing_bytes;
+	uint64_t decompressed_bytes;
+	uint64_t corrupt_blocks;
+};
+void sqv_image_io(const struct sqv_image *img, struct sqv_image_io *out);
+
+#endif
