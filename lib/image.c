@@ -474,7 +474,9 @@ sqv_err_t sqv_image_xattrs(struct sqv_image *img,
 		}
 		const char *prefix = xattr_prefix(x.type);
 		size_t plen = prefix ? strlen(prefix) : 0;
-		size_t nlen = sqfs_xattr_name_size(&x);
+		/* The bare name's length: sqfs_xattr_name_size() adds its
+		 * own (swapped) prefix's. */
+		size_t nlen = x.entry.size;
 		if (!prefix || nlen > SQUASHFS_NAME_LEN) {
 			err = -SQV_ECORRUPT;
 			goto out;

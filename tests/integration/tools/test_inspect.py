@@ -1,0 +1,153 @@
+# SPDX-License-Identifier: BSD-2-Clause
+"""sqvenvfs-inspect without mounting: dump agrees with the source tree path
+by path (odd names included), ls/stat/cat show what is there, info reports
+the image, its Python, missing pycs, relocation problems, whiteouts and
+whether a stack resolves, and verify finds a damaged file by name."""
+
+import os
+import re
+import stat
+
+import toolstest as T
+
+
+def esc(b):
+    return "".join(chr(c) if 0x20 <= c <= 0x7E and c != 0x5C else
+                   "\\x%02x" % c for c in b)
+
+
+def source_dump(root):
+    lines = []
+    for dirpath, dirnames, filenames in os.walk(os.fsencode(root)):
+        dirnames.sort()
+        top = [b""] if dirpath == os.fsencode(root) else []
+        for n in top + dirnames + filenames:
+            p = os.path.join(dirpath, n) if n else dirpath
+            rel = b"/" + os.path.relpath(p, os.fsencode(root)) \
+                if p != os.fsencode(root) else b"/"
+            st = os.lstat(p)
+            m = st.st_mode
+            t = ("f" if stat.S_ISREG(m) else "d" if stat.S_ISDIR(m) else
+                 "l" if stat.S_ISLNK(m) else "p")
+            size = st.st_size if t in "fl" else 0
+            target = esc(os.readlink(p)) if t == "l" else ""
+            h = T.sha256(p) if t == "f" else "-"
+            lines.append("\t".join([esc(rel), t, "%o" % stat.S_IMODE(m), "0",
+                                    "0", str(size), str(int(st.st_mtime)),
+                                    target, h]))
+    return sorted(lines)
+
+
+def test(tmp, cleanups):
+    T.check_basics()
+
+    # a tree with odd names, links, empty and multi-block files
+    src = os.path.join(tmp, "src")
+    os.makedirs(os.path.join(src, "dir with space", "sub"))
+    odd = [b"tab\there", b"new\nline", b"back\\slash", "é-utf8".encode(),
+           b"\xff-latin1"]
+    for n in odd:
+        with open(os.path.join(os.fsencode(src), b"dir with space", n),
+                  "wb") as f:
+            f.write(n * 3)
+    with open(os.path.join(src, "big.txt"), "w") as f:
+        for i in range(200000):
+            f.write(f"line {i} of a file that spans several blocks\n")
+    open(os.path.join(src, "empty"), "w").close()
+    os.symlink("big.txt", os.path.join(src, "link"))
+    os.symlink("dir with space/sub/../../big.txt", os.path.join(src, "deep"))
+    os.symlink("/usr/bin/python3", os.path.join(src, "abs"))
+    os.chmod(os.path.join(src, "empty"), 0o4751)
+    image = os.path.join(tmp, "tree.sqfs")
+    T.run(["mksquashfs", src, image, "-all-root", "-no-xattrs",
+           "-comp", "zstd", "-Xcompression-level", "3", "-quiet",
+           "-no-progress", "-noappend", "-no-recovery"])
+
+    r = T.inspect("dump", "--hash", image)
+    got = sorted(r.stdout.splitlines())
+    want = source_dump(src)
+    assert got == want, "dump differs:\n" + "\n".join(
+        sorted(set(got) ^ set(want)))
+
+    r = T.inspect("ls", image, "/")
+    assert r.stdout.split("\n")[:6] == ["abs", "big.txt", "deep",
+                                        "dir with space", "empty", "link"], \
+        r.stdout
+    r = T.inspect("ls", "-l", image, "/link")
+    assert re.match(r"lrwxrwxrwx +1 +0 +0 +7 \S+ \S+ link -> big.txt\n$",
+                    r.stdout), r.stdout
+    r = T.inspect("stat", image, "/empty")
+    assert "Mode: 4751 (-rwsr-x--x)" in r.stdout, r.stdout
+    assert "Type: regular file" in r.stdout and "Size: 0" in r.stdout
+    r = T.inspect("cat", image, "/deep", text=False)
+    assert r.stdout == open(os.path.join(src, "big.txt"), "rb").read()
+    r = T.inspect("cat", image, "/dir with space/back\\slash", text=False)
+    assert r.stdout == b"back\\slash" * 3
+    for args, msg in ((["cat", image, "/nope"], "/nope: no such path"),
+                      (["cat", image, "/abs"], "outside the image"),
+                      (["cat", image, "/dir with space"],
+                       "not a regular file"),
+                      (["ls", image, "/big.txt/x"], "/big.txt/x: "),
+                      (["info", os.path.join(tmp, "missing.sqfs")],
+                       "missing.sqfs: No such file"),
+                      (["info", src], "is a directory"),
+                      (["dump", "--bogus", image], "unrecognized option")):
+        r = T.inspect(*args, check=False)
+        assert r.returncode != 0, args
+        assert msg in r.stderr, (args, r.stderr)
+
+    # verify: fine, then damaged in the middle of big.txt's first block
+    r = T.inspect("verify", image)
+    assert "ok:" in r.stdout, r.stdout
+    bad = os.path.join(tmp, "bad.sqfs")
+    data = bytearray(open(image, "rb").read())
+    data[2048:2048 + 512] = b"\xa5" * 512
+    open(bad, "wb").write(data)
+    r = T.inspect("verify", image, bad, check=False)
+    assert r.returncode == 1, r
+    assert re.search(r"bad\.sqfs: /big\.txt: damaged at offset 0", r.stderr), \
+        r.stderr
+    assert f"{image}: ok:" in r.stdout, r.stdout
+    trunc = os.path.join(tmp, "trunc.sqfs")
+    open(trunc, "wb").write(data[:len(data) // 2])
+    r = T.inspect("verify", trunc, check=False)
+    assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r
+
+    # info on a venv squashed by hand: no pycs, pinned to its path
+    venv = T.make_venv(os.path.join(tmp, "venv"))
+    raw = os.path.join(tmp, "raw.sqfs")
+    T.run(["mksquashfs", venv, raw, "-quiet", "-no-progress", "-noappend"])
+    r = T.inspect(raw)
+    assert "python:       3.11.2" in r.stdout, r.stdout
+    m = re.search(r"without \.pyc: (\d+) of (\d+) modules", r.stdout)
+    assert m and m.group(1) == m.group(2) and int(m.group(1)) > 5, r.stdout
+    assert "/bin/whereami: absolute shebang #!" + venv in r.stdout, r.stdout
+    assert "/bin/activate: sets a fixed VIRTUAL_ENV" in r.stdout, r.stdout
+    assert re.search(r"compression:\s+gzip", r.stdout), r.stdout
+
+    # a stack: a layer with a whiteout that hides something, one that hides
+    # nothing, and an opaque directory
+    up = os.path.join(tmp, "up")
+    os.makedirs(os.path.join(up, "dir with space"))
+    open(os.path.join(up, ".wh.big.txt"), "w").close()
+    open(os.path.join(up, ".wh.ghost"), "w").close()
+    open(os.path.join(up, "dir with space", ".wh..wh..opq"), "w").close()
+    open(os.path.join(up, "dir with space", "new"), "w").close()
+    upimg = os.path.join(tmp, "up.sqfs")
+    T.run(["mksquashfs", up, upimg, "-quiet", "-no-progress", "-noappend"])
+    r = T.inspect(image, upimg)
+    assert "whiteouts:    2 (and 1 opaque" in r.stdout, r.stdout
+    assert "resolves:     yes" in r.stdout, r.stdout
+    assert "dangling:     /.wh.ghost hides nothing below" in r.stdout, r.stdout
+    r = T.inspect("ls", image, upimg, "/")
+    assert "big.txt" not in r.stdout.split() and ".wh.ghost" not in r.stdout
+    r = T.inspect("ls", image, upimg, "/dir with space")
+    assert r.stdout.split() == ["new"], r.stdout
+    r = T.inspect("ls", "--raw", upimg, "/")
+    assert ".wh.ghost" in r.stdout.split(), r.stdout
+    r = T.inspect("stat", image, upimg, "/dir with space/new")
+    assert re.search(r"Layer: 1 \(.*up\.sqfs\)", r.stdout), r.stdout
+
+
+if __name__ == "__main__":
+    T.main(test)

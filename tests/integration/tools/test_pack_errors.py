@@ -1,0 +1,186 @@
+# SPDX-License-Identifier: BSD-2-Clause
+"""sqvenvfs-pack on bad input: one clear line naming the thing and the
+reason, a non-zero exit, and nothing left behind: no IMAGE, no temporary
+image, no staging directory. Also a run killed midway, and a full disk."""
+
+import os
+import re
+import signal
+import subprocess
+import time
+
+import toolstest as T
+
+
+def expect_error(args, pattern, env=None, image=None):
+    r = T.pack(*args, check=False, env=env)
+    assert r.returncode != 0, f"{args}: exit 0\n{r.stdout}"
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, f"{args}: want one line, got:\n{r.stderr}"
+    assert lines[0].startswith("sqvenvfs-pack: "), lines[0]
+    assert pattern in lines[0], f"{args}: {pattern!r} not in {lines[0]!r}"
+    if image:
+        assert not os.path.exists(image), f"{image} left behind"
+    return r
+
+
+def leftovers(d):
+    return [n for n in os.listdir(d) if ".partial" in n or
+            n.startswith("sqvenvfs-pack.")]
+
+
+def test(tmp, cleanups):
+    T.check_basics()
+    venv = T.make_venv(os.path.join(tmp, "venv"))
+    out = os.path.join(tmp, "out")
+    os.mkdir(out)
+    stage = os.path.join(tmp, "stage")
+    os.mkdir(stage)
+    img = os.path.join(out, "v.sqfs")
+
+    # not a venv, not a directory, missing
+    plain = os.path.join(tmp, "plain")
+    os.mkdir(plain)
+    expect_error([plain, img], "not a Python venv (no pyvenv.cfg) nor a "
+                 "conda prefix (no conda-meta/)", image=img)
+    expect_error([os.path.join(tmp, "nope"), img], "no such directory",
+                 image=img)
+    expect_error([os.path.join(venv, "pyvenv.cfg"), img], "not a directory",
+                 image=img)
+
+    # bad options
+    expect_error(["--block-size", "3K", venv, img], "power of two", image=img)
+    expect_error(["--optimize", "3", venv, img], "--optimize 3", image=img)
+    expect_error(["--comp", "lz4", "--level", "3", venv, img],
+                 "not supported with lz4", image=img)
+    expect_error([venv, os.path.join(venv, "x.sqfs")], "must not be inside",
+                 image=img)
+
+    # no mksquashfs
+    empty = os.path.join(tmp, "emptybin")
+    os.mkdir(empty)
+    expect_error([venv, img], "mksquashfs: not found",
+                 env=T.clean_env(PATH=empty), image=img)
+
+    # a name the layer format reserves
+    wh = os.path.join(T.site_packages(venv), ".wh.sneaky")
+    open(wh, "w").close()
+    expect_error(["--tmpdir", stage, venv, img], ".wh.sneaky", image=img)
+    os.unlink(wh)
+    assert not leftovers(stage) and not leftovers(out)
+
+    # a venv whose interpreter cannot run: refused, --no-compile packs it
+    broken = T.make_venv(os.path.join(tmp, "broken"), pkgs=("toml",))
+    for n in ("python", "python3", "python3.11"):
+        os.unlink(os.path.join(broken, "bin", n))
+        os.symlink("/nonexistent/python3", os.path.join(broken, "bin", n))
+    expect_error([broken, img], "use --no-compile", image=img)
+    T.pack("--no-compile", broken, img)
+    r = T.inspect(img)
+    assert re.search(r"without \.pyc: (\d+) of \1 modules", r.stdout), r.stdout
+    os.unlink(img)
+
+    # a module this Python cannot compile: a warning, and inspect counts it
+    with open(os.path.join(T.site_packages(venv), "py2only.py"), "w") as f:
+        f.write('print "python 2"\n')
+    r = T.pack(venv, img)
+    assert "1 file(s) could not be byte-compiled" in r.stderr and \
+        "py2only.py" in r.stderr, r.stderr
+    r = T.inspect(img)
+    assert re.search(r"without \.pyc: 1 of \d+ modules", r.stdout), r.stdout
+    assert "/py2only.py" in r.stdout, r.stdout
+    os.unlink(img)
+    os.unlink(os.path.join(T.site_packages(venv), "py2only.py"))
+
+    # a base that is not an image
+    junk = os.path.join(tmp, "junk.sqfs")
+    with open(junk, "wb") as f:
+        f.write(b"not squashfs" * 100)
+    expect_error(["--base", junk, venv, img], "junk.sqfs", image=img)
+
+    # output exists: refused and untouched; --force replaces it
+    with open(img, "w") as f:
+        f.write("precious")
+    expect_error([venv, img], "exists (use --force")
+    assert open(img).read() == "precious"
+    T.pack("--force", venv, img)
+    T.inspect("verify", img)
+    os.unlink(img)
+
+    # an output directory this user cannot write
+    ro = os.path.join(tmp, "ro")
+    os.mkdir(ro, 0o555)
+    if os.geteuid() == 0:
+        # root writes anywhere: run as nobody instead
+        T.require(T.run(["setpriv", "--help"], check=False).returncode == 0,
+                  "setpriv missing")
+        r = T.run(["setpriv", "--reuid=65534", "--regid=65534",
+                   "--clear-groups", T.PACK, venv, os.path.join(ro, "v.sqfs")],
+                  check=False)
+    else:
+        r = T.pack(venv, os.path.join(ro, "v.sqfs"), check=False)
+    assert r.returncode == 1, r
+    assert r.stderr.strip() == f"sqvenvfs-pack: {ro}: cannot write: " \
+        "Permission denied", r.stderr
+    assert os.listdir(ro) == []
+
+    # killed midway: mksquashfs has written its output, then hangs; the
+    # test stops pack there with SIGTERM, SIGINT and SIGKILL
+    marker = os.path.join(tmp, "marker")
+    fake = os.path.join(tmp, "slow-mksquashfs")
+    with open(fake, "w") as f:
+        f.write("#!/bin/sh\n"
+                f"mksquashfs \"$@\" >/dev/null 2>&1 || exit 1\n"
+                f"touch '{marker}'\n"
+                "exec sleep 600\n")
+    os.chmod(fake, 0o755)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGKILL):
+        if os.path.exists(marker):
+            os.unlink(marker)
+        env = T.clean_env(SQVENVFS_MKSQUASHFS=fake)
+        p = subprocess.Popen([T.PACK, "--tmpdir", stage, venv, img], env=env,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
+        cleanups.append(lambda p=p: (p.poll() is None and
+                                     os.killpg(p.pid, signal.SIGKILL)))
+        deadline = time.monotonic() + 120
+        while not os.path.exists(marker):
+            assert p.poll() is None, p.communicate()
+            assert time.monotonic() < deadline, "pack never reached mksquashfs"
+            time.sleep(0.05)
+        assert [n for n in os.listdir(out) if n.endswith(".partial")], \
+            "no temporary image while mksquashfs runs"
+        p.send_signal(sig)
+        o, e = p.communicate(timeout=120)
+        assert p.returncode in (128 + sig, -sig), (sig, p.returncode, e)
+        assert not os.path.exists(img), f"{sig}: partial IMAGE left"
+        if sig != signal.SIGKILL:
+            assert "interrupted" in e, e
+            assert not leftovers(out), (sig, os.listdir(out))
+            assert not leftovers(stage), (sig, os.listdir(stage))
+        else:
+            os.killpg(p.pid, signal.SIGKILL)    # the orphaned fake
+            for n in leftovers(out):
+                os.unlink(os.path.join(out, n))
+            T.run(["rm", "-rf"] + [os.path.join(stage, n)
+                                   for n in leftovers(stage)])
+
+    # a full disk: a small tmpfs as the output directory (root only)
+    if os.geteuid() == 0:
+        small = os.path.join(tmp, "small")
+        os.mkdir(small)
+        T.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", small])
+        cleanups.append(lambda: T.run(["umount", small]))
+        with open(os.path.join(T.site_packages(venv), "big.bin"), "wb") as f:
+            f.write(os.urandom(512 * 1024))
+        r = T.pack("--tmpdir", stage, venv, os.path.join(small, "v.sqfs"),
+                   check=False)
+        assert r.returncode == 1, r
+        assert r.stderr.startswith("sqvenvfs-pack: mksquashfs: "), r.stderr
+        assert os.listdir(small) == [], os.listdir(small)
+        assert not leftovers(stage)
+
+
+if __name__ == "__main__":
+    T.main(test)

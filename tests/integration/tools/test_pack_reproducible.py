@@ -1,0 +1,75 @@
+# SPDX-License-Identifier: BSD-2-Clause
+"""The same venv packed twice gives one sha256; SOURCE_DATE_EPOCH fixes the
+creation time and clamps newer mtimes; a changed input changes the image;
+the compression and block size options reach the image."""
+
+import os
+import re
+
+import toolstest as T
+
+
+def image_sha(path):
+    return T.sha256(path)
+
+
+def test(tmp, cleanups):
+    T.check_basics()
+    venv = T.make_venv(os.path.join(tmp, "venv"))
+
+    a, b = os.path.join(tmp, "a.sqfs"), os.path.join(tmp, "b.sqfs")
+    T.pack(venv, a)
+    # a second run in another staging directory, with other workers
+    os.mkdir(os.path.join(tmp, "stage"))
+    T.pack("--tmpdir", os.path.join(tmp, "stage"), "-j", "1", venv, b)
+    assert image_sha(a) == image_sha(b), "two packs differ"
+
+    # the creation time is the newest mtime of the input, not the clock
+    newest = 0
+    for dirpath, dirnames, filenames in os.walk(venv):
+        for n in dirnames + filenames + [""]:
+            newest = max(newest, int(os.lstat(os.path.join(dirpath, n))
+                                     .st_mtime))
+    r = T.inspect("dump", a)
+    mtimes = [int(l.split("\t")[6]) for l in r.stdout.splitlines()]
+    assert max(mtimes) == newest, (max(mtimes), newest)
+
+    # SOURCE_DATE_EPOCH: reproducible too, and nothing newer than it
+    epoch = newest - 3600
+    env = T.clean_env(SOURCE_DATE_EPOCH=str(epoch))
+    c, d = os.path.join(tmp, "c.sqfs"), os.path.join(tmp, "d.sqfs")
+    T.pack(venv, c, env=env)
+    T.pack(venv, d, env=env)
+    assert image_sha(c) == image_sha(d), "two SOURCE_DATE_EPOCH packs differ"
+    assert image_sha(c) != image_sha(a)
+    r = T.inspect("dump", c)
+    mtimes = [int(l.split("\t")[6]) for l in r.stdout.splitlines()]
+    assert max(mtimes) == epoch, (max(mtimes), epoch)
+    r = T.run(["unsquashfs", "-s", c])
+    import time as _t
+    want = _t.strftime("%a %b %d %H:%M:%S %Y", _t.localtime(epoch))
+    assert want in r.stdout, (want, r.stdout)
+
+    # a change of one byte changes the image
+    with open(os.path.join(T.site_packages(venv), "toml", "tz.py"), "a") as f:
+        f.write("#\n")
+    e = os.path.join(tmp, "e.sqfs")
+    T.pack(venv, e)
+    assert image_sha(e) != image_sha(a)
+
+    # compressors and block sizes
+    for comp, extra in (("lz4", []), ("xz", []), ("gzip", ["--level", "6"]),
+                        ("zstd", ["--level", "19", "--block-size", "1M"])):
+        img = os.path.join(tmp, f"{comp}.sqfs")
+        T.pack("--comp", comp, *extra, venv, img)
+        r = T.inspect(img)
+        assert re.search(rf"compression:\s+{comp}\b", r.stdout), r.stdout
+        bs = "1.0 MiB" if "1M" in extra else "128.0 KiB"
+        assert re.search(rf"block size:\s+{re.escape(bs)}", r.stdout), \
+            r.stdout
+        T.run(["unsquashfs", "-n", "-d", os.path.join(tmp, "x-" + comp),
+               img])
+
+
+if __name__ == "__main__":
+    T.main(test)

@@ -1,0 +1,155 @@
+/* The block cache: hits and misses, the byte bound and LRU order, blocks
+ * that stay valid after eviction, a zero-sized cache, and many threads. */
+#include <pthread.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "blockcache.h"
+#include "check.h"
+
+static struct sqv_block *make(uint64_t key, size_t len)
+{
+	struct sqv_block *b = sqv_block_alloc(len);
+	b->key = key;
+	b->len = len;
+	memset(b->data, (int)(key & 0xff), len);
+	return b;
+}
+
+static bool filled(const struct sqv_block *b, uint64_t key)
+{
+	for (size_t i = 0; i < b->len; i++)
+		if (b->data[i] != (unsigned char)(key & 0xff))
+			return false;
+	return true;
+}
+
+static void test_basic(void)
+{
+	struct sqv_blockcache *c;
+	struct sqv_blockcache_stats st;
+
+	CHECK_EQ(sqv_blockcache_new(1 << 20, &c), 0);
+	CHECK(sqv_blockcache_get(c, 1) == NULL);
+	struct sqv_block *b = sqv_blockcache_insert(c, make(1, 4096));
+	CHECK(b != NULL && b->key == 1);
+	sqv_blockcache_put(c, b);
+	b = sqv_blockcache_get(c, 1);
+	CHECK(b != NULL && filled(b, 1));
+	sqv_blockcache_put(c, b);
+	/* A second insert of the same key yields the first block. */
+	struct sqv_block *first = sqv_blockcache_get(c, 1);
+	struct sqv_block *again = sqv_blockcache_insert(c, make(1, 4096));
+	CHECK(again == first);
+	sqv_blockcache_put(c, first);
+	sqv_blockcache_put(c, again);
+	sqv_blockcache_stats(c, &st);
+	CHECK_EQ(st.hits, 2);
+	CHECK_EQ(st.misses, 1);
+	CHECK_EQ(st.blocks, 1);
+	CHECK_EQ(st.bytes, 4096);
+	sqv_blockcache_free(c);
+}
+
+static void test_bound_and_lru(void)
+{
+	struct sqv_blockcache *c;
+	struct sqv_blockcache_stats st;
+
+	/* One shard of 4 blocks of 128 KiB. */
+	CHECK_EQ(sqv_blockcache_new(4 * 131072, &c), 0);
+	for (uint64_t k = 1; k <= 4; k++)
+		sqv_blockcache_put(c, sqv_blockcache_insert(c, make(k, 131072)));
+	/* Hold 1, then touch 2, 3, 4: 1 is now the least recently used, and
+	 * is evicted while held; it must stay readable. */
+	struct sqv_block *held = sqv_blockcache_get(c, 1);
+	for (uint64_t k = 2; k <= 4; k++)
+		sqv_blockcache_put(c, sqv_blockcache_get(c, k));
+	sqv_blockcache_put(c, sqv_blockcache_insert(c, make(5, 131072)));
+	sqv_blockcache_stats(c, &st);
+	CHECK_EQ(st.evictions, 1);
+	CHECK(st.bytes <= 4 * 131072);
+	CHECK(filled(held, 1));
+	sqv_blockcache_put(c, held);
+	struct sqv_block *b = sqv_blockcache_get(c, 1);
+	CHECK(b == NULL); /* 1 was the one evicted */
+	b = sqv_blockcache_get(c, 2);
+	CHECK(b != NULL);
+	sqv_blockcache_put(c, b);
+	/* A block larger than the whole cache comes back uncached. */
+	struct sqv_block *huge = sqv_blockcache_insert(c, make(9, 1 << 20));
+	CHECK(huge != NULL && filled(huge, 9));
+	sqv_blockcache_put(c, huge);
+	CHECK(sqv_blockcache_get(c, 9) == NULL);
+	sqv_blockcache_free(c);
+}
+
+static void test_zero(void)
+{
+	struct sqv_blockcache *c;
+
+	CHECK_EQ(sqv_blockcache_new(0, &c), 0);
+	struct sqv_block *b = sqv_blockcache_insert(c, make(3, 4096));
+	CHECK(b != NULL && filled(b, 3));
+	sqv_blockcache_put(c, b);
+	CHECK(sqv_blockcache_get(c, 3) == NULL);
+	sqv_blockcache_free(c);
+}
+
+struct hammer {
+	struct sqv_blockcache *c;
+	unsigned seed;
+	int bad;
+};
+
+static void *hammer(void *arg)
+{
+	struct hammer *h = arg;
+
+	for (int i = 0; i < 20000; i++) {
+		h->seed = h->seed * 1103515245 + 12345;
+		uint64_t key = (h->seed >> 8) % 200 + 1;
+		struct sqv_block *b = sqv_blockcache_get(h->c, key);
+		if (!b)
+			b = sqv_blockcache_insert(h->c, make(key, 8192));
+		if (b->key != key || !filled(b, key))
+			h->bad++;
+		sqv_blockcache_put(h->c, b);
+	}
+	return NULL;
+}
+
+static void test_threads(void)
+{
+	struct sqv_blockcache *c;
+	struct hammer h[8];
+	pthread_t th[8];
+	struct sqv_blockcache_stats st;
+
+	/* Room for 100 of the 200 keys: constant eviction under contention. */
+	CHECK_EQ(sqv_blockcache_new(100 * 8192, &c), 0);
+	for (int i = 0; i < 8; i++) {
+		h[i] = (struct hammer){ c, (unsigned)i * 7919u + 1, 0 };
+		pthread_create(&th[i], NULL, hammer, &h[i]);
+	}
+	int bad = 0;
+	for (int i = 0; i < 8; i++) {
+		pthread_join(th[i], NULL);
+		bad += h[i].bad;
+	}
+	CHECK_EQ(bad, 0);
+	sqv_blockcache_stats(c, &st);
+	CHECK(st.bytes <= 100 * 8192);
+	CHECK(st.evictions > 0);
+	CHECK_EQ(st.hits + st.misses, 8 * 20000);
+	sqv_blockcache_free(c);
+}
+
+int main(void)
+{
+	test_basic();
+	test_bound_and_lru();
+	test_zero();
+	test_threads();
+	return check_done();
+}
