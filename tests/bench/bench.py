@@ -34,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -864,6 +865,13 @@ def do_run(a):
     prepare(ctx)
     t_prepared = time.perf_counter()
     ctx.runner = Runner(a, ctx.work, SMOKE_IMPORT if a.smoke else FULL_IMPORT)
+    # Other work on the machine skews everything: sample the load to report it.
+    loads, stop = [], threading.Event()
+
+    def sample():
+        while not stop.wait(5):
+            loads.append(float(open("/proc/loadavg").read().split()[0]))
+    threading.Thread(target=sample, daemon=True).start()
     ctx.trace = FuseTrace()
     if ctx.trace.why:
         log(f"FUSE requests not counted: {ctx.trace.why}")
@@ -912,7 +920,9 @@ def do_run(a):
     finally:
         unmount_all()
         ctx.trace.close()
+    stop.set()
     results["versions"]["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
+    results["versions"]["load_1min_samples"] = loads
     results["prepare_s"] = t_prepared - t_start
     results["total_s"] = time.perf_counter() - t_start
     return results
@@ -1073,7 +1083,9 @@ def table(res):
             P(f"- {st} {row}: {k}: {e}")
     P("")
     P(f"Machine: {v['cpu']}, {v['cores']} cores, {v['mem_gib']} GiB; kernel {v['kernel']}; "
-      f"load average {' '.join(v['loadavg_start'])} at start, {' '.join(v['loadavg_end'])} at end. "
+      f"1-minute load average during the run: median "
+      f"{fmt(median(v.get('load_1min_samples') or [None]))}, max "
+      f"{fmt(max(v.get('load_1min_samples') or [0]))} (2 cores). "
       f"Versions: sqvenvfs {v['sqvenvfs']} (git {v['git']}), squashfuse {v['squashfuse']}, "
       f"libfuse {v['libfuse3-3']}, squashfs-tools {v['squashfs-tools']}, {v['python']}, "
       f"torch {v['python3-torch']}, numpy {v['python3-numpy']}. "
