@@ -513,14 +513,23 @@ class Runner:
 
     def many(self, row, root, n):
         t0 = time.perf_counter()
-        procs = [subprocess.Popen(self.cmd(root), env=self.env(row), cwd=self.rundir,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-                 for _ in range(n)]
+        procs = []
         bad = []
-        for p in procs:
-            _, err = p.communicate()
-            if p.returncode != 0:
-                bad.append(err.strip().splitlines()[-1:] or ["?"])
+        try:
+            for _ in range(n):
+                procs.append(subprocess.Popen(self.cmd(root), env=self.env(row), cwd=self.rundir,
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                              text=True))
+            for p in procs:
+                _, err = p.communicate()
+                if p.returncode != 0:
+                    bad.append(err.strip().splitlines()[-1:] or ["?"])
+        finally:
+            # Interrupted: leave no importer behind (they would keep the mount busy).
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
         t = time.perf_counter() - t0
         if bad:
             raise BenchError(f"{len(bad)} of {n} concurrent imports failed: {bad[0][0]}")
