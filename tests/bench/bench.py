@@ -496,9 +496,11 @@ def vm_drops():
 
 
 FOREIGN = {"discarded": 0}
+SPOILED = []  # the measurement of the last warm_only call was spoiled
 
 
 WARM_TRIES = [4]  # 1 in the smoke run, which only checks the table is complete
+CONC_TRIES = [4]
 
 
 def warm_only(what, fn, tries=None):
@@ -506,6 +508,7 @@ def warm_only(what, fn, tries=None):
     meanwhile (other tests on a shared machine do): such a run was partly
     cold and says nothing about warm. After `tries`, keep the last and say so."""
     tries = tries or WARM_TRIES[0]
+    SPOILED.clear()
     for i in range(tries):
         before, own = vm_drops(), OWN_DROPS[0]
         t = fn()
@@ -515,6 +518,7 @@ def warm_only(what, fn, tries=None):
         log(f"{what}: caches dropped by another process during the run; "
             + ("again" if i + 1 < tries else "kept anyway"))
     FOREIGN["kept_contaminated"] = FOREIGN.get("kept_contaminated", 0) + 1
+    SPOILED.append(what)
     return t
 
 
@@ -663,9 +667,12 @@ def measure_import_row(ctx, row, mount, probe, slow=False):
         res["mount_s"] = median(mounts)
         if warm_runs:
             step("warmup", lambda: ctx.runner.one(row["name"], mount.root))
-        warms = [step("warm", lambda: warm_only(f"{row['name']} warm",
-                                                lambda: ctx.runner.one(row["name"], mount.root)))
-                 for _ in range(warm_runs)]
+        warms = []
+        for _ in range(warm_runs):
+            warms.append(step("warm", lambda: warm_only(f"{row['name']} warm",
+                                                        lambda: ctx.runner.one(row["name"], mount.root))))
+            if SPOILED:
+                res.setdefault("spoiled", []).append("warm_s")
         res["warm_s"] = median(warms)
         res["warm_all"] = warms
         if mount.fuse and warm_runs:
@@ -691,8 +698,11 @@ def measure_import_row(ctx, row, mount, probe, slow=False):
                 res["requests_na"] = ctx.trace.why
         for n in conc:
             ts = [step(f"conc{n}", lambda: warm_only(f"{row['name']} {n} procs",
-                                                     lambda: ctx.runner.many(row["name"], mount.root, n)))
+                                                     lambda: ctx.runner.many(row["name"], mount.root, n),
+                                                     tries=CONC_TRIES[0]))
                   for _ in range(plan["conc_runs"])]
+            if SPOILED:
+                res.setdefault("spoiled", []).append(f"conc{n}_s")
             res[f"conc{n}_s"] = median(ts)
         if mount.pid:
             res["rss_kib"] = peak_rss_kib(mount.pid)
@@ -891,6 +901,8 @@ def do_run(a):
         ctx.plan["cold_runs"] = a.cold_runs
     if a.tree_entries:
         ctx.plan["tree_entries"] = a.tree_entries
+    if a.tree_mounts:
+        ctx.plan["tree_mounts"] = a.tree_mounts
     ctx.work = a.work
     b = os.path.abspath(a.builddir)
     ctx.sqvenvfs = a.sqvenvfs or os.path.join(b, "daemon", "sqvenvfs")
@@ -909,7 +921,8 @@ def do_run(a):
     except OSError as e:
         raise SkipBench(f"/dev/fuse: {e.strerror}")
     ctx.can_drop = is_root() and not a.no_drop_caches
-    WARM_TRIES[0] = 1 if a.smoke else 4
+    WARM_TRIES[0] = 1 if a.smoke else a.warm_tries
+    CONC_TRIES[0] = 1 if a.smoke else a.conc_tries
     ctx.root_rows = is_root() and not a.smoke
     os.makedirs(ctx.work, exist_ok=True)
     t_start = time.perf_counter()
@@ -1092,10 +1105,18 @@ def table(res):
     P("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         req = fmt(r.get("requests"), "n") if "requests" in r else ("n/a" if r.get("requests_na") else "–")
-        P(f"| {r['storage']} | {r['row']} | {fmt(r.get('mount_s'), 'ms')} | {fmt(r.get('warm_s'))} | "
-          f"{fmt(r.get('cold_s'))} | {fmt(r.get('conc8_s'))} | {fmt(r.get('conc32_s'))} | {req} | "
+        sp = r.get("spoiled", [])
+
+        def m(k):
+            return fmt(r.get(k)) + (" †" if k in sp else "")
+        P(f"| {r['storage']} | {r['row']} | {fmt(r.get('mount_s'), 'ms')} | {m('warm_s')} | "
+          f"{fmt(r.get('cold_s'))} | {m('conc8_s')} | {m('conc32_s')} | {req} | "
           f"{fmt(r.get('standin_requests'), 'n')} | "
           f"{fmt(r['rss_kib'] / 1024, 's') if r.get('rss_kib') else '–'} |")
+    if any(r.get("spoiled") for r in rows):
+        P("")
+        P("† another process dropped the page cache during (one of) these runs, "
+          "after every retry: partly cold, an upper bound.")
     P("")
     P("Ratios (time of the row / time of the reference on the same storage; lower is better):")
     P("")
@@ -1207,6 +1228,10 @@ def main():
     p.add_argument("--warm-runs", type=int)
     p.add_argument("--cold-runs", type=int)
     p.add_argument("--tree-entries", type=int)
+    p.add_argument("--tree-mounts", type=int)
+    p.add_argument("--warm-tries", type=int, default=4,
+                   help="runs of a warm measurement spoiled by another process's drop_caches")
+    p.add_argument("--conc-tries", type=int, default=4)
     p.add_argument("--skip-tree", action="store_true")
     p.add_argument("--standin-ksquashfs", action="store_true",
                    help="also a kernel squashfs mount of the image on the stand-in")
