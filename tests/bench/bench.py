@@ -1,0 +1,1295 @@
+#!/usr/bin/env python3
+"""The sqvenvfs benchmark: one run, every row side by side, one table.
+
+    bench.py [run] [--smoke] [-C BUILDDIR] [--workdir DIR] ...
+    bench.py make-venv DEST [--packages P ...]
+    bench.py make-tree DEST [--entries N]
+
+`run` builds (or reuses) a venv made from Debian's python3-* packages, packs it
+with mksquashfs, and times `python -c 'import ...'` from it as a plain
+directory, a kernel squashfs mount, squashfuse, squashfuse_ll and sqvenvfs,
+then again with the venv directory and the image on sqvbench-latfs, a FUSE
+passthrough that makes every metadata request and read slow (a stand-in for a
+loaded parallel file system). A synthetic 400,000-entry tree measures mount
+time, daemon memory and a stat-everything walk at scale.
+
+Numbers are medians of the runs of this one invocation; ratios compare rows of
+the same run. FUSE requests are counted by the kernel's own fuse tracepoint
+(fuse:fuse_request_send, filtered on the mount's connection), so every daemon
+is counted the same way; sqvenvfs's --stats is recorded beside it.
+
+--smoke builds a tiny venv and runs each row that needs no root-only setup
+once; it exits 1 if a row or a measurement is missing or failed. It is the
+meson test 'bench-smoke' (suite bench).
+"""
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DIST = "/usr/lib/python3/dist-packages"
+SYS_PYTHON = "/usr/bin/python3"
+PYVER = "python3.11"
+
+FULL_PACKAGES = ["python3-numpy", "python3-scipy", "python3-pandas", "python3-sklearn",
+                 "python3-matplotlib", "python3-sympy", "python3-torch"]
+FULL_IMPORT = "import numpy, scipy.stats, pandas, sklearn.ensemble, torch, matplotlib.pyplot, sympy"
+SMOKE_PACKAGES = ["python3-numpy"]
+SMOKE_IMPORT = "import numpy"
+# Packages the full run installs itself (CI installs only .ci/packages/bench.txt).
+FULL_DEB = FULL_PACKAGES + ["python3-venv", "squashfuse", "squashfs-tools", "fuse3", "patchelf"]
+
+TRACEFS = "/sys/kernel/tracing"
+
+# How many times each measurement runs; chosen so the full run fits in 20
+# minutes on 2 cores (see docs/performance.md).
+# The plain directory on the stand-in ("slow") takes about two minutes per
+# import and caches nothing, so it runs cold only.
+FULL_PLAN = dict(warm_runs=5, cold_runs=3, conc=(8, 32), conc_runs=1,
+                 slow_warm_runs=0, slow_cold_runs=1, slow_conc=(),
+                 tree_entries=400_000, tree_mounts=3)
+SMOKE_PLAN = dict(warm_runs=1, cold_runs=1, conc=(8, 32), conc_runs=1,
+                  slow_warm_runs=0, slow_cold_runs=1, slow_conc=(),
+                  tree_entries=3_000, tree_mounts=1)
+
+
+def log(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+class BenchError(Exception):
+    pass
+
+
+def run(cmd, check=True, **kw):
+    kw.setdefault("stdout", subprocess.PIPE)
+    kw.setdefault("stderr", subprocess.PIPE)
+    kw.setdefault("text", True)
+    r = subprocess.run(cmd, **kw)
+    if check and r.returncode != 0:
+        err = (r.stderr or "").strip().splitlines()
+        raise BenchError(f"{' '.join(map(str, cmd))}: exit {r.returncode}: "
+                         f"{err[-1] if err else ''}")
+    return r
+
+
+def is_root():
+    return os.geteuid() == 0
+
+
+# ---------------------------------------------------------------- the venv
+
+def deb_installed(pkg):
+    r = run(["dpkg-query", "-W", "-f=${Status}", pkg], check=False)
+    return r.returncode == 0 and r.stdout.strip() == "install ok installed"
+
+
+def deb_version(pkg):
+    r = run(["dpkg-query", "-W", "-f=${Version}", pkg], check=False)
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def deb_files(pkg):
+    return run(["dpkg", "-L", pkg]).stdout.splitlines()
+
+
+def python_closure(roots):
+    """roots and the python3-* packages they depend on that ship modules."""
+    seen, order, todo = set(), [], list(roots)
+    while todo:
+        pkg = todo.pop(0)
+        if pkg in seen:
+            continue
+        seen.add(pkg)
+        r = run(["dpkg-query", "-W", "-f=${Status}\t${Depends}, ${Pre-Depends}", pkg], check=False)
+        if r.returncode != 0 or not r.stdout.startswith("install ok installed"):
+            if pkg in roots:
+                raise BenchError(f"{pkg}: Debian package not installed")
+            continue  # a virtual package or an alternative not chosen
+        if any(f.startswith(DIST + "/") for f in deb_files(pkg)):
+            order.append(pkg)
+        deps = r.stdout.split("\t", 1)[1]
+        for dep in deps.split(","):
+            for alt in dep.split("|"):
+                name = alt.strip().split(" ")[0].split(":")[0]
+                if name.startswith("python3-"):
+                    todo.append(name)
+    return order
+
+
+def copy_entry(src, dst, stats):
+    """Copy one dist-packages entry; links that leave dist-packages are
+    replaced by what they point to, as pip would have installed it."""
+    if os.path.islink(src):
+        real = os.path.realpath(src)
+        if not os.path.exists(real):
+            stats["dangling"].append(src)
+            return
+        if real.startswith(DIST + "/"):
+            if not os.path.lexists(dst):
+                os.symlink(os.path.relpath(real, os.path.dirname(src)), dst)
+            return
+        stats["dereferenced"].append((src, dst))
+        if os.path.isdir(real):
+            shutil.copytree(real, dst, symlinks=False, dirs_exist_ok=True)
+        else:
+            shutil.copy2(real, dst)
+        return
+    if os.path.isdir(src):
+        os.makedirs(dst, exist_ok=True)
+        return
+    shutil.copy2(src, dst)
+
+
+def make_venv(dest, packages):
+    """python3 -m venv DEST, then the files of packages (and their python3-*
+    dependencies) copied into its site-packages; returns a summary."""
+    if os.path.lexists(dest):
+        shutil.rmtree(dest)
+    run([SYS_PYTHON, "-m", "venv", dest])
+    site = os.path.join(dest, "lib", PYVER, "site-packages")
+    closure = python_closure(packages)
+    stats = {"dangling": [], "dereferenced": []}
+    pys = []
+    for pkg in closure:
+        for f in deb_files(pkg):
+            if not f.startswith(DIST + "/"):
+                continue
+            rel = f[len(DIST) + 1:]
+            dst = os.path.join(site, rel)
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            copy_entry(f, dst, stats)
+            if f.endswith(".py") and os.path.isfile(dst):
+                pys.append(rel)
+    # Debian's torch/lib holds links to /usr/lib/x86_64-linux-gnu/libtorch*.so.1.13
+    # and its extension modules ask for those sonames. A pip-installed torch
+    # has the libraries themselves in torch/lib, found through RUNPATH
+    # $ORIGIN: give each copied library its soname beside it and that RUNPATH,
+    # so the dynamic loader maps them from the venv and not from /usr/lib.
+    for _, dst in stats["dereferenced"]:
+        if not os.path.isfile(dst):
+            continue
+        with open(dst, "rb") as f:
+            if f.read(4) != b"\x7fELF":
+                continue
+        if not shutil.which("patchelf"):
+            raise BenchError("patchelf: not installed (needed to relocate copied libraries)")
+        soname = run(["patchelf", "--print-soname", dst]).stdout.strip()
+        link = os.path.join(os.path.dirname(dst), soname)
+        if soname and soname != os.path.basename(dst) and not os.path.lexists(link):
+            os.symlink(os.path.basename(dst), link)
+        run(["patchelf", "--set-rpath", "$ORIGIN", dst])
+    # Debian compiles its .pyc at install time; copy them (their source
+    # mtimes are kept by copy2, so they stay valid) and compile the rest.
+    for rel in pys:
+        d, base = os.path.split(rel)
+        stem = base[:-3]
+        cache = os.path.join(DIST, d, "__pycache__")
+        for tag in ("", ".opt-1", ".opt-2"):
+            pyc = os.path.join(cache, f"{stem}.cpython-311{tag}.pyc")
+            if os.path.isfile(pyc):
+                out = os.path.join(site, d, "__pycache__")
+                os.makedirs(out, exist_ok=True)
+                shutil.copy2(pyc, out)
+    run([SYS_PYTHON, "-m", "compileall", "-q", "-j", "0", site], check=False)
+    # Directory mtimes changed while we filled them; that is harmless.
+    entries, size = 0, 0
+    for root, dirs, files in os.walk(dest):
+        entries += len(dirs) + len(files)
+        for f in files:
+            p = os.path.join(root, f)
+            if not os.path.islink(p):
+                size += os.lstat(p).st_size
+    return {"packages": {p: deb_version(p) for p in closure}, "entries": entries,
+            "bytes": size, "dangling_links_dropped": len(stats["dangling"]),
+            "links_dereferenced": len(stats["dereferenced"])}
+
+
+# ---------------------------------------------------------------- the big tree
+
+WORDS = ("import def return self class if else for in while None True False from as "
+         "with try except raise lambda yield numpy array value index data result").split()
+
+
+def make_tree(dest, entries, seed=4):
+    """A deterministic tree of `entries` entries shaped like a conda
+    installation: many packages, nested module directories, mostly small
+    text files, some symlinks."""
+    if os.path.lexists(dest):
+        shutil.rmtree(dest)
+    rng = random.Random(seed)
+    text = " ".join(rng.choice(WORDS) for _ in range(40000)).encode() * 2
+    parents = [os.path.join(dest, "pkgs"), os.path.join(dest, "lib", "python3.11", "site-packages")]
+    for d in parents:
+        os.makedirs(d)
+    made = 4
+    pkg = 0
+    while made < entries:
+        top = os.path.join(parents[0] if pkg % 3 else parents[1], f"pkg{pkg:05d}")
+        os.mkdir(top)
+        made += 1
+        dirs = [top]
+        budget = min(entries - made, rng.randint(20, 400))
+        while budget > 0:
+            parent = rng.choice(dirs)
+            r = rng.random()
+            if r < 0.10 and parent.count("/") - top.count("/") < 5:
+                d = os.path.join(parent, f"sub{len(dirs)}")
+                os.mkdir(d)
+                dirs.append(d)
+            elif r < 0.14:
+                os.symlink(f"mod{rng.randint(0, 50)}.py", os.path.join(parent, f"link{budget}"))
+            else:
+                size = rng.randint(0, 1024) if rng.random() < 0.85 else rng.randint(1024, 8192)
+                off = rng.randint(0, len(text) // 2)
+                name = os.path.join(parent, f"mod{budget}.py")
+                with open(name, "wb") as f:
+                    f.write(text[off:off + size])
+            budget -= 1
+            made += 1
+        pkg += 1
+    count = sum(len(d) + len(f) for _, d, f in os.walk(dest))
+    return {"entries": count}
+
+
+# ---------------------------------------------------------------- mounts
+
+def mounted_dev(path):
+    return os.stat(path).st_dev != os.stat(os.path.dirname(path.rstrip("/"))).st_dev
+
+
+def find_daemon(mnt):
+    """pid of the process whose argv names mountpoint mnt (a FUSE daemon)."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if mnt.encode() in argv or os.path.realpath(mnt).encode() in argv:
+            return int(pid)
+    return None
+
+
+def peak_rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return None
+
+
+class Mount:
+    """One way of presenting a tree at a path; up() returns the seconds from
+    starting the mount command to the first successful stat of `probe`."""
+    kind = "none"
+    fuse = False
+
+    def __init__(self, mnt=None):
+        self.mnt = mnt
+        self.pid = None
+        self.is_up = False
+
+    @property
+    def root(self):
+        return self.mnt
+
+    def up(self, probe):
+        return None
+
+    def down(self):
+        pass
+
+    def wait_usable(self, t0, probe):
+        deadline = t0 + 60
+        while time.monotonic() < deadline:
+            try:
+                if mounted_dev(self.mnt) and os.path.lexists(os.path.join(self.mnt, probe)):
+                    return time.perf_counter()
+            except OSError:
+                pass
+            time.sleep(0.0005)
+        raise BenchError(f"{self.mnt}: mount not usable after 60 s")
+
+
+class DirMount(Mount):
+    kind = "dir"
+
+    def __init__(self, path):
+        super().__init__(path)
+        self.is_up = True
+
+
+class CmdMount(Mount):
+    """A mount made by a command: the kernel's squashfs or a FUSE daemon."""
+
+    def __init__(self, kind, cmd, mnt, unmount_cmd, fuse=True, daemon_name=None):
+        super().__init__(mnt)
+        self.kind = kind
+        self.cmd = cmd
+        self.unmount_cmd = unmount_cmd
+        self.fuse = fuse
+        self.daemon_name = daemon_name
+
+    def up(self, probe):
+        os.makedirs(self.mnt, exist_ok=True)
+        t0 = time.perf_counter()
+        r = subprocess.run(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if r.returncode != 0:
+            raise BenchError(f"{self.kind}: {' '.join(self.cmd)}: exit {r.returncode}: "
+                             f"{r.stderr.strip()}")
+        self.is_up = True
+        MOUNTED.append(self)
+        t1 = self.wait_usable(time.monotonic(), probe)
+        if self.fuse:
+            self.pid = find_daemon(self.mnt)
+            if self.pid is None:
+                raise BenchError(f"{self.kind}: no daemon process found for {self.mnt}")
+        return t1 - t0
+
+    def down(self):
+        if not self.is_up:
+            return
+        r = subprocess.run(self.unmount_cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+        if r.returncode != 0:
+            # Busy or broken: detach it lazily and go on, but say so.
+            log(f"{self.kind}: unmount failed ({r.stderr.strip()}); lazy unmount")
+            subprocess.run(["umount", "-l", self.mnt], stderr=subprocess.DEVNULL)
+        self.is_up = False
+        if self in MOUNTED:
+            MOUNTED.remove(self)
+        if self.pid:
+            deadline = time.monotonic() + 20
+            while os.path.exists(f"/proc/{self.pid}") and time.monotonic() < deadline:
+                try:
+                    with open(f"/proc/{self.pid}/stat") as f:
+                        if f.read().split(") ")[1].startswith("Z"):
+                            break
+                except OSError:
+                    break
+                time.sleep(0.005)
+            if os.path.exists(f"/proc/{self.pid}"):
+                try:
+                    with open(f"/proc/{self.pid}/stat") as f:
+                        zombie = f.read().split(") ")[1].startswith("Z")
+                except OSError:
+                    zombie = True
+                if not zombie:
+                    log(f"{self.kind}: daemon {self.pid} still running; killing it")
+                    os.kill(self.pid, signal.SIGKILL)
+            self.pid = None
+
+
+MOUNTED = []
+
+
+def unmount_all():
+    for m in reversed(list(MOUNTED)):
+        try:
+            m.down()
+        except Exception as e:  # cleanup must go on
+            log(f"cleanup: {m.mnt}: {e}")
+
+
+# ---------------------------------------------------------------- tracing
+
+class FuseTrace:
+    """Counts the requests the kernel sends to one FUSE connection, through
+    the fuse:fuse_request_send tracepoint in a private tracefs instance."""
+
+    def __init__(self):
+        self.mounted_tracefs = False
+        self.inst = None
+        self.why = None
+        if not is_root():
+            self.why = "not root"
+            return
+        if not os.path.isdir(os.path.join(TRACEFS, "events")):
+            r = subprocess.run(["mount", "-t", "tracefs", "nodev", TRACEFS],
+                               stderr=subprocess.DEVNULL)
+            self.mounted_tracefs = r.returncode == 0
+        if not os.path.isdir(os.path.join(TRACEFS, "events", "fuse", "fuse_request_send")):
+            self.why = "kernel has no fuse:fuse_request_send tracepoint"
+            return
+        self.inst = os.path.join(TRACEFS, "instances", f"sqvbench-{os.getpid()}")
+        os.mkdir(self.inst)
+        self._w("buffer_size_kb", "16384")
+
+    def _w(self, rel, val):
+        with open(os.path.join(self.inst, rel), "w") as f:
+            f.write(val)
+
+    def start(self, path):
+        st = os.stat(path)
+        conn = (os.major(st.st_dev) << 20) | os.minor(st.st_dev)
+        ev = "events/fuse/fuse_request_send/"
+        self._w(ev + "enable", "0")
+        self._w("trace", "")
+        self._w(ev + "filter", f"connection == {conn}")
+        self._w(ev + "enable", "1")
+
+    def stop(self):
+        self._w("events/fuse/fuse_request_send/enable", "0")
+        counts = {}
+        with open(os.path.join(self.inst, "trace")) as f:
+            for line in f:
+                if line.startswith("#") or "opcode" not in line:
+                    continue
+                op = line.split("(FUSE_", 1)[1].split(")", 1)[0].lower()
+                counts[op] = counts.get(op, 0) + 1
+        for cpu in os.listdir(os.path.join(self.inst, "per_cpu")):
+            with open(os.path.join(self.inst, "per_cpu", cpu, "stats")) as f:
+                for line in f:
+                    if line.startswith("overrun:") and int(line.split()[1]) != 0:
+                        raise BenchError("trace buffer overran; counts would be low")
+        self._w("trace", "")
+        return counts
+
+    def close(self):
+        if self.inst:
+            try:
+                self._w("events/fuse/fuse_request_send/enable", "0")
+                os.rmdir(self.inst)
+            except OSError as e:
+                log(f"tracefs instance {self.inst}: {e}")
+            self.inst = None
+        if self.mounted_tracefs:
+            subprocess.run(["umount", TRACEFS], stderr=subprocess.DEVNULL)
+            self.mounted_tracefs = False
+
+
+# ---------------------------------------------------------------- measuring
+
+OWN_DROPS = [0]
+
+
+def drop_caches(enabled):
+    if not enabled:
+        return
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+    OWN_DROPS[0] += 1
+
+
+def vm_drops():
+    """How often anyone wrote to drop_caches since boot."""
+    with open("/proc/vmstat") as f:
+        for line in f:
+            if line.startswith("drop_pagecache "):
+                return int(line.split()[1])
+    return 0
+
+
+FOREIGN = {"discarded": 0}
+SPOILED = []  # the measurement of the last warm_only call was spoiled
+
+
+WARM_TRIES = [4]  # 1 in the smoke run, which only checks the table is complete
+CONC_TRIES = [4]
+
+
+def warm_only(what, fn, tries=None):
+    """Run a warm measurement again when someone else dropped the caches
+    meanwhile (other tests on a shared machine do): such a run was partly
+    cold and says nothing about warm. After `tries`, keep the last and say so."""
+    tries = tries or WARM_TRIES[0]
+    SPOILED.clear()
+    for i in range(tries):
+        before, own = vm_drops(), OWN_DROPS[0]
+        t = fn()
+        if vm_drops() - before == OWN_DROPS[0] - own:
+            return t
+        FOREIGN["discarded"] += 1
+        log(f"{what}: caches dropped by another process during the run; "
+            + ("again" if i + 1 < tries else "kept anyway"))
+    FOREIGN["kept_contaminated"] = FOREIGN.get("kept_contaminated", 0) + 1
+    SPOILED.append(what)
+    return t
+
+
+class Runner:
+    def __init__(self, args, work, import_stmt):
+        self.args = args
+        self.work = work
+        self.import_stmt = import_stmt
+        self.rundir = os.path.join(work, "run")
+        os.makedirs(self.rundir, exist_ok=True)
+
+    def env(self, row):
+        mpl = os.path.join(self.work, "mplconfig", row)
+        os.makedirs(mpl, exist_ok=True)
+        return {"PATH": "/usr/bin:/bin", "HOME": self.rundir, "LANG": "C.UTF-8",
+                "MPLBACKEND": "Agg", "MPLCONFIGDIR": mpl,
+                # The trees are read-only or must stay identical to the image.
+                "PYTHONDONTWRITEBYTECODE": "1"}
+
+    def cmd(self, root):
+        return [os.path.join(root, "bin", "python3"), "-c", self.import_stmt]
+
+    def one(self, row, root):
+        t0 = time.perf_counter()
+        r = subprocess.run(self.cmd(root), env=self.env(row), cwd=self.rundir,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        t = time.perf_counter() - t0
+        if r.returncode != 0:
+            tail = r.stderr.strip().splitlines()[-1:] or ["?"]
+            raise BenchError(f"import failed (exit {r.returncode}): {tail[0]}")
+        return t
+
+    def many(self, row, root, n):
+        t0 = time.perf_counter()
+        procs = []
+        bad = []
+        try:
+            for _ in range(n):
+                procs.append(subprocess.Popen(self.cmd(root), env=self.env(row), cwd=self.rundir,
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                              text=True))
+            for p in procs:
+                _, err = p.communicate()
+                if p.returncode != 0:
+                    bad.append(err.strip().splitlines()[-1:] or ["?"])
+        finally:
+            # Interrupted: leave no importer behind (they would keep the mount busy).
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+        t = time.perf_counter() - t0
+        if bad:
+            raise BenchError(f"{len(bad)} of {n} concurrent imports failed: {bad[0][0]}")
+        return t
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def parse_size(text):
+    units = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}
+    text = text.strip().upper()
+    num = text.rstrip("KMG")
+    return int(num) * units[text[len(num):]]
+
+
+def sqv_cache_size(exe, opts):
+    """The block cache the daemon was given: -o cache_size=, else its default
+    as --help states it."""
+    for o in opts:
+        for kv in o.split(","):
+            if kv.startswith("cache_size="):
+                return parse_size(kv.split("=", 1)[1])
+    r = run([exe, "--help"], check=False)
+    for line in r.stdout.splitlines():
+        if "cache_size=" in line and "(default " in line:
+            return parse_size(line.split("(default ", 1)[1].split(")", 1)[0])
+    return None
+
+
+def sqv_stats(exe, mnt):
+    r = run([exe, "--stats", mnt], check=False)
+    if r.returncode != 0:
+        return None
+    out = {}
+    for line in r.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            try:
+                out[parts[0]] = int(parts[1])
+            except ValueError:
+                pass
+    return out
+
+
+def measure_import_row(ctx, row, mount, probe, slow=False):
+    """cold runs (each: unmount, drop caches, mount), then on the last mount
+    warm runs, one traced warm run, concurrent runs, peak RSS."""
+    a, plan, res = ctx.args, ctx.plan, {"row": row["name"], "storage": row["storage"]}
+    errors = res.setdefault("errors", {})
+
+    def step(name, fn):
+        try:
+            return fn()
+        except BenchError as e:
+            errors[name] = str(e)
+            log(f"{row['name']}: {name}: {e}")
+            return None
+
+    cold_runs = plan["slow_cold_runs"] if slow else plan["cold_runs"]
+    warm_runs = plan["slow_warm_runs"] if slow else plan["warm_runs"]
+    conc = plan["slow_conc"] if slow else plan["conc"]
+    colds, mounts = [], []
+    try:
+        for i in range(cold_runs):
+            mount.down()
+            drop_caches(ctx.can_drop)
+            mt = mount.up(probe)
+            if mt is not None:
+                mounts.append(mt)
+            if mount.kind == "sqvenvfs" and "sqvenvfs_stats_mount" not in res:
+                # What building the index read from the image.
+                res["sqvenvfs_stats_mount"] = sqv_stats(ctx.sqvenvfs, mount.mnt)
+            # On the stand-in, the last cold run also counts the requests that
+            # reach the shared file system (the metadata server's load).
+            traced = (row["storage"] == "stand-in" and ctx.trace.inst
+                      and i == cold_runs - 1)
+            if traced:
+                ctx.trace.start(ctx.shared_mnt)
+            try:
+                colds.append(step("cold", lambda: ctx.runner.one(row["name"], mount.root)))
+            finally:
+                if traced:
+                    counts = ctx.trace.stop()
+                    res["standin_requests_by_op"] = counts
+                    res["standin_requests"] = sum(counts.values())
+        if not mount.is_up:
+            mt = mount.up(probe)
+            if mt is not None:
+                mounts.append(mt)
+        res["cold_s"] = median(colds)
+        res["cold_all"] = colds
+        res["mount_s"] = median(mounts)
+        if warm_runs:
+            step("warmup", lambda: ctx.runner.one(row["name"], mount.root))
+        warms = []
+        for _ in range(warm_runs):
+            warms.append(step("warm", lambda: warm_only(f"{row['name']} warm",
+                                                        lambda: ctx.runner.one(row["name"], mount.root))))
+            if SPOILED:
+                res.setdefault("spoiled", []).append("warm_s")
+        res["warm_s"] = median(warms)
+        res["warm_all"] = warms
+        if mount.fuse and warm_runs:
+            res["requests"] = None
+            if ctx.trace.inst:
+                def traced():
+                    def one_traced():
+                        before = (sqv_stats(ctx.sqvenvfs, mount.mnt)
+                                  if mount.kind == "sqvenvfs" else None)
+                        ctx.trace.start(mount.mnt)
+                        try:
+                            ctx.runner.one(row["name"], mount.root)
+                        finally:
+                            res["requests_by_op"] = ctx.trace.stop()
+                        after = sqv_stats(ctx.sqvenvfs, mount.mnt) if before else None
+                        if after:
+                            res["sqvenvfs_stats_delta"] = {k: after[k] - before.get(k, 0)
+                                                           for k in after}
+                    warm_only(f"{row['name']} traced", one_traced)
+                    res["requests"] = sum(res["requests_by_op"].values())
+                step("requests", traced)
+            else:
+                res["requests_na"] = ctx.trace.why
+        for n in conc:
+            ts = [step(f"conc{n}", lambda: warm_only(f"{row['name']} {n} procs",
+                                                     lambda: ctx.runner.many(row["name"], mount.root, n),
+                                                     tries=CONC_TRIES[0]))
+                  for _ in range(plan["conc_runs"])]
+            if SPOILED:
+                res.setdefault("spoiled", []).append(f"conc{n}_s")
+            res[f"conc{n}_s"] = median(ts)
+        if mount.pid:
+            res["rss_kib"] = peak_rss_kib(mount.pid)
+        if mount.kind == "sqvenvfs":
+            res["sqvenvfs_stats"] = sqv_stats(ctx.sqvenvfs, mount.mnt)
+    except BenchError as e:
+        errors["mount"] = str(e)
+        log(f"{row['name']}: {e}")
+    finally:
+        mount.down()
+    return res
+
+
+def measure_tree_row(ctx, name, mount, probe, expect):
+    res = {"row": name, "errors": {}}
+    mounts, colds, warms = [], [], []
+    try:
+        for i in range(ctx.plan["tree_mounts"]):
+            mount.down()
+            drop_caches(ctx.can_drop)
+            mt = mount.up(probe)
+            if mt is not None:
+                mounts.append(mt)
+            for lst in (colds, warms):
+                def walk():
+                    t0 = time.perf_counter()
+                    r = run([ctx.walk, mount.root])
+                    return time.perf_counter() - t0, r
+                t, r = walk() if lst is colds else warm_only(f"tree {name} warm walk", walk)
+                lst.append(t)
+                n = int(r.stdout.split()[0])
+                if n != expect + 1:  # nftw counts the root too
+                    raise BenchError(f"walk saw {n - 1} entries, expected {expect}")
+        res["mount_s"] = median(mounts)
+        res["walk_cold_s"] = median(colds)
+        res["walk_warm_s"] = median(warms)
+        if mount.pid:
+            res["rss_kib"] = peak_rss_kib(mount.pid)
+        if mount.kind == "sqvenvfs":
+            res["sqvenvfs_stats"] = sqv_stats(ctx.sqvenvfs, mount.mnt)
+    except BenchError as e:
+        res["errors"]["tree"] = str(e)
+        log(f"{name}: {e}")
+    finally:
+        mount.down()
+    return res
+
+
+# ---------------------------------------------------------------- the run
+
+class Ctx:
+    pass
+
+
+def tool_versions(ctx):
+    v = {"kernel": platform.release(), "python": run([SYS_PYTHON, "--version"]).stdout.strip()}
+    for pkg in ("squashfuse", "squashfs-tools", "fuse3", "libfuse3-3", "python3-torch",
+                "python3-numpy", "libsquashfuse0"):
+        v[pkg] = deb_version(pkg)
+    r = run([ctx.sqvenvfs, "--version"], check=False)
+    v["sqvenvfs"] = (r.stdout or r.stderr).strip().splitlines()[0] if r.returncode == 0 else None
+    r = run(["git", "-C", HERE, "describe", "--always", "--dirty"], check=False)
+    v["git"] = r.stdout.strip() or None
+    v["cpu"] = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
+                     if l.startswith("model name")), "?")
+    v["cores"] = os.cpu_count()
+    v["mem_gib"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    v["loadavg_start"] = open("/proc/loadavg").read().split()[:3]
+    return v
+
+
+def ensure_debs(pkgs):
+    missing = [p for p in pkgs if not deb_installed(p)]
+    if not missing:
+        return
+    if not is_root():
+        raise BenchError(f"missing Debian packages {' '.join(missing)}; run as root")
+    log(f"installing {' '.join(missing)}")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    run(["apt-get", "-o", "DPkg::Lock::Timeout=900", "install", "-y", "-q",
+         "--no-install-recommends"] + missing, env=env, stdout=subprocess.DEVNULL)
+
+
+def mksquashfs(src, img):
+    # What CSCS documents for squashfs-packed environments.
+    run(["mksquashfs", src, img, "-comp", "zstd", "-Xcompression-level", "3",
+         "-no-recovery", "-noappend", "-quiet", "-no-progress"])
+
+
+def prepare(ctx):
+    a = ctx.args
+    data = os.path.join(ctx.work, "data")
+    os.makedirs(data, exist_ok=True)
+    packages = SMOKE_PACKAGES if a.smoke else FULL_PACKAGES
+    venv = os.path.join(data, "venv")
+    stamp_file = os.path.join(ctx.work, "venv.json")
+    want = {"packages": {p: deb_version(p) for p in packages}, "builder": 2,
+            "python": run([SYS_PYTHON, "--version"]).stdout.strip()}
+    info = None
+    if os.path.exists(stamp_file) and os.path.isdir(venv) and not a.rebuild:
+        with open(stamp_file) as f:
+            old = json.load(f)
+        if old.get("want") == want:
+            info = old
+    if info is None:
+        log(f"building the venv in {venv}")
+        t0 = time.perf_counter()
+        built = make_venv(venv, packages)
+        t1 = time.perf_counter()
+        img = os.path.join(data, "venv.sqfs")
+        mksquashfs(venv, img)
+        t2 = time.perf_counter()
+        info = {"want": want, "venv": built, "build_s": t1 - t0, "mksquashfs_s": t2 - t1,
+                "image_bytes": os.path.getsize(img)}
+        with open(stamp_file, "w") as f:
+            json.dump(info, f, indent=1)
+    ctx.venv, ctx.venv_img, ctx.venv_info = venv, os.path.join(data, "venv.sqfs"), info
+    log(f"venv: {info['venv']['entries']} entries, {info['venv']['bytes'] / 1e6:.0f} MB, "
+        f"image {info['image_bytes'] / 1e6:.0f} MB")
+
+    tree_root = os.path.join(ctx.work, "tree")
+    tree = os.path.join(tree_root, "tree")
+    tstamp = os.path.join(ctx.work, "tree.json")
+    twant = {"entries": ctx.plan["tree_entries"], "generator": 1}
+    tinfo = None
+    if os.path.exists(tstamp) and os.path.isdir(tree) and not a.rebuild:
+        with open(tstamp) as f:
+            old = json.load(f)
+        if old.get("want") == twant:
+            tinfo = old
+    if tinfo is None:
+        log(f"generating the {twant['entries']}-entry tree in {tree}")
+        os.makedirs(tree_root, exist_ok=True)
+        t0 = time.perf_counter()
+        made = make_tree(tree, twant["entries"])
+        t1 = time.perf_counter()
+        mksquashfs(tree, os.path.join(tree_root, "tree.sqfs"))
+        t2 = time.perf_counter()
+        tinfo = {"want": twant, "tree": made, "build_s": t1 - t0, "mksquashfs_s": t2 - t1,
+                 "image_bytes": os.path.getsize(os.path.join(tree_root, "tree.sqfs"))}
+        with open(tstamp, "w") as f:
+            json.dump(tinfo, f, indent=1)
+    ctx.tree, ctx.tree_img, ctx.tree_info = tree, os.path.join(tree_root, "tree.sqfs"), tinfo
+
+
+def fuse_mount(ctx, kind, img, mnt):
+    if kind == "squashfuse":
+        return CmdMount(kind, ["squashfuse", img, mnt], mnt, ["fusermount3", "-u", mnt])
+    if kind == "squashfuse_ll":
+        return CmdMount(kind, ["squashfuse_ll", img, mnt], mnt, ["fusermount3", "-u", mnt])
+    if kind == "sqvenvfs":
+        return CmdMount(kind, [ctx.sqvenvfs] + ctx.args.sqvenvfs_opt + [img, mnt], mnt,
+                        [ctx.sqvenvfs, "--unmount", mnt])
+    if kind == "ksquashfs":
+        return CmdMount(kind, ["mount", "-t", "squashfs", "-o", "loop,ro", img, mnt], mnt,
+                        ["umount", mnt], fuse=False)
+    raise ValueError(kind)
+
+
+def latfs_mount(ctx, backing, mnt):
+    a = ctx.args
+    opts = (f"meta_delay_us={a.meta_delay_us},read_delay_us={a.read_delay_us},"
+            f"read_bw_mbps={a.read_bw_mbps}")
+    return CmdMount("latfs", [ctx.latfs, "-o", opts, backing, mnt], mnt,
+                    ["fusermount3", "-u", mnt])
+
+
+def import_rows(ctx):
+    """(name, storage, mount factory, slow) for every import row."""
+    m = os.path.join(ctx.work, "mnt")
+    rows = [("dir", "local", lambda: DirMount(ctx.venv), False)]
+    if ctx.root_rows:
+        rows.append(("kernel squashfs", "local",
+                     lambda: fuse_mount(ctx, "ksquashfs", ctx.venv_img, f"{m}/ksquashfs"), False))
+    for k in ("squashfuse", "squashfuse_ll", "sqvenvfs"):
+        rows.append((k, "local", lambda k=k: fuse_mount(ctx, k, ctx.venv_img, f"{m}/{k}"), False))
+    s = ctx.shared_mnt
+    rows.append(("dir", "stand-in", lambda: DirMount(os.path.join(s, "venv")), True))
+    if ctx.root_rows and ctx.args.standin_ksquashfs:
+        rows.append(("kernel squashfs", "stand-in",
+                     lambda: fuse_mount(ctx, "ksquashfs", f"{s}/venv.sqfs", f"{m}/s-ksquashfs"),
+                     False))
+    for k in ("squashfuse_ll", "sqvenvfs"):
+        rows.append((k, "stand-in",
+                     lambda k=k: fuse_mount(ctx, k, f"{s}/venv.sqfs", f"{m}/s-{k}"), False))
+    return rows
+
+
+def do_run(a):
+    ctx = Ctx()
+    ctx.args = a
+    ctx.plan = dict(SMOKE_PLAN if a.smoke else FULL_PLAN)
+    if a.warm_runs:
+        ctx.plan["warm_runs"] = a.warm_runs
+    if a.cold_runs:
+        ctx.plan["cold_runs"] = a.cold_runs
+    if a.tree_entries:
+        ctx.plan["tree_entries"] = a.tree_entries
+    if a.tree_mounts:
+        ctx.plan["tree_mounts"] = a.tree_mounts
+    ctx.work = a.work
+    b = os.path.abspath(a.builddir)
+    ctx.sqvenvfs = a.sqvenvfs or os.path.join(b, "daemon", "sqvenvfs")
+    ctx.latfs = os.path.join(b, "tests", "bench", "sqvbench-latfs")
+    ctx.walk = os.path.join(b, "tests", "bench", "sqvbench-walk")
+    for exe in (ctx.sqvenvfs, ctx.latfs, ctx.walk):
+        if not os.access(exe, os.X_OK):
+            raise SkipBench(f"{exe}: not built (meson compile -C {a.builddir})")
+    if not a.smoke:
+        ensure_debs(FULL_DEB)
+    for tool in ("squashfuse", "squashfuse_ll", "mksquashfs", "fusermount3"):
+        if not shutil.which(tool, path="/usr/bin:/bin:/usr/sbin:/sbin"):
+            raise SkipBench(f"{tool}: not installed (see .ci/packages/bench.txt)")
+    try:
+        os.close(os.open("/dev/fuse", os.O_RDWR))
+    except OSError as e:
+        raise SkipBench(f"/dev/fuse: {e.strerror}")
+    ctx.can_drop = is_root() and not a.no_drop_caches
+    WARM_TRIES[0] = 1 if a.smoke else a.warm_tries
+    CONC_TRIES[0] = 1 if a.smoke else a.conc_tries
+    ctx.root_rows = is_root() and not a.smoke
+    os.makedirs(ctx.work, exist_ok=True)
+    t_start = time.perf_counter()
+    versions = tool_versions(ctx)
+    prepare(ctx)
+    t_prepared = time.perf_counter()
+    ctx.runner = Runner(a, ctx.work, SMOKE_IMPORT if a.smoke else FULL_IMPORT)
+    # Other work on the machine skews everything: sample the load to report it.
+    loads, stop = [], threading.Event()
+
+    def sample():
+        while not stop.wait(5):
+            loads.append(float(open("/proc/loadavg").read().split()[0]))
+    threading.Thread(target=sample, daemon=True).start()
+    ctx.trace = FuseTrace()
+    if ctx.trace.why:
+        log(f"FUSE requests not counted: {ctx.trace.why}")
+    results = {"versions": versions, "plan": ctx.plan, "smoke": a.smoke,
+               "import": ctx.runner.import_stmt, "venv": ctx.venv_info, "tree": ctx.tree_info,
+               "cold_cache": "dropped" if ctx.can_drop else "not dropped (remount only)",
+               "standin": {"meta_delay_us": a.meta_delay_us, "read_delay_us": a.read_delay_us,
+                           "read_bw_mbps": a.read_bw_mbps},
+               "rows": [], "tree_rows": [], "command": " ".join(sys.argv),
+               "sqvenvfs_cache_size": sqv_cache_size(ctx.sqvenvfs, a.sqvenvfs_opt),
+               "trace_available": ctx.trace.inst is not None}
+    try:
+        ctx.shared = os.path.join(ctx.work, "data")
+        ctx.shared_mnt = os.path.join(ctx.work, "mnt", "standin")
+        standin = latfs_mount(ctx, ctx.shared, ctx.shared_mnt)
+        for name, storage, factory, slow in import_rows(ctx):
+            if a.only and name not in a.only:
+                continue
+            if storage == "stand-in" and not standin.is_up:
+                standin.up("venv.sqfs")
+            log(f"import: {name} ({storage})")
+            t0 = time.perf_counter()
+            mount = factory()
+            probe = "pyvenv.cfg"
+            r = measure_import_row(ctx, {"name": name, "storage": storage}, mount, probe, slow)
+            r["elapsed_s"] = time.perf_counter() - t0
+            results["rows"].append(r)
+        standin.down()
+        if not a.skip_tree:
+            m = os.path.join(ctx.work, "mnt")
+            trows = [("dir", lambda: DirMount(ctx.tree))]
+            if ctx.root_rows:
+                trows.append(("kernel squashfs",
+                              lambda: fuse_mount(ctx, "ksquashfs", ctx.tree_img, f"{m}/t-ksquashfs")))
+            for k in ("squashfuse_ll", "sqvenvfs"):
+                trows.append((k, lambda k=k: fuse_mount(ctx, k, ctx.tree_img, f"{m}/t-{k}")))
+            probe = "pkgs"
+            for name, factory in trows:
+                if a.only and name not in a.only:
+                    continue
+                log(f"tree: {name}")
+                t0 = time.perf_counter()
+                r = measure_tree_row(ctx, name, factory(), probe, ctx.tree_info["tree"]["entries"])
+                r["elapsed_s"] = time.perf_counter() - t0
+                results["tree_rows"].append(r)
+    finally:
+        unmount_all()
+        ctx.trace.close()
+    stop.set()
+    results["versions"]["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
+    results["versions"]["load_1min_samples"] = loads
+    results["foreign_cache_drops"] = dict(FOREIGN)
+    results["prepare_s"] = t_prepared - t_start
+    results["total_s"] = time.perf_counter() - t_start
+    return results
+
+
+class SkipBench(Exception):
+    pass
+
+
+# ---------------------------------------------------------------- the table
+
+def fmt(x, unit="s"):
+    if x is None:
+        return "–"
+    if unit == "s":
+        return f"{x:.2f}"
+    if unit == "ms":
+        return f"{x * 1000:.0f}"
+    if unit == "x":
+        return f"{x:.2f}×"
+    if unit == "n":
+        return f"{x:,}"
+    return str(x)
+
+
+def ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def find_row(rows, name, storage):
+    return next((r for r in rows if r["row"] == name and r.get("storage") == storage), None)
+
+
+def targets(res):
+    rows = res["rows"]
+    L = lambda n: find_row(rows, n, "local") or {}
+    S = lambda n: find_row(rows, n, "stand-in") or {}
+    t = []
+    sq, d, k, ll = L("sqvenvfs"), L("dir"), L("kernel squashfs"), L("squashfuse_ll")
+
+    def add(what, val, goal, ok, note=""):
+        t.append({"target": what, "measured": val, "goal": goal,
+                  "met": None if ok is None else bool(ok), "note": note})
+
+    w = ratio(sq.get("warm_s"), d.get("warm_s"))
+    add("warm import vs plain dir", fmt(w, "x"), "≤ 1.05×", w and w <= 1.05,
+        f"squashfuse_ll {fmt(ratio(ll.get('warm_s'), d.get('warm_s')), 'x')}, "
+        f"squashfuse {fmt(ratio(L('squashfuse').get('warm_s'), d.get('warm_s')), 'x')}")
+    c = ratio(sq.get("cold_s"), k.get("cold_s"))
+    add("cold import vs kernel squashfs (local image)", fmt(c, "x"), "≤ 1.10×", c and c <= 1.10,
+        f"squashfuse_ll {fmt(ratio(ll.get('cold_s'), k.get('cold_s')), 'x')}")
+    c32 = ratio(sq.get("conc32_s"), d.get("conc32_s"))
+    add("32 concurrent importers vs plain dir", fmt(c32, "x"), "≤ 1.10×", c32 and c32 <= 1.10,
+        f"squashfuse_ll {fmt(ratio(ll.get('conc32_s'), d.get('conc32_s')), 'x')}")
+    ops = sq.get("requests_by_op")
+    if ops is not None:
+        other = {k2: v for k2, v in ops.items() if k2 != "ioctl"}
+        add("warm run: FUSE requests other than ioctl", fmt(sum(other.values()), "n"), "0",
+            sum(other.values()) == 0,
+            f"ioctl {ops.get('ioctl', 0):,}; squashfuse_ll {fmt(ll.get('requests'), 'n')} in all"
+            + (f"; others: {', '.join(f'{k2} {v}' for k2, v in sorted(other.items()))}"
+               if other else ""))
+    else:
+        add("warm run: FUSE requests other than ioctl", "–", "0", None,
+            sq.get("requests_na") or "not measured")
+    sd, sll, ssq = S("dir"), S("squashfuse_ll"), S("sqvenvfs")
+    def with_mount(r):
+        return (r.get("cold_s") or 0) + (r.get("mount_s") or 0) if r.get("cold_s") else None
+    f1 = ratio(sd.get("cold_s"), ssq.get("cold_s"))
+    add("stand-in cold import: plain dir / sqvenvfs", fmt(f1, "x"), "≥ 10×", f1 and f1 >= 10,
+        f"counting the mount too: {fmt(ratio(sd.get('cold_s'), with_mount(ssq)), 'x')}")
+    f2 = ratio(sll.get("cold_s"), ssq.get("cold_s"))
+    add("stand-in cold import: squashfuse_ll / sqvenvfs", fmt(f2, "x"), "≥ 1.5×", f2 and f2 >= 1.5,
+        f"counting the mount too: {fmt(ratio(with_mount(sll), with_mount(ssq)), 'x')}")
+    mt = sq.get("mount_s")
+    ent = res["venv"]["venv"]["entries"]
+    add(f"mount, {ent:,}-entry venv", f"{fmt(mt, 'ms')} ms", "< 50 ms", mt and mt < 0.050)
+    tr = next((r for r in res["tree_rows"] if r["row"] == "sqvenvfs"), {})
+    tent = res["tree"]["tree"]["entries"]
+    add(f"mount, {tent:,}-entry tree", f"{fmt(tr.get('mount_s'), 'ms')} ms", "< 1 s",
+        tr.get("mount_s") and tr["mount_s"] < 1.0)
+    cache = res.get("sqvenvfs_cache_size")
+    for label, r, n in (("venv", sq, ent), ("tree", tr, tent)):
+        rss = r.get("rss_kib")
+        st = r.get("sqvenvfs_stats") or {}
+        if not rss or cache is None:
+            add(f"daemon peak RSS, {label}", "–", "< 200 B/entry + block cache", None,
+                "not measured")
+            continue
+        rss_b = rss * 1024
+        limit = 200 * n + cache
+        cb = st.get("cache_bytes")
+        add(f"daemon peak RSS, {label} ({n:,} entries)", f"{rss_b / 2**20:.1f} MiB",
+            f"< {limit / 2**20:.1f} MiB (200 B/entry + {cache / 2**20:.0f} MiB cache)",
+            rss_b < limit,
+            (f"without the {cb / 2**20:.1f} MiB of cached blocks: "
+             f"{(rss_b - cb) / n:.0f} B/entry; " if cb is not None else "")
+            + (f"index {st['index_bytes'] / n:.0f} B/entry" if st.get("index_bytes") else ""))
+    return t
+
+
+def table(res):
+    out = []
+    P = out.append
+    rows = res["rows"]
+    v = res["versions"]
+    P(f"Import: `{res['import']}`; venv {res['venv']['venv']['entries']:,} entries, "
+      f"{res['venv']['venv']['bytes'] / 1e6:.0f} MB, image {res['venv']['image_bytes'] / 1e6:.0f} MB. "
+      f"Cold = page cache {res['cold_cache']}, file system remounted. "
+      f"Stand-in: {res['standin']['meta_delay_us']} µs per metadata request, "
+      f"{res['standin']['read_delay_us']} µs + {res['standin']['read_bw_mbps']} MB/s per read.")
+    P("")
+    P("| storage | row | mount ms | warm s | cold s | 8 procs s | 32 procs s | FUSE req. warm run | stand-in req. cold run | daemon peak RSS MiB |")
+    P("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        req = fmt(r.get("requests"), "n") if "requests" in r else ("n/a" if r.get("requests_na") else "–")
+        sp = r.get("spoiled", [])
+
+        def m(k):
+            return fmt(r.get(k)) + (" †" if k in sp else "")
+        P(f"| {r['storage']} | {r['row']} | {fmt(r.get('mount_s'), 'ms')} | {m('warm_s')} | "
+          f"{fmt(r.get('cold_s'))} | {m('conc8_s')} | {m('conc32_s')} | {req} | "
+          f"{fmt(r.get('standin_requests'), 'n')} | "
+          f"{fmt(r['rss_kib'] / 1024, 's') if r.get('rss_kib') else '–'} |")
+    if any(r.get("spoiled") for r in rows):
+        P("")
+        P("† another process dropped the page cache during (one of) these runs, "
+          "after every retry: partly cold, an upper bound.")
+    P("")
+    P("Ratios (time of the row / time of the reference on the same storage; lower is better):")
+    P("")
+    P("| storage | row | warm/dir | cold/dir | 32 procs/dir | warm/sqfuse_ll | cold/sqfuse_ll | 32 procs/sqfuse_ll |")
+    P("|---|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        d = find_row(rows, "dir", r["storage"]) or {}
+        ll = find_row(rows, "squashfuse_ll", r["storage"]) or {}
+        cells = [fmt(ratio(r.get(k), ref.get(k)), "x") for ref in (d, ll)
+                 for k in ("warm_s", "cold_s", "conc32_s")]
+        P(f"| {r['storage']} | {r['row']} | " + " | ".join(cells) + " |")
+    if res["tree_rows"]:
+        P("")
+        P(f"Synthetic tree: {res['tree']['tree']['entries']:,} entries, image "
+          f"{res['tree']['image_bytes'] / 1e6:.0f} MB; walk = nftw lstat of every entry.")
+        P("")
+        P("| row | mount ms | walk cold s | walk warm s | daemon peak RSS MiB | RSS bytes/entry |")
+        P("|---|---:|---:|---:|---:|---:|")
+        for r in res["tree_rows"]:
+            rss = r.get("rss_kib")
+            P(f"| {r['row']} | {fmt(r.get('mount_s'), 'ms')} | {fmt(r.get('walk_cold_s'))} | "
+              f"{fmt(r.get('walk_warm_s'))} | {fmt(rss / 1024) if rss else '–'} | "
+              f"{rss * 1024 // res['tree']['tree']['entries'] if rss else '–'} |")
+    P("")
+    P("Targets for sqvenvfs (ratios from this run):")
+    P("")
+    P("| target | goal | measured | met | note |")
+    P("|---|---|---|---|---|")
+    for t in targets(res):
+        met = {True: "met", False: "**missed**", None: "see note"}[t["met"]]
+        P(f"| {t['target']} | {t['goal']} | {t['measured']} | {met} | {t['note']} |")
+    errs = [(r["row"], r.get("storage", "tree"), k, e) for r in rows + res["tree_rows"]
+            for k, e in r.get("errors", {}).items()]
+    if errs:
+        P("")
+        P("Errors:")
+        for row, st, k, e in errs:
+            P(f"- {st} {row}: {k}: {e}")
+    P("")
+    P(f"Machine: {v['cpu']}, {v['cores']} cores, {v['mem_gib']} GiB; kernel {v['kernel']}; "
+      f"1-minute load average during the run: median "
+      f"{fmt(median(v.get('load_1min_samples') or [None]))}, max "
+      f"{fmt(max(v.get('load_1min_samples') or [0]))} (2 cores); warm runs repeated because "
+      f"another process dropped the caches meanwhile: {res.get('foreign_cache_drops', {}).get('discarded', 0)}"
+      f"{', ' + str(res['foreign_cache_drops']['kept_contaminated']) + ' kept anyway' if res.get('foreign_cache_drops', {}).get('kept_contaminated') else ''}. "
+      f"Versions: sqvenvfs {v['sqvenvfs']} (git {v['git']}), squashfuse {v['squashfuse']}, "
+      f"libfuse {v['libfuse3-3']}, squashfs-tools {v['squashfs-tools']}, {v['python']}, "
+      f"torch {v['python3-torch']}, numpy {v['python3-numpy']}. "
+      f"Total {res['total_s'] / 60:.1f} min (preparing {res['prepare_s'] / 60:.1f} min).")
+    return "\n".join(out)
+
+
+def check_complete(res, want_rows):
+    """The smoke test's verdict: every expected row with every measurement."""
+    problems = []
+    for storage, name in want_rows:
+        r = find_row(res["rows"], name, storage)
+        if r is None:
+            problems.append(f"{storage} {name}: row missing")
+            continue
+        for k, e in r.get("errors", {}).items():
+            problems.append(f"{storage} {name}: {k}: {e}")
+        plan = res["plan"]
+        slow = (storage, name) == ("stand-in", "dir")
+        need = ["cold_s"] + [f"conc{n}_s" for n in (plan["slow_conc"] if slow else plan["conc"])]
+        if plan["slow_warm_runs" if slow else "warm_runs"]:
+            need.append("warm_s")
+        if name not in ("dir", "kernel squashfs"):
+            need += ["mount_s", "rss_kib"]
+            need += ["requests"] if "requests_na" not in r else []
+        if storage == "stand-in" and res.get("trace_available"):
+            need.append("standin_requests")
+        for k in need:
+            if r.get(k) is None:
+                problems.append(f"{storage} {name}: {k} missing")
+    for name in ("dir", "squashfuse_ll", "sqvenvfs"):
+        r = next((t for t in res["tree_rows"] if t["row"] == name), None)
+        if r is None:
+            problems.append(f"tree {name}: row missing")
+            continue
+        for k, e in r.get("errors", {}).items():
+            problems.append(f"tree {name}: {k}: {e}")
+        for k in ["walk_cold_s", "walk_warm_s"] + (["mount_s", "rss_kib"] if name != "dir" else []):
+            if r.get(k) is None:
+                problems.append(f"tree {name}: {k} missing")
+    return problems
+
+
+SMOKE_ROWS = [("local", "dir"), ("local", "squashfuse"), ("local", "squashfuse_ll"),
+              ("local", "sqvenvfs"), ("stand-in", "dir"), ("stand-in", "squashfuse_ll"),
+              ("stand-in", "sqvenvfs")]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("command", nargs="?", default="run", choices=["run", "make-venv", "make-tree"])
+    p.add_argument("dest", nargs="?", help="for make-venv and make-tree")
+    p.add_argument("--packages", nargs="+", default=FULL_PACKAGES)
+    p.add_argument("--entries", type=int, default=400_000)
+    p.add_argument("-C", "--builddir", default="build")
+    p.add_argument("--workdir")
+    p.add_argument("--smoke", action="store_true", help="tiny venv, one run of each non-root row")
+    p.add_argument("--sqvenvfs", help="daemon to measure (default BUILDDIR/daemon/sqvenvfs)")
+    p.add_argument("--sqvenvfs-opt", action="append", default=[],
+                   help="extra argument for sqvenvfs (repeat)")
+    p.add_argument("--meta-delay-us", type=int, default=1000)
+    p.add_argument("--read-delay-us", type=int, default=1000)
+    p.add_argument("--read-bw-mbps", type=int, default=1000)
+    p.add_argument("--warm-runs", type=int)
+    p.add_argument("--cold-runs", type=int)
+    p.add_argument("--tree-entries", type=int)
+    p.add_argument("--tree-mounts", type=int)
+    p.add_argument("--warm-tries", type=int, default=4,
+                   help="runs of a warm measurement spoiled by another process's drop_caches")
+    p.add_argument("--conc-tries", type=int, default=4)
+    p.add_argument("--skip-tree", action="store_true")
+    p.add_argument("--standin-ksquashfs", action="store_true",
+                   help="also a kernel squashfs mount of the image on the stand-in")
+    p.add_argument("--only", action="append", help="only rows of this name (repeat)")
+    p.add_argument("--no-drop-caches", action="store_true")
+    p.add_argument("--rebuild", action="store_true", help="rebuild the venv and the tree")
+    p.add_argument("--json", help="write all results here")
+    a = p.parse_args()
+
+    if a.command == "make-venv":
+        print(json.dumps(make_venv(os.path.abspath(a.dest), a.packages), indent=1))
+        return 0
+    if a.command == "make-tree":
+        print(json.dumps(make_tree(os.path.abspath(a.dest), a.entries)))
+        return 0
+
+    def on_signal(sig, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_signal)
+    # The smoke run works in a temporary directory it removes; the full run
+    # keeps its venv, tree and results in /var/tmp/sqvbench for the next run.
+    temp_work = a.smoke and not a.workdir
+    if temp_work:
+        a.work = tempfile.mkdtemp(prefix="sqvbench-smoke-", dir="/var/tmp")
+    else:
+        a.work = os.path.abspath(a.workdir or "/var/tmp/sqvbench")
+    try:
+        res = do_run(a)
+    except SkipBench as e:
+        print(f"bench: {e}", file=sys.stderr)
+        if a.smoke and os.environ.get("SQVENVFS_TEST_NO_SKIP") == "1":
+            return 1
+        return 77 if a.smoke else 1
+    except BenchError as e:
+        print(f"bench: {e}", file=sys.stderr)
+        return 1
+    finally:
+        if temp_work:
+            shutil.rmtree(a.work, ignore_errors=True)
+    text = table(res)
+    print(text)
+    if not temp_work or a.json:
+        out = a.json or os.path.join(a.work, "results-%s.json" % time.strftime("%Y%m%dT%H%M%S"))
+        with open(out, "w") as f:
+            json.dump(res, f, indent=1)
+        with open(out[:-5] + ".md" if out.endswith(".json") else out + ".md", "w") as f:
+            f.write(text + "\n")
+        log(f"results in {out}")
+    if a.smoke:
+        problems = check_complete(res, SMOKE_ROWS)
+        for pr in problems:
+            print(f"bench: smoke: {pr}", file=sys.stderr)
+        if problems:
+            print("bench: smoke: FAILED: the table is incomplete", file=sys.stderr)
+            return 1
+        print("bench: smoke: complete table, every row measured")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
