@@ -699,6 +699,13 @@ static int do_mount(struct options *o)
 	}
 	for (unsigned i = 0; i < fs.nlayers; i++)
 		sqv_image_drop_metadata(fs.layers[i]);
+	/* From now on, decompressed blocks (64 KiB and more, usually
+	 * 128 KiB) each get their own mapping and go back to the system when
+	 * evicted, so the daemon's memory follows the cache's size rather than
+	 * what glibc's adaptive threshold would leave in its arenas. Not
+	 * before: the index build has libsquashfuse make a zstd context
+	 * (~160 KiB) per metadata block, which must stay on the heap. */
+	mallopt(M_MMAP_THRESHOLD, 64 * 1024);
 	if (sqv_reader_new(fs.index, o->cache_bytes, &fs.reader) < 0) {
 		fail("sqvenvfs", "out of memory for the block cache");
 		goto out_fs;
@@ -726,11 +733,6 @@ int main(int argc, char **argv)
 
 	sqv_log_set_sink(getenv("JOURNAL_STREAM") ? log_journal : log_stderr,
 			 NULL);
-	/* Decompressed blocks (64 KiB and more, usually 128 KiB) each get
-	 * their own mapping and go back to the system when evicted, so the
-	 * daemon's memory follows the cache's size rather than keeping what
-	 * glibc's adaptive threshold would leave in its arenas. */
-	mallopt(M_MMAP_THRESHOLD, 64 * 1024);
 	fuse_set_log_func(log_from_fuse);
 
 	rc = parse_args(argc, argv, &o);
