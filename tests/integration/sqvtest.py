@@ -91,6 +91,16 @@ def is_mounted(path):
     return False
 
 
+def wait_mounted(mnt, timeout=10):
+    """True once mnt shows up as a mount point (a daemon started with -f)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if is_mounted(mnt):
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def daemon_pids(path=None):
     """Pids of sqvenvfs processes; with path, only those whose command line
     names it (other tests' daemons on this machine are not ours)."""

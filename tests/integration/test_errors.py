@@ -36,15 +36,6 @@ def refuse(label, args, want_in_msg, user=None, mnt=None, pre=None):
     t.check(t.daemon_pids(args[-1]) <= before, f"{label}: no daemon left")
 
 
-def wait_mounted(mnt, timeout=10):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if t.is_mounted(mnt):
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def main():
     t.require_mount_capability()
     with t.tempdir() as d:
@@ -157,7 +148,7 @@ def main():
             p = subprocess.Popen([t.SQVENVFS, "-f", img, mnt],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  text=True)
-            t.check(wait_mounted(mnt), f"{sig.name}: foreground mount is up")
+            t.check(t.wait_mounted(mnt), f"{sig.name}: foreground mount is up")
             os.listdir(mnt)
             p.send_signal(sig)
             out, err = p.communicate(timeout=10)
@@ -177,7 +168,7 @@ def main():
         p = subprocess.Popen([t.SQVENVFS, "-f", broken, mnt],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
-        t.check(wait_mounted(mnt), "the damaged image mounts (tables intact)")
+        t.check(t.wait_mounted(mnt), "the damaged image mounts (tables intact)")
         eio = 0
         for _ in range(3):
             try:

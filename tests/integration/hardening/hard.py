@@ -17,15 +17,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 
 
-def wait_mounted(mnt, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if t.is_mounted(mnt):
-            return True
-        time.sleep(0.02)
-    return False
-
-
 class Foreground:
     """sqvenvfs -f IMAGES MNT, stderr to a file, so that its log lines and
     its exit status can be checked. Always stopped and unmounted on exit."""
