@@ -16,6 +16,7 @@
 #include "image.h"
 #include "index.h"
 #include "reader.h"
+#include "trace.h"
 
 /* Request types counted for --stats; keep in step with op_names in ops.c. */
 enum sqv_op {
@@ -48,6 +49,8 @@ struct sqv_fs {
 	struct sqv_index *index;
 	struct sqv_reader *reader;
 	struct timespec mounted_at;
+	struct sqv_trace *trace; /* -o record=FILE: the reads to note, or NULL */
+	atomic_bool trace_failed; /* a note failed: logged once */
 
 	/* Set once by op_init, before any other request is handled. */
 	bool zero_open;    /* the kernel lets open/opendir be skipped */

@@ -44,6 +44,7 @@ struct options {
 	bool json;
 	unsigned threads;
 	size_t cache_bytes;
+	char *record; /* -o record=FILE, made absolute (the daemon leaves the cwd) */
 	enum { MODE_MOUNT, MODE_UNMOUNT, MODE_STATS } mode;
 	char **paths; /* positional arguments */
 	int npaths;
@@ -70,6 +71,8 @@ static void usage(FILE *out)
 		"       threads=N         FUSE worker threads (default %d)\n"
 		"       cache_size=SIZE   decompressed-block cache, e.g. 64M (default 64M)\n"
 		"       allow_other       let other users use the mount (see docs/security.md)\n"
+		"       record=FILE       at unmount, write the files read and their byte ranges\n"
+		"                         (a read trace for sqvenvfs-pack --hot)\n"
 		"       debug             log every request (implies -f)\n"
 		"       ro, nosuid, nodev accepted: always in effect\n"
 		"  -h, --help           this help\n"
@@ -138,6 +141,46 @@ static bool parse_size(const char *s, size_t *out)
 	return true;
 }
 
+/* record=FILE: an absolute path in an existing directory, checked now so
+ * that a typo fails the mount rather than the unmount. */
+static int set_record(struct options *o, const char *file)
+{
+	char *copy = strdup(file), *dir = NULL;
+	int rc = -1;
+
+	if (!copy || *file == '\0') {
+		fprintf(stderr, "sqvenvfs: -o record=: needs a file name\n");
+		goto out;
+	}
+	char *slash = strrchr(copy, '/');
+	const char *base = slash ? slash + 1 : copy;
+	if (slash)
+		*slash = '\0';
+	dir = realpath(slash ? (*copy ? copy : "/") : ".", NULL);
+	if (!dir || *base == '\0' || strcmp(base, ".") == 0 ||
+	    strcmp(base, "..") == 0) {
+		fprintf(stderr, "sqvenvfs: -o record=%s: %s\n", file,
+			dir ? "names a directory, not a file" :
+			      "its directory does not exist");
+		goto out;
+	}
+	if (access(dir, W_OK) < 0) {
+		fprintf(stderr, "sqvenvfs: -o record=%s: directory not writable\n",
+			file);
+		goto out;
+	}
+	free(o->record);
+	if (asprintf(&o->record, "%s/%s", strcmp(dir, "/") ? dir : "", base) < 0) {
+		o->record = NULL;
+		goto out;
+	}
+	rc = 0;
+out:
+	free(dir);
+	free(copy);
+	return rc;
+}
+
 static int parse_mount_options(struct options *o, char *arg)
 {
 	char *save = NULL;
@@ -164,6 +207,9 @@ static int parse_mount_options(struct options *o, char *arg)
 					value);
 				return -1;
 			}
+		} else if (strcmp(opt, "record") == 0 && value) {
+			if (set_record(o, value) < 0)
+				return -1;
 		} else if (strcmp(opt, "allow_other") == 0 && !value) {
 			o->allow_other = true;
 		} else if (strcmp(opt, "debug") == 0 && !value) {
@@ -665,6 +711,7 @@ out_free:
 
 static void fs_free(struct sqv_fs *fs)
 {
+	sqv_trace_free(fs->trace);
 	sqv_reader_free(fs->reader);
 	sqv_index_free(fs->index);
 	for (unsigned i = 0; i < fs->nlayers; i++)
@@ -713,9 +760,25 @@ static int do_mount(struct options *o)
 	sqv_log(SQV_LOG_INFO, "%zu entries in %u layer(s), index %zu bytes",
 		sqv_index_entry_count(fs.index), fs.nlayers,
 		sqv_index_memory(fs.index));
+	if (o->record && sqv_trace_new(fs.index, &fs.trace) < 0) {
+		fail("sqvenvfs", "out of memory for the read trace");
+		goto out_fs;
+	}
 	clock_gettime(CLOCK_MONOTONIC, &fs.mounted_at);
 	fs.on_ready = on_ready;
 	rc = serve(&fs, o, mnt);
+	if (fs.trace) {
+		/* After the loop: no request can add to the trace any more. */
+		sqv_err_t terr = sqv_trace_save(fs.trace, o->record);
+		if (terr < 0) {
+			sqv_log(SQV_LOG_ERR, "%s: cannot write the read trace: %s",
+				o->record, strerror(-terr));
+			rc = 1;
+		} else {
+			sqv_log(SQV_LOG_INFO, "%s: read trace of %zu files written",
+				o->record, sqv_trace_files(fs.trace));
+		}
+	}
 out_fs:
 	fs_free(&fs);
 out:
@@ -750,6 +813,7 @@ int main(int argc, char **argv)
 		rc = do_mount(&o);
 		if (ready_fd >= 0)
 			close(ready_fd); /* never ready: the parent exits 1 */
+		free(o.record);
 		return rc;
 	}
 }

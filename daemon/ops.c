@@ -236,8 +236,14 @@ static void op_read(fuse_req_t req, fuse_ino_t node, size_t size, off_t off,
 		fuse_reply_err(req, to_errno(err));
 		return;
 	}
+	size_t bytes = p.bytes;
 	fuse_reply_iov(req, p.iov, (int)p.count);
 	sqv_reader_release(fs->reader, &p);
+	if (fs->trace && sqv_trace_note(fs->trace, ino, (uint64_t)off,
+					bytes) < 0 &&
+	    !atomic_exchange(&fs->trace_failed, true))
+		sqv_log(SQV_LOG_WARNING,
+			"record: out of memory; the trace will miss reads");
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t node,
