@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "image.h"
+#include "prefetch.h"
 #include "index.h"
 #include "reader.h"
 #include "trace.h"
@@ -50,6 +51,12 @@ struct sqv_fs {
 	struct sqv_reader *reader;
 	struct timespec mounted_at;
 	struct sqv_trace *trace; /* -o record=FILE: the reads to note, or NULL */
+	/* Hot-range records found at mount, and the prefetch started once the
+	 * mount is usable (by on_ready, before any request is read). */
+	struct sqv_prefetch_layer hot[SQV_INDEX_MAX_LAYERS];
+	size_t prefetch_chunk; /* -o prefetch=SIZE; 0: off */
+	size_t cache_bytes;
+	struct sqv_prefetch *prefetch;
 	atomic_bool trace_failed; /* a note failed: logged once */
 
 	/* Set once by op_init, before any other request is handled. */

@@ -34,6 +34,9 @@
 #include "sqv_config.h"
 
 #define DEFAULT_CACHE_BYTES ((size_t)64 << 20)
+#define DEFAULT_PREFETCH_BYTES ((size_t)4 << 20)
+#define MIN_PREFETCH_BYTES ((size_t)1 << 20)
+#define MAX_PREFETCH_BYTES ((size_t)1 << 30)
 #define DEFAULT_THREADS 8
 #define MAX_THREADS 256
 
@@ -44,6 +47,7 @@ struct options {
 	bool json;
 	unsigned threads;
 	size_t cache_bytes;
+	size_t prefetch_bytes; /* -o prefetch=SIZE: each read of a hot range */
 	char *record; /* -o record=FILE, made absolute (the daemon leaves the cwd) */
 	enum { MODE_MOUNT, MODE_UNMOUNT, MODE_STATS } mode;
 	char **paths; /* positional arguments */
@@ -73,6 +77,8 @@ static void usage(FILE *out)
 		"       allow_other       let other users use the mount (see docs/security.md)\n"
 		"       record=FILE       at unmount, write the files read and their byte ranges\n"
 		"                         (a read trace for sqvenvfs-pack --hot)\n"
+		"       prefetch=SIZE     read an image's hot range in reads of SIZE (default 4M);\n"
+		"                         0: do not prefetch\n"
 		"       debug             log every request (implies -f)\n"
 		"       ro, nosuid, nodev accepted: always in effect\n"
 		"  -h, --help           this help\n"
@@ -204,6 +210,16 @@ static int parse_mount_options(struct options *o, char *arg)
 			if (!parse_size(value, &o->cache_bytes)) {
 				fprintf(stderr,
 					"sqvenvfs: -o cache_size=%s: not a size (examples: 0, 512K, 64M, 1G)\n",
+					value);
+				return -1;
+			}
+		} else if (strcmp(opt, "prefetch") == 0 && value) {
+			if (!parse_size(value, &o->prefetch_bytes) ||
+			    (o->prefetch_bytes != 0 &&
+			     (o->prefetch_bytes < MIN_PREFETCH_BYTES ||
+			      o->prefetch_bytes > MAX_PREFETCH_BYTES))) {
+				fprintf(stderr,
+					"sqvenvfs: -o prefetch=%s: not 0 or a size from 1M to 1G\n",
 					value);
 				return -1;
 			}
@@ -571,7 +587,11 @@ static void sd_notify_send(const char *state)
 
 static void on_ready(struct sqv_fs *fs)
 {
-	(void)fs;
+	/* The mount is usable: only now read the hot ranges, in the
+	 * background, so that they cost the mount nothing. */
+	if (sqv_prefetch_start(fs->index, fs->reader, fs->hot, fs->prefetch_chunk,
+			       fs->cache_bytes, &fs->prefetch) < 0)
+		sqv_log(SQV_LOG_WARNING, "cannot start the prefetch thread");
 	if (ready_fd >= 0) {
 		char ok = 0;
 		(void)!write(ready_fd, &ok, 1);
@@ -744,8 +764,17 @@ static int do_mount(struct options *o)
 				     "cannot build the index of the stack");
 		goto out_fs;
 	}
-	for (unsigned i = 0; i < fs.nlayers; i++)
+	for (unsigned i = 0; i < fs.nlayers; i++) {
+		/* From the metadata copy: no read of the image. */
+		sqv_err_t herr = sqv_hot_locate(fs.layers[i], &fs.hot[i].where);
+		fs.hot[i].has_record = herr == 0;
+		if (herr < 0 && herr != -ENOENT)
+			sqv_log(SQV_LOG_WARNING, "%s: hot-range record damaged; no prefetch",
+				o->paths[i]);
 		sqv_image_drop_metadata(fs.layers[i]);
+	}
+	fs.prefetch_chunk = o->prefetch_bytes;
+	fs.cache_bytes = o->cache_bytes;
 	/* From now on, decompressed blocks (64 KiB and more, usually
 	 * 128 KiB) each get their own mapping and go back to the system when
 	 * evicted, so the daemon's memory follows the cache's size rather than
@@ -767,6 +796,8 @@ static int do_mount(struct options *o)
 	clock_gettime(CLOCK_MONOTONIC, &fs.mounted_at);
 	fs.on_ready = on_ready;
 	rc = serve(&fs, o, mnt);
+	sqv_prefetch_stop(fs.prefetch);
+	fs.prefetch = NULL;
 	if (fs.trace) {
 		/* After the loop: no request can add to the trace any more. */
 		sqv_err_t terr = sqv_trace_save(fs.trace, o->record);
@@ -791,6 +822,7 @@ int main(int argc, char **argv)
 	struct options o = {
 		.threads = DEFAULT_THREADS,
 		.cache_bytes = DEFAULT_CACHE_BYTES,
+		.prefetch_bytes = DEFAULT_PREFETCH_BYTES,
 	};
 	int rc;
 

@@ -545,6 +545,19 @@ size_t sqv_fs_format_stats(struct sqv_fs *fs, char *buf, size_t size)
 	EMIT("decompressed_bytes", io.decompressed_bytes);
 	EMIT("corrupt_blocks", io.corrupt_blocks);
 
+	struct sqv_prefetch_stats pf = { 0 };
+	if (fs->prefetch)
+		sqv_prefetch_stats(fs->prefetch, &pf);
+	EMIT("hot_bytes", pf.hot_bytes);
+	EMIT("prefetch_reads", pf.reads);
+	EMIT("prefetch_bytes", pf.bytes);
+	EMIT("prefetch_blocks", pf.blocks);
+	EMIT("prefetch_used_blocks", cache.prefetch_used_blocks);
+	EMIT("prefetch_used_bytes", cache.prefetch_used_bytes);
+	EMIT("prefetch_unused_evicted", cache.prefetch_unused_evicted);
+	EMIT("prefetch_done", pf.done);
+	EMIT("prefetch_failed", pf.failed);
+
 	EMIT("layers", fs->nlayers);
 	EMIT("inodes", sqv_index_inode_count(fs->index));
 	EMIT("entries", sqv_index_entry_count(fs->index));
