@@ -240,10 +240,10 @@ static void test_overlay_markers(void)
 	put("oup/opq/2", "upper");
 	put("oup/notopq/2", "upper");
 	put("oup/d2f", "file in upper");
-	run("setfattr -n user.overlay.opaque -v y %s/oup/opq", top);
+	check_run("setfattr -n user.overlay.opaque -v y %s/oup/opq", top);
 	/* "x" is overlayfs's mark for xattr whiteouts inside, not opacity. */
-	run("setfattr -n user.overlay.opaque -v x %s/oup/notopq", top);
-	run("setfattr -n user.kept -v 1 %s/oup/opq", top);
+	check_run("setfattr -n user.overlay.opaque -v x %s/oup/notopq", top);
+	check_run("setfattr -n user.kept -v 1 %s/oup/opq", top);
 	pack("obase", "obase.sqfs", "-p 'basewh c 0644 0 0 0 0'");
 	pack("oup", "oup.sqfs", "-p 'gone c 0644 0 0 0 0' -p 'd/y c 0644 0 0 0 0'"
 	     " -p 'dev c 0644 0 0 1 3'");
