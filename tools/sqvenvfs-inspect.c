@@ -74,8 +74,9 @@ static void usage(FILE *f)
 		"as \\xHH.\n"
 		"\n"
 		"extents prints where each regular file of one image is stored:\n"
-		"PATH BLOCKS FRAGMENT, BLOCKS as OFFSET+SIZE[u],... (u: stored\n"
-		"uncompressed), FRAGMENT as OFFSET+SIZE[u]; '-' for none. The image's\n"
+		"PATH BLOCKS FRAGMENT, BLOCKS as OFFSET+SIZE[u],... in file order (u:\n"
+		"stored uncompressed; a hole is 0+0), FRAGMENT as OFFSET+SIZE[u]; '-'\n"
+		"for none. The image's\n"
 		"hot-range record (" SQV_HOT_NAME ") is listed too.\n");
 }
 
@@ -734,12 +735,14 @@ static int extents_one(struct stack *s, sqv_ino_t ino, const char *path,
 		return 0;
 	put_escaped(stdout, path + 1);
 	putchar('\t');
+	/* Block i of the file is entry i: a hole (not stored) is 0+0. */
 	for (uint32_t i = 0; i < f.layout.nblocks; i++) {
-		if (sqv_image_word_size(f.words[i]) == 0)
-			continue; /* a hole is not stored */
 		if (any)
 			putchar(',');
-		put_extent(f.positions[i], f.words[i]);
+		if (sqv_image_word_size(f.words[i]) == 0)
+			fputs("0+0", stdout);
+		else
+			put_extent(f.positions[i], f.words[i]);
 		any = true;
 	}
 	if (!any)

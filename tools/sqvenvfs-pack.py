@@ -1024,15 +1024,17 @@ def read_trace(path):
                 raise ValueError("not three tab-separated fields")
             name = unescape(f[0])
             size = int(f[1])
+            ranges = []
             for r in f[2].split(","):
-                a, b = r.split("+")
-                if int(a) < 0 or int(b) <= 0:
+                a, b = (int(x) for x in r.split("+"))
+                if a < 0 or b <= 0:
                     raise ValueError("a bad byte range")
+                ranges.append((a, b))
             if not name or name.startswith(b"/") or size < 0:
                 raise ValueError("a bad path or size")
         except ValueError as e:
             raise PackError(f"{path}: line {n}: {e}")
-        out.append((name, size))
+        out.append((name, size, ranges))
     if end is None:
         raise PackError(f"{path}: truncated (no 'end' line)")
     if end != len(out):
@@ -1043,14 +1045,17 @@ def read_trace(path):
 
 def read_traces(paths):
     """The traces' files, first-touch order of the first trace, then what
-    the next ones add; each file once."""
+    the next ones add; each file once, with the byte ranges of all."""
     seen = {}
     for p in paths:
-        for name, size in read_trace(p):
-            seen.setdefault(name, size)
+        for name, size, ranges in read_trace(p):
+            if name in seen:
+                seen[name][1].extend(ranges)
+            else:
+                seen[name] = (size, list(ranges))
     if not seen:
         raise PackError(f"{','.join(paths)}: the trace names no file")
-    return list(seen.items())
+    return [(n, size, ranges) for n, (size, ranges) in seen.items()]
 
 
 class Plan:
@@ -1064,12 +1069,13 @@ class Plan:
         self.changed = 0         # another size: a stale trace
         self.unsortable = 0      # a newline in the name: -sort cannot say it
         self.in_base = 0         # matched, but left to the base by a delta
+        self.ranges = {}         # hot file -> byte ranges the workload read
 
     def match(self, root, label):
         """Keep the traced files that are regular files of root with the
         traced size. Fails when most of the trace does not fit root: a
         trace of another image."""
-        for name, size in self.entries:
+        for name, size, ranges in self.entries:
             p = os.path.join(os.fsencode(root), name)
             try:
                 st = os.lstat(p)
@@ -1082,6 +1088,7 @@ class Plan:
                 self.changed += 1
             else:
                 self.hot.append(name)
+                self.ranges[name] = ranges
         if len(self.hot) * 2 < len(self.entries):
             raise PackError(
                 f"{','.join(self.traces)}: {len(self.hot)} of "
@@ -1143,21 +1150,34 @@ def placeholder(n):
 
 
 def parse_extents(text):
-    """{path bytes: [(offset, size, uncompressed)]} from inspect extents."""
+    """{path bytes: ([block (offset, size, uncompressed)], fragment or
+    None)} from inspect extents; blocks in file order, a hole (0, 0)."""
+    def one(e):
+        a, b = e.rstrip("u").split("+")
+        return int(a), int(b), e.endswith("u")
     out = {}
     for ln in text.split("\n"):
         if not ln:
             continue
         path, blocks, frag = ln.split("\t")
-        ext = []
-        for field in (blocks, frag):
-            if field == "-":
-                continue
-            for e in field.split(","):
-                u = e.endswith("u")
-                a, b = e.rstrip("u").split("+")
-                ext.append((int(a), int(b), u))
-        out[unescape(path)] = ext
+        out[unescape(path)] = ([one(e) for e in blocks.split(",")]
+                               if blocks != "-" else [],
+                               one(frag) if frag != "-" else None)
+    return out
+
+
+def read_extents(blocks, frag, ranges, block_size):
+    """The stored blocks (and fragment) that hold the byte ranges read:
+    a file read only in part (a library mapped by the loader) brings only
+    the blocks that were read into the hot range."""
+    out = set()
+    for off, n in ranges:
+        last = (off + n - 1) // block_size
+        for i in range(off // block_size, min(last, len(blocks) - 1) + 1):
+            if blocks[i][1]:
+                out.add(blocks[i])
+        if last >= len(blocks) and frag:
+            out.add(frag)
     return out
 
 
@@ -1190,14 +1210,19 @@ def write_record(image, inspect, plan, block_size):
         raise PackError(f"sqvenvfs-inspect extents: "
                         f"{msg[0] if msg else 'exit %d' % r.returncode}")
     ext = parse_extents(r.stdout.decode("ascii"))
-    rec = ext.get(HOT_NAME.encode())
-    if not rec or len(rec) != 1 or not rec[0][2] or rec[0][1] != block_size:
+    blocks, frag = ext.get(HOT_NAME.encode(), ([], None))
+    if len(blocks) != 1 or frag or not blocks[0][2] or \
+            blocks[0][1] != block_size:
         raise PackError(f"{image}: mksquashfs did not store {HOT_NAME} as "
                         "one uncompressed block; cannot record the hot range")
-    hot = [e for n in plan.hot for e in ext.get(n, [])]
+    rec = blocks
+    hot = set()
+    for n in plan.hot:
+        if n in ext:
+            hot |= read_extents(*ext[n], plan.ranges[n], block_size)
     rs = ranges_of(hot)
     text = (f"{HOT_MAGIC}\n# {len(plan.hot)} files, "
-            f"{sum(n for _, n, _ in set(hot))} stored bytes\n" +
+            f"{sum(n for _, n, _ in hot)} stored bytes read\n" +
             "".join(f"range {a} {n}\n" for a, n in rs) + "end\n").encode()
     if len(text) > block_size:
         raise PackError(f"{HOT_NAME}: {len(rs)} ranges do not fit one block")
