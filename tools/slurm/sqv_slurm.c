@@ -18,6 +18,10 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "mountinfo.h"
+#include "size.h"
+#include "superblock.h"
+
 static void seterr(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void seterr(char *err, const char *fmt, ...)
 {
@@ -171,13 +175,12 @@ char *sqv_req_format(const struct sqv_req *req)
 	return out;
 }
 
-/* squashfs 4 superblock: magic "hsqs" at 0, s_major (u16) at 28,
- * bytes_used (u64) at 40, all little-endian. */
 int sqv_check_image_fd(int fd, const char *path, char *err)
 {
-	unsigned char sb[96];
+	unsigned char sb[SQV_SUPERBLOCK_SIZE];
+	struct sqv_superblock info;
 	struct stat st;
-	uint64_t used = 0;
+	char why[160];
 	ssize_t n;
 
 	if (fstat(fd, &st) < 0) {
@@ -193,20 +196,9 @@ int sqv_check_image_fd(int fd, const char *path, char *err)
 		seterr(err, "%s: %s", path, strerror(errno));
 		return -1;
 	}
-	if (n < (ssize_t)sizeof(sb) || memcmp(sb, "hsqs", 4) != 0) {
-		seterr(err, "%s: not a squashfs image", path);
-		return -1;
-	}
-	if ((sb[28] | sb[29] << 8) != 4) {
-		seterr(err, "%s: squashfs version %u is not supported (need 4)", path,
-		       (unsigned)(sb[28] | sb[29] << 8));
-		return -1;
-	}
-	for (int i = 7; i >= 0; i--)
-		used = used << 8 | sb[40 + i];
-	if (used > (uint64_t)st.st_size) {
-		seterr(err, "%s: truncated squashfs image (%llu of %llu bytes)", path,
-		       (unsigned long long)st.st_size, (unsigned long long)used);
+	if (sqv_superblock_check(sb, (size_t)n, (uint64_t)st.st_size, &info, why,
+				 sizeof(why)) < 0) {
+		seterr(err, "%s: %s", path, why);
 		return -1;
 	}
 	return 0;
@@ -259,49 +251,10 @@ int sqv_path_is_system(const char *path)
 
 int sqv_user_fuse_mount_at(const char *path, uid_t uid)
 {
-	char line[8192], want[32];
-	int found = 0;
-	FILE *f = fopen("/proc/self/mountinfo", "re");
+	struct sqv_mount m;
 
-	if (!f)
-		return 0;
-	snprintf(want, sizeof(want), "user_id=%u", (unsigned)uid);
-	while (fgets(line, sizeof(line), f)) {
-		char *dash = strstr(line, " - "), *mp = line, *o, *in, *opt, *save = NULL;
-
-		if (!dash)
-			continue;
-		*dash = '\0';
-		/* 5th field: the mount point, octal-escaped */
-		for (int fields = 0; *mp && fields < 4; mp++)
-			if (*mp == ' ')
-				fields++;
-		mp[strcspn(mp, " ")] = '\0';
-		for (o = in = mp; *in;) {
-			if (in[0] == '\\' && in[1] && in[2] && in[3]) {
-				*o++ = (char)((in[1] - '0') << 6 | (in[2] - '0') << 3 | (in[3] - '0'));
-				in += 4;
-			} else {
-				*o++ = *in++;
-			}
-		}
-		*o = '\0';
-		if (strcmp(mp, path) != 0)
-			continue;
-		found = 0; /* the last mount on a path is the visible one */
-		if (strncmp(dash + 3, "fuse", 4) != 0)
-			continue;
-		/* "fstype source superoptions" */
-		opt = strrchr(dash + 3, ' ');
-		if (!opt)
-			continue;
-		opt[strcspn(opt, "\n")] = '\0';
-		for (char *t = strtok_r(opt + 1, ",", &save); t; t = strtok_r(NULL, ",", &save))
-			if (strcmp(t, want) == 0)
-				found = 1;
-	}
-	fclose(f);
-	return found;
+	return sqv_mountinfo_find(path, &m) == 1 && strncmp(m.fstype, "fuse", 4) == 0 &&
+	       m.has_user_id && m.user_id == uid;
 }
 
 int sqv_resolve_mountpoint(const char *path, uid_t uid, int create, char *resolved,
@@ -480,36 +433,6 @@ fail:
 	return -1;
 }
 
-int sqv_parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
-	uint64_t mul = 1;
-
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return -1;
-	switch (toupper((unsigned char)*end)) {
-	case '\0': break;
-	case 'K': mul = 1ULL << 10; end++; break;
-	case 'M': mul = 1ULL << 20; end++; break;
-	case 'G': mul = 1ULL << 30; end++; break;
-	case 'T': mul = 1ULL << 40; end++; break;
-	default: return -1;
-	}
-	if (*end == 'i' || *end == 'B')
-		end++;
-	if (*end == 'B')
-		end++;
-	if (*end)
-		return -1;
-	if (v > UINT64_MAX / mul)
-		return -1;
-	*out = v * mul;
-	return 0;
-}
-
 static char *trim(char *s)
 {
 	char *e;
@@ -577,7 +500,7 @@ int sqv_site_load(struct sqv_site *site, const char *path, char *err)
 		STR(log_file)
 #undef STR
 		if (strcmp(key, "stage_max_size") == 0) {
-			if (sqv_parse_size(val, &site->stage_max_size) < 0) {
+			if (sqv_size_parse(val, &site->stage_max_size) < 0) {
 				seterr(err, "%s:%u: stage_max_size: not a size (e.g. 200G): %s",
 				       path, lineno, val);
 				goto bad;

@@ -14,13 +14,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-/* meson passes the installed paths */
-#ifndef SQV_DEFAULT_DAEMON
-#define SQV_DEFAULT_DAEMON "/usr/local/bin/sqvenvfs"
-#endif
-#ifndef SQV_DEFAULT_SITE_CONF
-#define SQV_DEFAULT_SITE_CONF "/usr/local/etc/sqvenvfs/slurm.conf"
-#endif
+#include "sqv_config.h" /* the installed paths */
 
 #define SQV_ERRLEN 512
 #define SQV_MAX_IMAGES 32
@@ -45,8 +39,8 @@ char *sqv_req_format(const struct sqv_req *req);
  * "..", strips a trailing "/". Returns malloc'd text or NULL (err set). */
 char *sqv_path_normalise(const char *path, const char *cwd, char *err);
 
-/* fd is an open image: a regular file with a squashfs 4 superblock whose
- * bytes_used fits in the file. */
+/* fd is an open image: a regular file whose superblock passes lib/base's
+ * sqv_superblock_check (the daemon's own first check). */
 int sqv_check_image_fd(int fd, const char *path, char *err);
 /* Open path read-only (as whoever calls it) and check it as above. Returns
  * the fd or -1. */
@@ -83,6 +77,5 @@ struct sqv_site {
 /* Defaults, then the file at path if it exists ("" or NULL: the built-in
  * default path). A missing file is not an error; a bad line is. */
 int sqv_site_load(struct sqv_site *site, const char *path, char *err);
-int sqv_parse_size(const char *s, uint64_t *out);
 
 #endif

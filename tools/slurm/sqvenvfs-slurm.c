@@ -27,6 +27,7 @@
  * Staging (site setting stage_dir): see stage_image().
  */
 #include "sqv_slurm.h"
+#include "mountinfo.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -198,74 +199,19 @@ static unsigned long long proc_start(pid_t pid)
 	return start;
 }
 
-static void unescape_mountinfo(char *s)
-{
-	char *o = s;
-
-	while (*s) {
-		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
-		    s[3] >= '0' && s[3] <= '7') {
-			*o++ = (char)((s[1] - '0') << 6 | (s[2] - '0') << 3 | (s[3] - '0'));
-			s += 4;
-		} else {
-			*o++ = *s++;
-		}
-	}
-	*o = '\0';
-}
-
-/* Is a FUSE file system mounted at mp? 1 yes, 0 no. */
+/* Is a FUSE file system the topmost mount at mp? 1 yes, 0 no. */
 static int fuse_mounted_at(const char *mp)
 {
-	char line[8192];
-	int found = 0;
-	FILE *f = fopen("/proc/self/mountinfo", "re");
+	struct sqv_mount m;
 
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f)) {
-		char *fields[6], *save = NULL, *tok, *dash;
-		int i = 0;
-
-		dash = strstr(line, " - ");
-		if (!dash)
-			continue;
-		*dash = '\0';
-		for (tok = strtok_r(line, " ", &save); tok && i < 6; tok = strtok_r(NULL, " ", &save))
-			fields[i++] = tok;
-		if (i < 5)
-			continue;
-		unescape_mountinfo(fields[4]);
-		if (strcmp(fields[4], mp) != 0)
-			continue;
-		found = strncmp(dash + 3, "fuse", 4) == 0 ? 1 : 0;
-	}
-	fclose(f);
-	return found;
+	return sqv_mountinfo_find(mp, &m) == 1 && strncmp(m.fstype, "fuse", 4) == 0;
 }
 
 static int any_mount_at(const char *mp)
 {
-	char line[8192];
-	int found = 0;
-	FILE *f = fopen("/proc/self/mountinfo", "re");
+	struct sqv_mount m;
 
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f)) {
-		char *fields[6], *save = NULL, *tok;
-		int i = 0;
-
-		for (tok = strtok_r(line, " ", &save); tok && i < 6; tok = strtok_r(NULL, " ", &save))
-			fields[i++] = tok;
-		if (i < 5)
-			continue;
-		unescape_mountinfo(fields[4]);
-		if (strcmp(fields[4], mp) == 0)
-			found = 1;
-	}
-	fclose(f);
-	return found;
+	return sqv_mountinfo_find(mp, &m) == 1;
 }
 
 static void sleep_ms(long ms)
