@@ -44,6 +44,7 @@ struct options {
 	bool debug;
 	bool allow_other;
 	bool json;
+	bool if_mounted; /* --unmount: nothing mounted is no error */
 	unsigned threads;
 	size_t cache_bytes;
 	enum { MODE_MOUNT, MODE_UNMOUNT, MODE_STATS } mode;
@@ -55,7 +56,7 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: sqvenvfs [OPTIONS] IMAGE [IMAGE...] MOUNTPOINT\n"
-		"       sqvenvfs --unmount MOUNTPOINT\n"
+		"       sqvenvfs --unmount [--if-mounted] MOUNTPOINT\n"
 		"       sqvenvfs --stats [--json] MOUNTPOINT\n"
 		"\n"
 		"Mount squashfs images of a Python environment as one read-only tree.\n"
@@ -66,6 +67,7 @@ static void usage(FILE *out)
 		"options:\n"
 		"  -f, --foreground     stay in the foreground\n"
 		"  -u, --unmount        unmount MOUNTPOINT (also a stale mount)\n"
+		"      --if-mounted     with --unmount: exit 0 quietly if nothing is mounted\n"
 		"  -s, --stats          print the counters of the daemon serving MOUNTPOINT\n"
 		"      --json           with --stats: one JSON object\n"
 		"  -o OPT[,OPT...]      mount options:\n"
@@ -154,12 +156,13 @@ static int parse_mount_options(struct options *o, char *arg)
 /* 0 to go on, 1 when done (help, version), -1 on a usage error. */
 static int parse_args(int argc, char **argv, struct options *o)
 {
-	enum { OPT_JSON = 256 };
+	enum { OPT_JSON = 256, OPT_IF_MOUNTED };
 	static const struct option longopts[] = {
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "unmount", no_argument, NULL, 'u' },
 		{ "stats", no_argument, NULL, 's' },
 		{ "json", no_argument, NULL, OPT_JSON },
+		{ "if-mounted", no_argument, NULL, OPT_IF_MOUNTED },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -174,6 +177,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		case 'u': unmount = true; break;
 		case 's': stats = true; break;
 		case OPT_JSON: o->json = true; break;
+		case OPT_IF_MOUNTED: o->if_mounted = true; break;
 		case 'd': o->debug = true; o->foreground = true; break;
 		case 'o':
 			if (parse_mount_options(o, optarg) < 0)
@@ -198,6 +202,10 @@ static int parse_args(int argc, char **argv, struct options *o)
 	}
 	if (o->json && !stats) {
 		fprintf(stderr, "sqvenvfs: --json goes with --stats\n");
+		return -1;
+	}
+	if (o->if_mounted && !unmount) {
+		fprintf(stderr, "sqvenvfs: --if-mounted goes with --unmount\n");
 		return -1;
 	}
 	if (unmount || stats) {
@@ -272,16 +280,22 @@ static bool find_mount(const char *path, char *fstype, size_t fstype_size)
 	return true;
 }
 
-static int do_unmount(const char *arg)
+static int do_unmount(const char *arg, bool if_mounted)
 {
 	char fstype[256];
 	char *path = mount_path(arg);
 	int rc = 1;
 
-	if (!path)
+	if (!path) {
+		if (if_mounted && errno == ENOENT)
+			return 0; /* nothing can be mounted where no directory is */
 		return fail(arg, strerror(errno ? errno : ENOMEM));
+	}
 	if (!find_mount(path, fstype, sizeof(fstype))) {
-		fail(arg, "not a mount point");
+		if (if_mounted)
+			rc = 0;
+		else
+			fail(arg, "not a mount point");
 		goto out;
 	}
 	if (strcmp(fstype, "fuse.sqvenvfs") != 0) {
@@ -705,7 +719,7 @@ int main(int argc, char **argv)
 		sqv_log_set_level(SQV_LOG_DEBUG);
 	switch (o.mode) {
 	case MODE_UNMOUNT:
-		return do_unmount(o.paths[0]);
+		return do_unmount(o.paths[0], o.if_mounted);
 	case MODE_STATS:
 		return do_stats(&o);
 	case MODE_MOUNT:
