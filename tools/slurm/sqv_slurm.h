@@ -11,6 +11,7 @@
 #define SQV_SLURM_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -21,6 +22,13 @@
 /* The name under which the request travels to the Prolog and Epilog
  * (spank_job_control_setenv prefixes it with SPANK_). */
 #define SQV_ENV_NAME "SQVENV"
+
+/* Format a path into out (PATH_MAX bytes): 0, or -1 with errno
+ * ENAMETOOLONG when it does not fit (out is then not to be used). */
+int sqv_pathf(char *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Format a message into err (SQV_ERRLEN bytes); a longer one is cut, which
+ * is all right for a message. err may be NULL. */
+void sqv_errf(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 struct sqv_req {
 	char *images[SQV_MAX_IMAGES]; /* absolute, normalised, bottom first */
@@ -74,6 +82,12 @@ struct sqv_site {
 	char log_file[4096];        /* "" = syslog only */
 };
 
+/* Open a configuration file to read: a missing file is no error (NULL,
+ * err untouched, errno ENOENT); another failure is (NULL, err set). */
+FILE *sqv_conf_open(const char *path, char *err);
+
+/* The built-in settings, which a site file overrides. */
+void sqv_site_defaults(struct sqv_site *site);
 /* Defaults, then the file at path if it exists ("" or NULL: the built-in
  * default path). A missing file is not an error; a bad line is. */
 int sqv_site_load(struct sqv_site *site, const char *path, char *err);
