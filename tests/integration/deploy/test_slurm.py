@@ -43,7 +43,6 @@ missing); SQVENVFS_TEST_NO_SKIP=1 turns that into a failure.
 """
 import argparse
 import os
-import pwd
 import shutil
 import signal
 import socket
@@ -53,36 +52,11 @@ import tempfile
 import time
 import traceback
 
+from deploytest import (FAILED, check, daemons, finish, installed, log, meson_install,
+                        mountinfo, run, skip, test_user, wait_for)
+
 TEST_USER = "sqvslurm"
 PY = "/usr/bin/python3"
-FAILED = []
-
-
-def log(msg):
-    print(msg, flush=True)
-
-
-def skip(why):
-    if os.environ.get("SQVENVFS_TEST_NO_SKIP") == "1":
-        log(f"FAIL (skip not allowed): {why}")
-        sys.exit(1)
-    log(f"SKIP: {why}")
-    sys.exit(77)
-
-
-def check(cond, what):
-    if cond:
-        log(f"ok: {what}")
-    else:
-        log(f"FAIL: {what}")
-        FAILED.append(what)
-    return cond
-
-
-def run(cmd, **kw):
-    kw.setdefault("capture_output", True)
-    kw.setdefault("text", True)
-    return subprocess.run(cmd, **kw)
 
 
 def free_port():
@@ -91,55 +65,12 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_for(pred, what, timeout=120):
-    """Wait for a condition; a hang (not slowness) fails the test."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.2)
-    raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
-
-
 def mounts_at(path):
-    out = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            a, b = line.split(" - ", 1)
-            fields = a.split()
-            mp = fields[4].encode().decode("unicode_escape")
-            if mp == path:
-                out.append((b.split()[0], line.strip()))
-    return out
+    return [(t, line) for mp, t, line in mountinfo() if mp == path]
 
 
 def mounts_under(path):
-    res = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            mp = line.split()[4].encode().decode("unicode_escape")
-            if mp == path or mp.startswith(path + "/"):
-                res.append(mp)
-    return res
-
-
-def daemons(exe, uid=None):
-    """Processes (not zombies) running the daemon executable."""
-    real = os.path.realpath(exe)
-    pids = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            if os.path.realpath(f"/proc/{d}/exe") != real:
-                continue
-            st = os.stat(f"/proc/{d}")
-        except OSError:
-            continue
-        if uid is None or st.st_uid == uid:
-            pids.append(int(d))
-    return pids
+    return [mp for mp, t, line in mountinfo() if mp == path or mp.startswith(path + "/")]
 
 
 class Cluster:
@@ -374,14 +305,7 @@ def main():
     if not os.path.exists("/dev/fuse"):
         skip("/dev/fuse does not exist")
 
-    try:
-        pw = pwd.getpwnam(TEST_USER)
-    except KeyError:
-        r = run(["useradd", "--no-create-home", "--home-dir", "/nonexistent",
-                 "--shell", "/bin/sh", TEST_USER])
-        if r.returncode != 0:
-            skip(f"cannot create the test user {TEST_USER}: {r.stderr.strip()}")
-        pw = pwd.getpwnam(TEST_USER)
+    pw = test_user(TEST_USER)
     uid, gid = pw.pw_uid, pw.pw_gid
 
     top = tempfile.mkdtemp(prefix="sqv-slurm-", dir="/tmp")
@@ -427,30 +351,17 @@ def main():
                 log(f"state kept in {top} (SQV_TEST_KEEP=1)")
             else:
                 shutil.rmtree(top, ignore_errors=True)
-    if FAILED:
-        log(f"{len(FAILED)} check(s) failed: {FAILED}")
-        return 1
-    return 0
+    return finish()
 
 
 def install(args, root):
     """meson install into root (the job's user can reach it: top is 0755)
     and find what the guide has administrators use."""
-    r = run(["meson", "install", "-C", args.build_root, "--no-rebuild", "--quiet",
-             "--destdir", root])
-    if r.returncode != 0:
-        raise RuntimeError(f"meson install failed: {r.stdout} {r.stderr}")
-    found = {}
-    for dirpath, dirs, files in os.walk(root):
-        for name in files:
-            found.setdefault(name, []).append(os.path.join(dirpath, name))
+    found = meson_install(args.build_root, root)
     prefix = args.prefix.rstrip("/")
 
     def one(name, under):
-        paths = [p for p in found.get(name, []) if under in p]
-        if len(paths) != 1:
-            raise RuntimeError(f"installed {name} under {under}: {paths}")
-        return paths[0]
+        return installed(found, name, under)
     args.daemon = one("sqvenvfs", "/bin/")
     args.plugin = one("sqvenvfs.so", "/slurm")
     args.prolog = one("sqvenvfs-prolog", "/sqvenvfs/")

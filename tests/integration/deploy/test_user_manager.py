@@ -23,7 +23,6 @@ systemd missing); SQVENVFS_TEST_NO_SKIP=1 turns that into a failure.
 """
 import argparse
 import os
-import pwd
 import shutil
 import signal
 import subprocess
@@ -32,45 +31,11 @@ import tempfile
 import time
 import traceback
 
+from deploytest import (FAILED, check, daemons, finish, installed, log, meson_install,
+                        mountinfo, run, skip, test_user, wait_for)
+
 TEST_USER = "sqvunit"
-FAILED = []
 SYSTEMD = "/lib/systemd/systemd"
-
-
-def log(msg):
-    print(msg, flush=True)
-
-
-def check(cond, what):
-    log(("ok: " if cond else "FAIL: ") + what)
-    if not cond:
-        FAILED.append(what)
-    return cond
-
-
-def skip(why):
-    if os.environ.get("SQVENVFS_TEST_NO_SKIP") == "1":
-        log(f"FAIL (skip not allowed): {why}")
-        sys.exit(1)
-    log(f"SKIP: {why}")
-    sys.exit(77)
-
-
-def run(cmd, **kw):
-    kw.setdefault("capture_output", True)
-    kw.setdefault("text", True)
-    return subprocess.run(cmd, **kw)
-
-
-def wait_for(pred, what, timeout=60):
-    """Poll until pred() is true; a hang (not slowness) fails the test."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.2)
-    raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
 
 
 def cgroup_dirs(uid):
@@ -130,14 +95,8 @@ class Manager:
         return self.systemctl("show", "-P", name, unit).stdout.strip()
 
     def mounts_at(self, path):
-        """Mounts at path in the manager's namespace (its mountinfo)."""
-        out = []
-        with open(f"/proc/{self.proc.pid}/mountinfo") as f:
-            for line in f:
-                fields = line.split(" - ")[0].split()
-                if fields[4].encode().decode("unicode_escape") == path:
-                    out.append(line.split(" - ")[1].split()[0])
-        return out
+        """Types of the mounts at path in the manager's namespace."""
+        return [t for mp, t, line in mountinfo(self.proc.pid) if mp == path]
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -149,33 +108,10 @@ class Manager:
                 self.proc.wait()
 
 
-def daemons(exe, uid):
-    real = os.path.realpath(exe)
-    pids = []
-    for d in os.listdir("/proc"):
-        try:
-            if d.isdigit() and os.path.realpath(f"/proc/{d}/exe") == real and \
-                    os.stat(f"/proc/{d}").st_uid == uid:
-                pids.append(int(d))
-        except OSError:
-            pass
-    return pids
-
-
 def install(args, root):
-    r = run(["meson", "install", "-C", args.build_root, "--no-rebuild", "--quiet",
-             "--destdir", root])
-    if r.returncode != 0:
-        raise RuntimeError(f"meson install failed: {r.stdout} {r.stderr}")
-    units, daemon = [], None
-    for dirpath, dirs, files in os.walk(root):
-        if "sqvenvfs@.service" in files:
-            units.append(os.path.join(dirpath, "sqvenvfs@.service"))
-        if "sqvenvfs" in files and dirpath.endswith("/bin"):
-            daemon = os.path.join(dirpath, "sqvenvfs")
-    if len(units) != 1 or not daemon:
-        raise RuntimeError(f"installed unit {units}, daemon {daemon}")
-    return units[0], daemon
+    found = meson_install(args.build_root, root)
+    return (installed(found, "sqvenvfs@.service", "/systemd/user"),
+            installed(found, "sqvenvfs", "/bin/"))
 
 
 def make_image(top, name, text):
@@ -289,14 +225,7 @@ def main():
         skip("no cgroup hierarchy for systemd (/sys/fs/cgroup)")
     if not os.path.exists("/dev/fuse"):
         skip("/dev/fuse does not exist")
-    try:
-        pw = pwd.getpwnam(TEST_USER)
-    except KeyError:
-        r = run(["useradd", "--no-create-home", "--home-dir", "/nonexistent",
-                 "--shell", "/bin/sh", TEST_USER])
-        if r.returncode != 0:
-            skip(f"cannot create the test user {TEST_USER}: {r.stderr.strip()}")
-        pw = pwd.getpwnam(TEST_USER)
+    pw = test_user(TEST_USER)
 
     top = tempfile.mkdtemp(prefix="sqv-user-", dir="/tmp")
     os.chmod(top, 0o755)
@@ -329,10 +258,7 @@ def main():
                 except OSError:
                     pass
         shutil.rmtree(top, ignore_errors=True)
-    if FAILED:
-        log(f"{len(FAILED)} check(s) failed: {FAILED}")
-        return 1
-    return 0
+    return finish()
 
 
 if __name__ == "__main__":
