@@ -35,7 +35,6 @@ enum sqv_op {
 	OP_GETXATTR,
 	OP_LISTXATTR,
 	OP_IOCTL,
-	OP_OTHER,
 	OP_COUNT
 };
 

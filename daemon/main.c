@@ -31,30 +31,13 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "mountinfo.h"
 #include "options.h"
 #include "sqv_config.h"
 
-/* Log lines: plain on a terminal, <N>-prefixed for the journal, syslog once
- * daemonised. The sink is chosen before any thread starts. */
-static void log_stderr(int level, const char *msg, void *ctx)
-{
-	(void)level;
-	(void)ctx;
-	fprintf(stderr, "sqvenvfs: %s\n", msg);
-}
-
-static void log_journal(int level, const char *msg, void *ctx)
-{
-	(void)ctx;
-	fprintf(stderr, "<%d>%s\n", level, msg);
-}
-
-static void log_syslog(int level, const char *msg, void *ctx)
-{
-	(void)ctx;
-	syslog(level, "%s", msg);
-}
-
+/* Log lines (lib/base/log.c): plain on a terminal, <N>-prefixed for the
+ * journal, syslog once daemonised. The sink is chosen before any thread
+ * starts. */
 static void log_from_fuse(enum fuse_log_level level, const char *fmt,
 			  va_list ap)
 {
@@ -105,60 +88,33 @@ static char *mount_path(const char *arg)
 	return out;
 }
 
-/* Decode the octal escapes of /proc/self/mountinfo in place. */
-static void unescape_mountinfo(char *s)
-{
-	char *w = s;
-	for (char *r = s; *r; r++) {
-		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] && r[3]) {
-			*w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 +
-				      (r[3] - '0'));
-			r += 3;
-		} else {
-			*w++ = *r;
-		}
-	}
-	*w = '\0';
-}
-
 /* Is path a mount point? *fstype gets its type (the topmost mount's). */
 static bool find_mount(const char *path, char *fstype, size_t fstype_size)
 {
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-	char *line = NULL;
-	size_t cap = 0;
-	bool found = false;
+	struct sqv_mount m;
 
-	if (!f)
+	if (sqv_mountinfo_find(path, &m) != 1)
 		return false;
-	while (getline(&line, &cap, f) > 0) {
-		/* id parent maj:min root mountpoint opts [tags] - fstype src */
-		char mnt[PATH_MAX], type[256];
-		char *sep = strstr(line, " - ");
-		if (!sep || sscanf(line, "%*s %*s %*s %*s %4095s", mnt) != 1 ||
-		    sscanf(sep + 3, "%255s", type) != 1)
-			continue;
-		unescape_mountinfo(mnt);
-		if (strcmp(mnt, path) == 0) {
-			found = true;
-			snprintf(fstype, fstype_size, "%s", type);
-		}
-	}
-	free(line);
-	fclose(f);
-	return found;
+	snprintf(fstype, fstype_size, "%s", m.fstype);
+	return true;
 }
 
-static int do_unmount(const char *arg)
+static int do_unmount(const char *arg, bool if_mounted)
 {
 	char fstype[256];
 	char *path = mount_path(arg);
 	int rc = 1;
 
-	if (!path)
+	if (!path) {
+		if (if_mounted && errno == ENOENT)
+			return 0; /* nothing can be mounted where no directory is */
 		return fail(arg, strerror(errno ? errno : ENOMEM));
+	}
 	if (!find_mount(path, fstype, sizeof(fstype))) {
-		fail(arg, "not a mount point");
+		if (if_mounted)
+			rc = 0;
+		else
+			fail(arg, "not a mount point");
 		goto out;
 	}
 	if (strcmp(fstype, "fuse.sqvenvfs") != 0) {
@@ -218,13 +174,40 @@ static void print_json_stats(const char *text)
 	printf("}\n");
 }
 
+/* The stats xattr, however long: ask its length, read, and ask again if it
+ * grew in between (ERANGE). malloc'd text, or NULL with errno set. */
+static char *read_stats(const char *mnt)
+{
+	for (int tries = 0; tries < 8; tries++) {
+		ssize_t n = getxattr(mnt, SQV_STATS_XATTR, NULL, 0);
+		if (n < 0)
+			return NULL;
+		size_t cap = (size_t)n + 256;
+		char *buf = malloc(cap);
+		if (!buf)
+			return NULL;
+		n = getxattr(mnt, SQV_STATS_XATTR, buf, cap - 1);
+		if (n >= 0) {
+			buf[n] = '\0';
+			return buf;
+		}
+		int e = errno;
+		free(buf);
+		if (e != ERANGE) {
+			errno = e;
+			return NULL;
+		}
+	}
+	errno = ERANGE;
+	return NULL;
+}
+
 static int do_stats(const struct options *o)
 {
 	const char *mnt = o->paths[0];
-	char buf[8192];
-	ssize_t n = getxattr(mnt, SQV_STATS_XATTR, buf, sizeof(buf) - 1);
+	char *buf = read_stats(mnt);
 
-	if (n < 0) {
+	if (!buf) {
 		switch (errno) {
 		case ENOTCONN:
 			return fail(mnt, "stale mount: its daemon is gone (sqvenvfs --unmount it)");
@@ -235,11 +218,11 @@ static int do_stats(const struct options *o)
 			return fail(mnt, strerror(errno));
 		}
 	}
-	buf[n] = '\0';
 	if (o->json)
 		print_json_stats(buf);
 	else
 		fputs(buf, stdout);
+	free(buf);
 	return 0;
 }
 
@@ -361,7 +344,7 @@ static void detach_stdio(void)
 	if (fd > STDERR_FILENO)
 		close(fd);
 	openlog("sqvenvfs", LOG_PID, LOG_DAEMON);
-	sqv_log_set_sink(log_syslog, NULL);
+	sqv_log_set_sink(sqv_log_sink_syslog, NULL);
 }
 
 /* Fork: the parent waits until the child reports the mount usable (exit 0)
@@ -624,7 +607,7 @@ int main(int argc, char **argv)
 	struct options o;
 	int rc;
 
-	sqv_log_set_sink(getenv("JOURNAL_STREAM") ? log_journal : log_stderr,
+	sqv_log_set_sink(getenv("JOURNAL_STREAM") ? sqv_log_sink_journal : NULL,
 			 NULL);
 	fuse_set_log_func(log_from_fuse);
 
@@ -637,7 +620,7 @@ int main(int argc, char **argv)
 		sqv_log_set_level(SQV_LOG_DEBUG);
 	switch (o.mode) {
 	case MODE_UNMOUNT:
-		rc = do_unmount(o.paths[0]);
+		rc = do_unmount(o.paths[0], o.if_mounted);
 		break;
 	case MODE_STATS:
 		rc = do_stats(&o);

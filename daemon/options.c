@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "index.h"
+#include "size.h"
 #include "sqv_config.h"
 
 enum {
@@ -36,6 +37,7 @@ enum {
 	KEY_UNMOUNT,
 	KEY_STATS,
 	KEY_JSON,
+	KEY_IF_MOUNTED,
 	KEY_THREADS,
 	KEY_CACHE_SIZE,
 	KEY_MAX_READ,
@@ -69,6 +71,7 @@ static const struct fuse_opt table[] = {
 	FUSE_OPT_KEY("-s", KEY_STATS),
 	FUSE_OPT_KEY("--stats", KEY_STATS),
 	FUSE_OPT_KEY("--json", KEY_JSON),
+	FUSE_OPT_KEY("--if-mounted", KEY_IF_MOUNTED),
 
 	FUSE_OPT_KEY("threads=", KEY_THREADS),
 	FUSE_OPT_KEY("cache_size=", KEY_CACHE_SIZE),
@@ -137,13 +140,14 @@ void sqv_options_usage(FILE *out)
 {
 	fprintf(out,
 		"usage: sqvenvfs [OPTIONS] IMAGE[,IMAGE...] [IMAGE...] MOUNTPOINT\n"
-		"       sqvenvfs --unmount MOUNTPOINT\n"
+		"       sqvenvfs --unmount [--if-mounted] MOUNTPOINT\n"
 		"       sqvenvfs --stats [--json] MOUNTPOINT\n"
 		"       mount -t fuse.sqvenvfs [-o OPT,...] IMAGE[,IMAGE...] MOUNTPOINT\n"
 		"\n"
 		"Mount squashfs images of a Python environment as one read-only tree.\n"
 		"Images are listed bottom first: a later image overrides an earlier one\n"
-		"(OCI whiteouts .wh.NAME and opaque directories .wh..wh..opq apply).\n"
+		"(OCI whiteouts .wh.NAME and opaque directories .wh..wh..opq apply,\n"
+		"and overlayfs's: character devices 0:0, the overlay.opaque xattr).\n"
 		"Returns once the mount is usable; the daemon stays in the background.\n"
 		"See sqvenvfs(1).\n"
 		"\n"
@@ -151,6 +155,7 @@ void sqv_options_usage(FILE *out)
 		"  -f, --foreground     stay in the foreground\n"
 		"  -d, --debug          log every request (implies -f)\n"
 		"  -u, --unmount        unmount MOUNTPOINT (also a stale mount)\n"
+		"      --if-mounted     with --unmount: exit 0 quietly if nothing is mounted\n"
 		"  -s, --stats          print the counters of the daemon serving MOUNTPOINT\n"
 		"      --json           with --stats: one JSON object\n"
 		"  -o OPT[,OPT...]      mount options, below\n"
@@ -183,31 +188,15 @@ void sqv_options_usage(FILE *out)
 		SQV_MAX_THREADS, SQV_DEFAULT_THREADS);
 }
 
-bool sqv_parse_size(const char *s, size_t *out)
+/* A size in the grammar of docs/sizes.md (lib/base/size.c) that fits in
+ * size_t; false otherwise. */
+static bool parse_size(const char *s, size_t *out)
 {
-	char *end;
-	unsigned long long v;
+	uint64_t v;
 
-	if (*s < '0' || *s > '9')
+	if (sqv_size_parse(s, &v) < 0 || v > SIZE_MAX)
 		return false;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno)
-		return false;
-	unsigned shift = 0;
-	switch (*end) {
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	case 't': case 'T': shift = 40; end++; break;
-	}
-	if (*end == 'i' && shift)
-		end++;
-	if ((*end == 'b' || *end == 'B') && shift)
-		end++;
-	if (*end != '\0' || v > (SIZE_MAX >> shift))
-		return false;
-	*out = (size_t)v << shift;
+	*out = (size_t)v;
 	return true;
 }
 
@@ -351,6 +340,9 @@ static int option_proc(void *data, const char *arg, int key,
 	case KEY_JSON:
 		o->json = true;
 		return 0;
+	case KEY_IF_MOUNTED:
+		o->if_mounted = true;
+		return 0;
 	case KEY_THREADS: {
 		char *end;
 		errno = 0;
@@ -367,7 +359,7 @@ static int option_proc(void *data, const char *arg, int key,
 	}
 	case KEY_CACHE_SIZE: {
 		size_t mem = machine_memory();
-		if (!sqv_parse_size(value, &o->cache_bytes))
+		if (!parse_size(value, &o->cache_bytes))
 			return bad(arg, "not a size (examples: 0, 512K, 64M, 1G)");
 		if (o->cache_bytes > mem) {
 			fprintf(stderr,
@@ -419,6 +411,10 @@ static int check_mode(struct parse *p)
 	}
 	if (o->json && !p->stats) {
 		fprintf(stderr, "sqvenvfs: --json goes with --stats\n");
+		return -1;
+	}
+	if (o->if_mounted && !p->unmount) {
+		fprintf(stderr, "sqvenvfs: --if-mounted goes with --unmount\n");
 		return -1;
 	}
 	if (p->unmount || p->stats) {

@@ -19,6 +19,7 @@ struct options {
 	bool foreground;
 	bool debug;
 	bool json;
+	bool if_mounted; /* --unmount: nothing mounted is no error */
 	unsigned threads;
 	size_t cache_bytes;
 	bool cache_size_given; /* -o cache_size= was on the command line */
@@ -42,8 +43,5 @@ struct options {
 int sqv_options_parse(int argc, char **argv, struct options *o);
 void sqv_options_free(struct options *o);
 void sqv_options_usage(FILE *out);
-
-/* "64M" -> bytes; false if malformed or too large. */
-bool sqv_parse_size(const char *s, size_t *out);
 
 #endif
