@@ -332,6 +332,23 @@ def main():
         t.check(r.returncode == 0 and "1 not in the venv" in r.stdout,
                 f"a traced file missing from the venv is ignored and "
                 f"counted: {r.stdout.strip()[-300:]} {r.stderr.strip()}")
+
+        # 9. a delta takes --hot too: what the base holds is counted
+        with open(os.path.join(venv, SP, "hotpkg", "m1.py"), "a") as f:
+            f.write("CHANGED = 1\n")
+        delta = os.path.join(d, "delta.sqfs")
+        r = sh([PACK, "--hot", trace, "--base", plain, venv, delta])
+        t.check(r.returncode == 0 and "in the base" in r.stdout,
+                f"pack --hot --base: {r.stdout.strip()[-300:]} "
+                f"{r.stderr.strip()}")
+        t.check(HOT_NAME in extents(delta),
+                "the delta carries its own record")
+        with t.mounted([plain, delta], mnt):
+            with open(os.path.join(mnt, SP, "hotpkg", "m1.py")) as f:
+                t.check(f.read().endswith("CHANGED = 1\n"),
+                        "base + hot delta show the changed file")
+            t.check(HOT_NAME not in os.listdir(mnt),
+                    "no record shows in the stack")
     t.finish()
 
 
