@@ -36,7 +36,6 @@ enum sqv_op {
 	OP_GETXATTR,
 	OP_LISTXATTR,
 	OP_IOCTL,
-	OP_OTHER,
 	OP_COUNT
 };
 

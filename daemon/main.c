@@ -36,6 +36,8 @@
 
 #include "rlimits.h"
 #include "log.h"
+#include "mountinfo.h"
+#include "size.h"
 #include "sqv_config.h"
 
 #define DEFAULT_CACHE_BYTES ((size_t)64 << 20)
@@ -52,6 +54,7 @@ struct options {
 	bool debug;
 	bool allow_other;
 	bool json;
+	bool if_mounted; /* --unmount: nothing mounted is no error */
 	unsigned threads;
 	size_t cache_bytes;
 	enum { MODE_MOUNT, MODE_UNMOUNT, MODE_STATS } mode;
@@ -63,7 +66,7 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: sqvenvfs [OPTIONS] IMAGE [IMAGE...] MOUNTPOINT\n"
-		"       sqvenvfs --unmount MOUNTPOINT\n"
+		"       sqvenvfs --unmount [--if-mounted] MOUNTPOINT\n"
 		"       sqvenvfs --stats [--json] MOUNTPOINT\n"
 		"\n"
 		"Mount squashfs images of a Python environment as one read-only tree.\n"
@@ -75,6 +78,7 @@ static void usage(FILE *out)
 		"options:\n"
 		"  -f, --foreground     stay in the foreground\n"
 		"  -u, --unmount        unmount MOUNTPOINT (also a stale mount)\n"
+		"      --if-mounted     with --unmount: exit 0 quietly if nothing is mounted\n"
 		"  -s, --stats          print the counters of the daemon serving MOUNTPOINT\n"
 		"      --json           with --stats: one JSON object\n"
 		"  -o OPT[,OPT...]      mount options:\n"
@@ -82,33 +86,16 @@ static void usage(FILE *out)
 		"       cache_size=SIZE   decompressed-block cache, e.g. 64M (default 64M)\n"
 		"       allow_other       let other users use the mount (see docs/security.md)\n"
 		"       debug             log every request (implies -f)\n"
+		"  -d                   the same as -o debug\n"
 		"       ro, nosuid, nodev accepted: always in effect\n"
 		"  -h, --help           this help\n"
 		"  -V, --version        print the version\n",
 		DEFAULT_THREADS);
 }
 
-/* Log lines: plain on a terminal, <N>-prefixed for the journal, syslog once
- * daemonised. The sink is chosen before any thread starts. */
-static void log_stderr(int level, const char *msg, void *ctx)
-{
-	(void)level;
-	(void)ctx;
-	fprintf(stderr, "sqvenvfs: %s\n", msg);
-}
-
-static void log_journal(int level, const char *msg, void *ctx)
-{
-	(void)ctx;
-	fprintf(stderr, "<%d>%s\n", level, msg);
-}
-
-static void log_syslog(int level, const char *msg, void *ctx)
-{
-	(void)ctx;
-	syslog(level, "%s", msg);
-}
-
+/* Log lines (lib/base/log.c): plain on a terminal, <N>-prefixed for the
+ * journal, syslog once daemonised. The sink is chosen before any thread
+ * starts. */
 static void log_from_fuse(enum fuse_log_level level, const char *fmt,
 			  va_list ap)
 {
@@ -121,31 +108,15 @@ static int fail(const char *thing, const char *reason)
 	return 1;
 }
 
-/* "64M" -> bytes; false if malformed or too large. */
+/* A size in the grammar of docs/sizes.md (lib/base/size.c) that fits in
+ * size_t; false otherwise. */
 static bool parse_size(const char *s, size_t *out)
 {
-	char *end;
-	unsigned long long v;
+	uint64_t v;
 
-	if (*s < '0' || *s > '9')
+	if (sqv_size_parse(s, &v) < 0 || v > SIZE_MAX)
 		return false;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno)
-		return false;
-	unsigned shift = 0;
-	switch (*end) {
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	}
-	if (*end == 'i' && shift)
-		end++;
-	if ((*end == 'b' || *end == 'B') && shift)
-		end++;
-	if (*end != '\0' || v > (SIZE_MAX >> shift))
-		return false;
-	*out = (size_t)v << shift;
+	*out = (size_t)v;
 	return true;
 }
 
@@ -196,12 +167,13 @@ static int parse_mount_options(struct options *o, char *arg)
 /* 0 to go on, 1 when done (help, version), -1 on a usage error. */
 static int parse_args(int argc, char **argv, struct options *o)
 {
-	enum { OPT_JSON = 256 };
+	enum { OPT_JSON = 256, OPT_IF_MOUNTED };
 	static const struct option longopts[] = {
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "unmount", no_argument, NULL, 'u' },
 		{ "stats", no_argument, NULL, 's' },
 		{ "json", no_argument, NULL, OPT_JSON },
+		{ "if-mounted", no_argument, NULL, OPT_IF_MOUNTED },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -216,6 +188,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		case 'u': unmount = true; break;
 		case 's': stats = true; break;
 		case OPT_JSON: o->json = true; break;
+		case OPT_IF_MOUNTED: o->if_mounted = true; break;
 		case 'd': o->debug = true; o->foreground = true; break;
 		case 'o':
 			if (parse_mount_options(o, optarg) < 0)
@@ -240,6 +213,10 @@ static int parse_args(int argc, char **argv, struct options *o)
 	}
 	if (o->json && !stats) {
 		fprintf(stderr, "sqvenvfs: --json goes with --stats\n");
+		return -1;
+	}
+	if (o->if_mounted && !unmount) {
+		fprintf(stderr, "sqvenvfs: --if-mounted goes with --unmount\n");
 		return -1;
 	}
 	if (unmount || stats) {
@@ -338,60 +315,33 @@ static char *resolve_mount_path(const char *arg)
 	return out;
 }
 
-/* Decode the octal escapes of /proc/self/mountinfo in place. */
-static void unescape_mountinfo(char *s)
-{
-	char *w = s;
-	for (char *r = s; *r; r++) {
-		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] && r[3]) {
-			*w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 +
-				      (r[3] - '0'));
-			r += 3;
-		} else {
-			*w++ = *r;
-		}
-	}
-	*w = '\0';
-}
-
 /* Is path a mount point? *fstype gets its type (the topmost mount's). */
 static bool find_mount(const char *path, char *fstype, size_t fstype_size)
 {
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-	char *line = NULL;
-	size_t cap = 0;
-	bool found = false;
+	struct sqv_mount m;
 
-	if (!f)
+	if (sqv_mountinfo_find(path, &m) != 1)
 		return false;
-	while (getline(&line, &cap, f) > 0) {
-		/* id parent maj:min root mountpoint opts [tags] - fstype src */
-		char mnt[PATH_MAX], type[256];
-		char *sep = strstr(line, " - ");
-		if (!sep || sscanf(line, "%*s %*s %*s %*s %4095s", mnt) != 1 ||
-		    sscanf(sep + 3, "%255s", type) != 1)
-			continue;
-		unescape_mountinfo(mnt);
-		if (strcmp(mnt, path) == 0) {
-			found = true;
-			snprintf(fstype, fstype_size, "%s", type);
-		}
-	}
-	free(line);
-	fclose(f);
-	return found;
+	snprintf(fstype, fstype_size, "%s", m.fstype);
+	return true;
 }
 
-static int do_unmount(const char *arg)
+static int do_unmount(const char *arg, bool if_mounted)
 {
 	char fstype[256];
 	char *path = resolve_mount_path(arg);
 	int rc = 1;
 
-	if (!path)
+	if (!path) {
+		if (if_mounted && errno == ENOENT)
+			return 0; /* nothing can be mounted where no directory is */
 		return fail(arg, strerror(errno ? errno : ENOMEM));
+	}
 	if (!find_mount(path, fstype, sizeof(fstype))) {
-		fail(arg, "not a mount point");
+		if (if_mounted)
+			rc = 0;
+		else
+			fail(arg, "not a mount point");
 		goto out;
 	}
 	if (strcmp(fstype, "fuse.sqvenvfs") != 0) {
@@ -733,7 +683,7 @@ static void detach_stdio(void)
 		close(fd);
 	/* Connected now, while a descriptor is sure to be free. */
 	openlog("sqvenvfs", LOG_PID | LOG_NDELAY, LOG_DAEMON);
-	sqv_log_set_sink(log_syslog, NULL);
+	sqv_log_set_sink(sqv_log_sink_syslog, NULL);
 }
 
 /* Fork: the parent waits until the child reports the mount usable (exit 0)
@@ -976,7 +926,7 @@ int main(int argc, char **argv)
 	};
 	int rc;
 
-	sqv_log_set_sink(getenv("JOURNAL_STREAM") ? log_journal : log_stderr,
+	sqv_log_set_sink(getenv("JOURNAL_STREAM") ? sqv_log_sink_journal : NULL,
 			 NULL);
 	fuse_set_log_func(log_from_fuse);
 
@@ -987,7 +937,7 @@ int main(int argc, char **argv)
 		sqv_log_set_level(SQV_LOG_DEBUG);
 	switch (o.mode) {
 	case MODE_UNMOUNT:
-		return do_unmount(o.paths[0]);
+		return do_unmount(o.paths[0], o.if_mounted);
 	case MODE_STATS:
 		return do_stats(&o);
 	case MODE_MOUNT:

@@ -38,7 +38,6 @@ static const char *const op_names[OP_COUNT] = {
 	[OP_GETXATTR] = "getxattr",
 	[OP_LISTXATTR] = "listxattr",
 	[OP_IOCTL] = "ioctl",
-	[OP_OTHER] = "other",
 };
 
 static struct sqv_fs *fs_of(fuse_req_t req)
@@ -396,6 +395,26 @@ static void reply_value(fuse_req_t req, const void *value, size_t len,
 		fuse_reply_buf(req, value, len);
 }
 
+/*
+ * The counters for --stats: at most SQV_STATS_MAX bytes with the final NUL,
+ * which is what the ioctl's number lets the kernel copy out. They take
+ * about 1 KiB; should they ever outgrow it, whole lines are dropped from
+ * the end, never half a line.
+ */
+static void reply_stats(fuse_req_t req, struct sqv_fs *fs)
+{
+	char buf[SQV_STATS_MAX];
+	size_t len = sqv_fs_format_stats(fs, buf, sizeof(buf));
+
+	if (len >= sizeof(buf)) {
+		buf[sizeof(buf) - 1] = '\0';
+		char *nl = strrchr(buf, '\n');
+		len = nl ? (size_t)(nl - buf) + 1 : 0;
+	}
+	buf[len] = '\0';
+	fuse_reply_ioctl(req, 0, buf, len + 1);
+}
+
 static void op_getxattr(fuse_req_t req, fuse_ino_t node, const char *name,
 			size_t size)
 {
@@ -477,12 +496,7 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t node, unsigned int cmd,
 	    !(flags & FUSE_IOCTL_COMPAT) && out_bufsz == SQV_STATS_MAX) {
 		/* --stats asking: not counted, so that asking twice shows
 		 * only what the workload did in between. */
-		char buf[SQV_STATS_MAX];
-		size_t len = sqv_fs_format_stats(fs, buf, sizeof(buf));
-		if (len >= sizeof(buf))
-			len = sizeof(buf) - 1;
-		buf[len] = '\0';
-		fuse_reply_ioctl(req, 0, buf, len + 1);
+		reply_stats(req, fs);
 		return;
 	}
 	/* CPython asks isatty() (TCGETS) of every file it imports, and the

@@ -114,6 +114,18 @@ def main():
                ["mnt", "not a mount point"])
         refuse("--unmount of another file system", ["--unmount", "/proc"],
                ["/proc", "not sqvenvfs"])
+        # The quiet form the systemd unit and the Slurm Prolog run before
+        # every mount: nothing mounted (or no directory) is no error...
+        for where in (mnt, os.path.join(d, "no-such-dir", "mnt")):
+            r = t.run(["--unmount", "--if-mounted", where])
+            t.check(r.returncode == 0 and r.stdout == "" and r.stderr == "",
+                    f"--unmount --if-mounted {where}: nothing mounted, exit 0 "
+                    f"quietly (rc {r.returncode}, {r.stderr.strip()!r})")
+        # ...but another file system still is.
+        refuse("--unmount --if-mounted of another file system",
+               ["--unmount", "--if-mounted", "/proc"], ["/proc", "not sqvenvfs"])
+        refuse("--if-mounted without --unmount", ["--if-mounted", img, mnt],
+               ["--if-mounted goes with --unmount"], mnt=mnt)
         refuse("--stats of what is not sqvenvfs", ["--stats", d],
                ["not a sqvenvfs mount"])
         r = t.run(["--help"])
