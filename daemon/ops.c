@@ -101,6 +101,9 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	/* Locks stay local to the kernel: there is nothing to share. */
 	conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
+	/* libfuse refuses INIT unless this repeats -o max_read=. */
+	if (fs->max_read)
+		conn->max_read = fs->max_read;
 	if (fs->on_ready)
 		fs->on_ready(fs);
 }
