@@ -1,0 +1,136 @@
+# SPDX-License-Identifier: BSD-2-Clause
+"""sqvenvfs-pack's command line: options, their checks, and how a run
+ends (exit codes, the last message, cleanup after errors and signals)."""
+
+import argparse
+import os
+import re
+import signal
+
+from . import VERSION
+from .errors import Interrupted, PackError, ignore_signals, trap_signals
+from .mksquashfs import COMPRESSORS, check_level
+from .hot import Plan, Relayout, read_traces
+from .out import Out
+from .pack import Pack
+
+PROG = "sqvenvfs-pack"
+
+
+def parse_size(s):
+    m = re.fullmatch(r"(\d+)([KkMm]?)", s)
+    if not m:
+        raise PackError(f"--block-size {s}: not a size (e.g. 128K, 1M)")
+    n = int(m.group(1)) * {"": 1, "k": 1024, "m": 1 << 20}[m.group(2).lower()]
+    if n < 4096 or n > (1 << 20) or n & (n - 1):
+        raise PackError(f"--block-size {s}: must be a power of two "
+                        "from 4K to 1M")
+    return n
+
+
+def parse_levels(s):
+    try:
+        levels = sorted({int(x) for x in s.split(",") if x != ""})
+    except ValueError:
+        levels = []
+    if not levels or any(x not in (0, 1, 2) for x in levels):
+        raise PackError(f"--optimize {s}: give levels among 0,1,2 "
+                        "(for example 0 or 0,1,2)")
+    return levels
+
+
+def parser():
+    ap = argparse.ArgumentParser(
+        prog=PROG,
+        description="Pack a Python venv (or conda prefix) into a squashfs "
+                    "image that works mounted at any path; with --base, "
+                    "write only what differs from a stack of base images.")
+    ap.add_argument("venv", metavar="VENV_DIR",
+                    help="the venv; with --hot, may be an image instead "
+                         "(OLD.sqfs NEW.sqfs: re-lay it out)")
+    ap.add_argument("image", metavar="IMAGE")
+    ap.add_argument("--hot", metavar="TRACE[,TRACE...]",
+                    help="write the files these read traces (sqvenvfs -o "
+                         "record=) name first, and record the hot range "
+                         "that the daemon prefetches")
+    ap.add_argument("--base", action="append", default=[], metavar="IMAGE",
+                    help="base image (repeat, bottom first): write a delta")
+    ap.add_argument("--comp", choices=COMPRESSORS, default="zstd",
+                    help="compressor (default zstd)")
+    ap.add_argument("--level", type=int, default=None,
+                    help="compression level (zstd 1-22, default 3; "
+                         "gzip 1-9)")
+    ap.add_argument("--block-size", default="128K",
+                    help="data block size, 4K to 1M (default 128K)")
+    ap.add_argument("--optimize", default="0", metavar="LEVELS",
+                    help="byte-compile for these optimisation levels, "
+                         "e.g. 0,1,2 (default 0)")
+    ap.add_argument("--no-compile", action="store_true",
+                    help="do not byte-compile")
+    ap.add_argument("--mount-point", metavar="PATH",
+                    help="where the image will usually be mounted: the path "
+                         "recorded in pycs (default: paths relative to the "
+                         "venv, so pycs do not depend on where it was made)")
+    ap.add_argument("--keep-owner", action="store_true",
+                    help="keep file owners (default: all owned by root)")
+    ap.add_argument("--tmpdir", metavar="DIR",
+                    help="staging directory (default TMPDIR, or /dev/shm "
+                         "when it has room)")
+    ap.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1,
+                    help="parallel processes (default: number of CPUs)")
+    ap.add_argument("-f", "--force", action="store_true",
+                    help="replace IMAGE if it exists")
+    ap.add_argument("-q", "--quiet", action="store_true",
+                    help="print only warnings and errors")
+    ap.add_argument("-v", "--verbose", action="store_true",
+                    help="list every file rewritten or added")
+    ap.add_argument("--version", action="version",
+                    version=f"{PROG} {VERSION}")
+    return ap
+
+
+def check_options(args):
+    """Turn option strings into values; one line on the first bad one."""
+    args.block_size = parse_size(args.block_size)
+    args.levels = parse_levels(args.optimize)
+    args.level = check_level(args.comp, args.level)
+    if args.jobs < 1:
+        raise PackError(f"--jobs {args.jobs}: must be at least 1")
+
+
+def main(argv, bindir):
+    """bindir: where the running sqvenvfs-pack is (to find its siblings)."""
+    args = parser().parse_args(argv)
+    out = Out(PROG, args.quiet, args.verbose)
+    pack = None
+    try:
+        trap_signals()
+        check_options(args)
+        plan = None
+        if args.hot:
+            # Read the traces first: a bad one fails before the long work.
+            traces = [t for t in args.hot.split(",") if t]
+            if not traces:
+                raise PackError("--hot: give one or more trace files")
+            plan = Plan(traces, read_traces(traces))
+        if plan is not None and os.path.isfile(args.venv):
+            pack = Relayout(out, args, bindir, plan)
+        else:
+            pack = Pack(out, args, bindir, plan)
+        pack.run()
+        pack.report()
+        return 0
+    except PackError as e:
+        out.error(str(e))
+        return 1
+    except Interrupted as e:
+        out.error(f"interrupted by {signal.Signals(e.signum).name}; "
+                  "nothing written")
+        return 128 + e.signum
+    except OSError as e:
+        out.error(f"{e.filename or 'error'}: {e.strerror}")
+        return 1
+    finally:
+        ignore_signals()
+        if pack is not None:
+            pack.cleanup()

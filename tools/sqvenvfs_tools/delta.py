@@ -1,0 +1,204 @@
+# SPDX-License-Identifier: BSD-2-Clause
+"""Delta against a stack of base images: read the stack with
+`sqvenvfs-inspect dump --hash`, prune from the staging copy what the stack
+already shows, add whiteouts and opaque markers for what it lost."""
+
+import os
+import shutil
+import stat
+import subprocess
+
+from .dumpfmt import Entry, parse_dump, type_letter
+from .errors import PackError
+from .fsutil import sha256_file
+
+WH_PREFIX = ".wh."
+WH_OPAQUE = ".wh..wh..opq"
+NAME_MAX = 255
+
+
+def find_inspect(bindir):
+    """sqvenvfs-inspect: SQVENVFS_INSPECT, else beside the running tool
+    (in bindir, the build tree as once installed), else on PATH."""
+    p = os.environ.get("SQVENVFS_INSPECT")
+    if p:
+        return p
+    for cand in (os.path.join(bindir, "sqvenvfs-inspect"),):
+        if os.access(cand, os.X_OK):
+            return cand
+    p = shutil.which("sqvenvfs-inspect")
+    if not p:
+        raise PackError("sqvenvfs-inspect: not found beside sqvenvfs-pack "
+                        "nor on PATH (needed to read --base images)")
+    return p
+
+
+
+def read_base(inspect, images):
+    """The merged tree of the base stack: bytes path -> Entry."""
+    r = subprocess.run([inspect, "dump", "--hash"] + list(images),
+                       stdin=subprocess.DEVNULL, capture_output=True)
+    if r.returncode != 0:
+        msg = r.stderr.decode("utf-8", "replace").strip()
+        msg = msg.splitlines()[0] if msg else \
+            f"sqvenvfs-inspect dump: exit {r.returncode}"
+        if msg.startswith("sqvenvfs-inspect: "):
+            msg = msg[len("sqvenvfs-inspect: "):]
+        raise PackError(f"--base: {msg}")
+    return parse_dump(r.stdout.decode("ascii"))
+
+
+def staged_entry(p, all_root, want_hash):
+    st = os.lstat(p)
+    t = type_letter(st.st_mode)
+    size = st.st_size if t in "fl" else 0
+    if t in "cb":
+        size = st.st_rdev
+    target = os.fsencode(os.readlink(p)) if t == "l" else None
+    h = sha256_file(p) if (t == "f" and want_hash) else None
+    uid, gid = (0, 0) if all_root else (st.st_uid, st.st_gid)
+    return Entry(t, stat.S_IMODE(st.st_mode), uid, gid, size,
+                 int(st.st_mtime), target, h)
+
+
+def same_entry(a, b, p):
+    """Whether staged entry a at path p equals base entry b, so the base can
+    show it: type, mode, owner, mtime, and size, symlink target or content
+    (SHA-256) all equal. Comparing mtimes too keeps the merged view exact."""
+    if (a.type != b.type or a.mode != b.mode or a.uid != b.uid
+            or a.gid != b.gid or a.mtime != b.mtime):
+        return False
+    if a.type == "d":
+        return True
+    if a.type == "l":
+        return a.target == b.target
+    if a.type == "f":
+        if a.size != b.size or b.hash is None:
+            return False
+        return sha256_file(p) == b.hash
+    return a.size == b.size
+
+
+class Delta:
+    def __init__(self, out, root, base, all_root):
+        self.out = out
+        self.root = root
+        self.base = base         # bytes path ("/a/b") -> Entry
+        self.all_root = all_root
+        self.children = {}
+        for path in base:
+            if path == b"/":
+                continue
+            parent, _, name = path.rpartition(b"/")
+            self.children.setdefault(parent or b"/", []).append(name)
+        self.added = self.changed = self.removed = self.kept = 0
+        self.opaque = 0
+        self.added_paths = []
+        self._memo = {}
+
+    def run(self):
+        rootst = os.lstat(self.root)
+        self._dir(self.root, b"/", force=False)
+        os.utime(self.root, ns=(rootst.st_mtime_ns, rootst.st_mtime_ns))
+
+    def _dir(self, d, path, force):
+        """Prune d (staged path, base path `path`, a directory in both) of
+        what the base already shows; add whiteouts. Returns True when d
+        must stay in the delta."""
+        dst = os.lstat(d)
+        names = sorted(os.listdir(d))
+        for n in names:
+            if n.startswith(WH_PREFIX):
+                raise PackError(f"{os.path.join(d, n)[len(self.root):]}: "
+                                "names starting with .wh. are reserved for "
+                                "whiteouts in layered images")
+        bnames = set(self.children.get(path, []))
+        snames = {os.fsencode(n) for n in names}
+        removed = sorted(bnames - snames)
+        keep = False
+        # a directory that lost entries and keeps nothing of the base (no
+        # file below it is unchanged), or whose whiteout names would be too
+        # long, is replaced wholesale: opaque, no whiteouts
+        if removed and (any(len(WH_PREFIX) + len(r) > NAME_MAX
+                            for r in removed) or not self._shares(d, path)):
+            self._mark_opaque(d)
+            return True
+        for n in names:
+            p = os.path.join(d, n)
+            bp = (path.rstrip(b"/") + b"/" + os.fsencode(n))
+            b = self.base.get(bp)
+            if b is None:
+                self._count_added(p)
+                keep = True
+                continue
+            a = staged_entry(p, self.all_root, False)
+            if a.type == "d" and b.type == "d":
+                if self._dir(p, bp, False):
+                    keep = True
+                elif a.mode == b.mode and a.uid == b.uid and a.gid == b.gid \
+                        and a.mtime == b.mtime:
+                    os.rmdir(p)
+                    self.kept += 1
+                else:
+                    keep = True
+                continue
+            if a.type != "d" and self._same(a, b, p):
+                os.unlink(p)
+                self.kept += 1
+                continue
+            if a.type == "d":
+                self._count_added(p)
+            else:
+                self.changed += 1
+                self.added_paths.append(p)
+            keep = True
+        for r in removed:
+            wh = os.path.join(d, WH_PREFIX + os.fsdecode(r))
+            with open(wh, "wb"):
+                pass
+            os.chmod(wh, 0o644)
+            os.utime(wh, ns=(dst.st_mtime_ns, dst.st_mtime_ns))
+            self.removed += 1
+            keep = True
+        os.utime(d, ns=(dst.st_mtime_ns, dst.st_mtime_ns))
+        return keep
+
+    def _shares(self, d, path):
+        """Whether anything below staged directory d is identical to the
+        base's entry at the same path (so the base's copy is still used)."""
+        for n in os.listdir(d):
+            p = os.path.join(d, n)
+            bp = path.rstrip(b"/") + b"/" + os.fsencode(n)
+            b = self.base.get(bp)
+            if b is None:
+                continue
+            a = staged_entry(p, self.all_root, False)
+            if a.type == "d" and b.type == "d":
+                if self._shares(p, bp):
+                    return True
+            elif self._same(a, b, p):
+                return True
+        return False
+
+    def _same(self, a, b, p):
+        key = (p, b.hash)
+        if key not in self._memo:
+            self._memo[key] = same_entry(a, b, p)
+        return self._memo[key]
+
+    def _mark_opaque(self, d):
+        dst = os.lstat(d)
+        wh = os.path.join(d, WH_OPAQUE)
+        with open(wh, "wb"):
+            pass
+        os.chmod(wh, 0o644)
+        os.utime(wh, ns=(dst.st_mtime_ns, dst.st_mtime_ns))
+        os.utime(d, ns=(dst.st_mtime_ns, dst.st_mtime_ns))
+        self.opaque += 1
+        for n in os.listdir(d):
+            if n != WH_OPAQUE:
+                self._count_added(os.path.join(d, n))
+
+    def _count_added(self, p):
+        self.added += 1
+        self.added_paths.append(p)

@@ -1,0 +1,82 @@
+# SPDX-License-Identifier: BSD-2-Clause
+"""Writing an image file atomically: a hidden temporary file beside IMAGE
+(so the rename stays on one file system), filled by the caller, synced,
+then moved to IMAGE; on any failure only the temporary file goes. This is
+the one place that decides how an image file comes into being."""
+
+import os
+import tempfile
+
+from .errors import PackError
+
+
+class TempImage:
+    def __init__(self, image, shown, force):
+        """image: absolute path of IMAGE; shown: how the user spelled it
+        (for messages); force: replace an existing IMAGE."""
+        self.image = image
+        self.shown = shown
+        self.force = force
+        self.outdir = os.path.dirname(image)
+        self.path = None
+
+    def check(self):
+        """Refuse early what the final rename would refuse."""
+        if os.path.isdir(self.image):
+            raise PackError(f"{self.shown}: is a directory")
+        if os.path.lexists(self.image) and not self.force:
+            raise PackError(f"{self.shown}: exists (use --force to "
+                            "replace it)")
+
+    def create(self):
+        """Create the empty temporary file; returns its path."""
+        if not os.path.isdir(self.outdir):
+            raise PackError(f"{self.outdir}: no such directory")
+        try:
+            fd, self.path = tempfile.mkstemp(
+                dir=self.outdir, prefix="." + os.path.basename(self.image)
+                + ".", suffix=".partial")
+            os.close(fd)
+        except OSError as e:
+            raise PackError(f"{self.outdir}: cannot write: {e.strerror}")
+        return self.path
+
+    def size(self):
+        return os.path.getsize(self.path)
+
+    def commit(self):
+        """Sync the temporary file and give it IMAGE's name; without force,
+        never replace an IMAGE that appeared meanwhile."""
+        with open(self.path, "rb+") as f:
+            os.fsync(f.fileno())
+        if self.force:
+            os.replace(self.path, self.image)
+        else:
+            try:
+                os.link(self.path, self.image)
+            except FileExistsError:
+                raise PackError(f"{self.shown}: appeared while packing "
+                                "(use --force to replace it)")
+            except OSError:
+                # a file system without hard links
+                if os.path.lexists(self.image):
+                    raise PackError(f"{self.shown}: exists")
+                os.replace(self.path, self.image)
+            else:
+                os.unlink(self.path)
+        self.path = None
+        try:
+            dfd = os.open(self.outdir, os.O_RDONLY | os.O_DIRECTORY)
+            os.fsync(dfd)
+            os.close(dfd)
+        except OSError:
+            pass
+
+    def discard(self):
+        """Remove the temporary file, if still there (safe to repeat)."""
+        if self.path:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+            self.path = None

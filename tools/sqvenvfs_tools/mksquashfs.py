@@ -1,0 +1,107 @@
+# SPDX-License-Identifier: BSD-2-Clause
+"""The one place that runs mksquashfs: which binary, which options, and
+how its failures become one line. Every image the tools write goes
+through write_squashfs(); a new layout or option is a new field of
+SquashOptions (or an entry of `extra`), not a second command line."""
+
+import os
+import re
+import shutil
+import subprocess
+
+from .errors import PackError
+
+COMPRESSORS = ("zstd", "lz4", "xz", "gzip")
+
+
+class SquashOptions:
+    """How to write the image. epoch is the superblock's creation time;
+    jobs the compressor threads; all_root makes every owner root."""
+
+    def __init__(self, comp="zstd", level=None, block_size=128 << 10,
+                 all_root=True, jobs=1, epoch=0):
+        self.comp = comp
+        self.level = level
+        self.block_size = block_size
+        self.all_root = all_root
+        self.jobs = jobs
+        self.epoch = epoch
+
+    def describe(self):
+        return (self.comp + (f" level {self.level}" if self.level else "")
+                + f", {self.block_size // 1024} KiB blocks")
+
+
+def check_level(comp, level):
+    """The compression level for comp: the given one checked, or the
+    default (zstd 3, what CSCS's uenv uses)."""
+    if level is not None:
+        if comp == "zstd" and not 1 <= level <= 22:
+            raise PackError(f"--level {level}: zstd takes 1 to 22")
+        if comp == "gzip" and not 1 <= level <= 9:
+            raise PackError(f"--level {level}: gzip takes 1 to 9")
+        if comp in ("lz4", "xz"):
+            raise PackError(f"--level: not supported with {comp}")
+        return level
+    return 3 if comp == "zstd" else None
+
+
+def find_mksquashfs():
+    p = os.environ.get("SQVENVFS_MKSQUASHFS")
+    if p:
+        if not (os.path.isfile(p) and os.access(p, os.X_OK)):
+            raise PackError(f"{p}: SQVENVFS_MKSQUASHFS is not an executable")
+        return p
+    p = shutil.which("mksquashfs")
+    if not p:
+        raise PackError("mksquashfs: not found (install Debian's "
+                        "squashfs-tools, or set SQVENVFS_MKSQUASHFS)")
+    return p
+
+
+def mksquashfs_command(mksquashfs, src, dst, opts, extra=()):
+    """The command line: reproducible (fixed creation time, sorted
+    entries, no xattrs, which would make images depend on the machine),
+    no recovery file, never appending to an existing dst."""
+    cmd = [mksquashfs, src, dst, "-noappend", "-no-recovery", "-reproducible",
+           "-comp", opts.comp]
+    if opts.level is not None:
+        cmd += ["-Xcompression-level", str(opts.level)]
+    cmd += ["-b", str(opts.block_size), "-mkfs-time", str(opts.epoch),
+            "-no-xattrs", "-processors", str(opts.jobs)]
+    if opts.all_root:
+        cmd.append("-all-root")
+    cmd += list(extra)
+    # -quiet hides its progress bar along with its statistics
+    cmd += ["-quiet", "-no-progress"]
+    return cmd
+
+
+def write_squashfs(out, mksquashfs, src, dst, opts, extra=()):
+    """Write the tree src into the file dst (which exists, and is
+    overwritten). Raises PackError with mksquashfs's own reason."""
+    cmd = mksquashfs_command(mksquashfs, src, dst, opts, extra)
+    # -mkfs-time decides; SOURCE_DATE_EPOCH would conflict with it
+    env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
+    out.progress(f"writing the image ({opts.comp}) ...", force=True)
+    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        o, e = proc.communicate()
+    except BaseException:
+        try:
+            proc.terminate()
+            proc.wait(timeout=10)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+        raise
+    if proc.returncode != 0:
+        lines = [l for l in (e or b"").decode("utf-8", "replace").splitlines()
+                 if l.strip()]
+        why = lines[0] if lines else f"exit {proc.returncode}"
+        for l in lines:
+            if re.search(r"No space|ENOSPC|Failed to write|error", l, re.I):
+                why = l
+                break
+        raise PackError(f"mksquashfs: {why.strip()}")

@@ -1,0 +1,206 @@
+# SPDX-License-Identifier: BSD-2-Clause
+"""The steps of one pack, in order: check the inputs, read the base stack,
+stage a copy, relocate it, byte-compile it, fix its times, prune it to a
+delta, write the image, and report. Pack owns the run's temporary things
+(staging directory, temporary image); cleanup() removes them."""
+
+import os
+import shutil
+import time
+
+from .bytecompile import byte_compile
+from .delta import Delta, find_inspect, read_base
+from .errors import PackError
+from .fsutil import count_tree, inside, tree_size
+from .hot import hot_summary, write_record
+from .imagefile import TempImage
+from .mksquashfs import SquashOptions, find_mksquashfs, write_squashfs
+from .out import human
+from .relocate import Relocator
+from .stage import Stage, make_staging, pick_tmpdir
+from .times import fix_times, source_date_epoch
+from .venvinfo import (find_interpreter, interpreter_info, made_at, read_cfg,
+                       venv_kind)
+
+
+class Pack:
+    def __init__(self, out, args, bindir, plan=None):
+        self.out = out
+        self.plan = plan            # --hot: hot.Plan, else None
+        self.hot = None
+        self.args = args
+        self.bindir = bindir
+        self.t0 = time.monotonic()
+        self.stage_top = None
+        self.tmp = None             # TempImage
+        self.base = None            # merged base tree, for a delta
+        self.delta = None
+        self.python = None
+        self.tag = self.version = None
+        self.nfail = 0
+
+    def run(self):
+        self.check_inputs()
+        self.tmp.create()
+        # Read the base stack first: a bad base fails before the long work.
+        if self.args.base:
+            self.out.progress("reading base images ...", force=True)
+            self.base = read_base(self.inspect, self.args.base)
+        self.stage_venv()
+        self.out.progress("relocating ...", force=True)
+        self.reloc = Relocator(self.out, self.stage, self.venv_paths)
+        self.reloc.run()
+        if not self.args.no_compile:
+            self.compile()
+        self.fix_times()
+        if self.plan is not None:
+            self.plan.match(self.root, self.args.venv)
+        if self.base is not None:
+            self.out.progress("comparing with the base images ...",
+                              force=True)
+            self.delta = Delta(self.out, self.root, self.base,
+                               not self.args.keep_owner)
+            self.delta.run()
+        self.write_image()
+
+    def cleanup(self):
+        if self.tmp is not None:
+            self.tmp.discard()
+        if self.stage_top:
+            shutil.rmtree(self.stage_top, ignore_errors=True)
+            self.stage_top = None
+
+    # steps ---------------------------------------------------------------
+
+    def check_inputs(self):
+        """Everything that can be refused before any work, in the order a
+        user fixes them: the venv, IMAGE, the programs, the bases."""
+        args = self.args
+        self.venv = os.path.abspath(args.venv)
+        self.kind = venv_kind(self.venv)
+        self.origin = made_at(self.venv)
+        self.venv_paths = sorted(
+            {self.venv, os.path.realpath(self.venv)} |
+            ({self.origin} if self.origin else set()), key=len, reverse=True)
+        image = os.path.abspath(args.image)
+        if inside(image, self.venv_paths) or \
+                inside(os.path.realpath(image), self.venv_paths):
+            raise PackError(f"{args.image}: must not be inside {args.venv}")
+        self.tmp = TempImage(image, args.image, args.force)
+        self.tmp.check()
+        self.mksquashfs = find_mksquashfs()
+        if args.base:
+            for b in args.base:
+                if not os.path.isfile(b):
+                    raise PackError(f"{b}: no such image")
+                if os.path.realpath(b) == os.path.realpath(image):
+                    raise PackError(f"{b}: is also the output IMAGE")
+        if args.base or self.plan is not None:
+            self.inspect = find_inspect(self.bindir)
+        self.cfg = read_cfg(self.venv)
+        if not args.no_compile:
+            self.python = find_interpreter(self.venv)
+            if not self.python:
+                raise PackError(f"{self.venv}/bin/python3: missing; cannot "
+                                "byte-compile (use --no-compile)")
+            self.tag, self.version = interpreter_info(self.python)
+        self.version = (self.version or self.cfg.get("version")
+                        or self.cfg.get("version_info"))
+
+    def stage_venv(self):
+        tmpbase = pick_tmpdir(self.args.tmpdir, tree_size(self.venv))
+        self.stage_top = make_staging(tmpbase)
+        self.root = os.path.join(self.stage_top, "root")
+        self.stage = Stage(self.out, self.venv, self.root,
+                           [os.fsencode(v) for v in self.venv_paths])
+        self.stage.copy()
+
+    def compile(self):
+        self.nfail, first = byte_compile(
+            self.out, self.python, self.root, self.args.mount_point,
+            self.args.levels, self.args.jobs)
+        if self.nfail:
+            self.out.warn(f"{self.nfail} file(s) could not be byte-compiled "
+                          f"(syntax errors for this Python), first: {first}")
+
+    def fix_times(self):
+        clamp = source_date_epoch()
+        newest = fix_times(self.stage, self.root, None, clamp)
+        self.counts = count_tree(self.root)
+        self.size_view = tree_size(self.root)
+        self.epoch = clamp if clamp is not None else \
+            max(0, min(newest, 2**32 - 1))
+
+    def write_image(self):
+        args = self.args
+        self.squash = SquashOptions(
+            comp=args.comp, level=args.level, block_size=args.block_size,
+            all_root=not args.keep_owner, jobs=args.jobs, epoch=self.epoch)
+        self.size_before = tree_size(self.root)
+        extra = []
+        if self.plan is not None:
+            self.plan.keep_present(self.root)
+            sort_file = os.path.join(self.stage_top, "sort")
+            self.plan.write_sort(self.root, sort_file, args.block_size,
+                                 self.epoch)
+            extra = ["-sort", sort_file]
+        write_squashfs(self.out, self.mksquashfs, self.root, self.tmp.path,
+                       self.squash, extra)
+        if self.plan is not None:
+            self.hot = write_record(self.tmp.path, self.inspect, self.plan,
+                                    args.block_size)
+        self.size_after = self.tmp.size()
+        self.tmp.commit()
+
+    # the summary ---------------------------------------------------------
+
+    def report(self):
+        out, args, reloc = self.out, self.args, self.reloc
+        for rel, what in reloc.rewritten:
+            out.detail(f"rewritten: {rel} ({what})")
+        shown = 0
+        for rel, why in reloc.warnings:
+            if shown == 20 and not args.verbose:
+                out.warn(f"... and {len(reloc.warnings) - 20} more "
+                         "(see --verbose)")
+                break
+            out.warn(f"{rel}: {why}")
+            shown += 1
+        kinds = {}
+        for _, what in reloc.rewritten:
+            kinds[what] = kinds.get(what, 0) + 1
+        dt = time.monotonic() - self.t0
+        what = self.kind + (f", Python {self.version}" if self.version
+                            else "")
+        out.info(f"{out.prog}: {args.image}: packed {args.venv} ({what})")
+        if self.origin and self.origin not in (
+                self.venv, os.path.realpath(self.venv)):
+            out.info(f"  made at: {self.origin} (its paths rewritten too)")
+        nfiles, ndirs, nlinks = self.counts
+        out.info(f"  entries: {nfiles} files, {ndirs} directories, "
+                 f"{nlinks} symlinks ({human(self.size_view)})")
+        d = self.delta
+        if d is not None:
+            out.info(f"  delta over {len(args.base)} base image(s): "
+                     f"{d.added} added, {d.changed} changed, "
+                     f"{d.removed} removed (whiteouts), {d.opaque} "
+                     f"replaced directories (opaque), {d.kept} unchanged")
+            for p in d.added_paths:
+                out.detail(f"in delta: {os.path.relpath(p, self.root)}")
+        out.info("  relocated: " + (", ".join(
+            f"{n} {k}" for k, n in sorted(kinds.items())) or "nothing needed")
+            + (f"; {len(reloc.warnings)} warning(s)" if reloc.warnings
+               else ""))
+        if not args.no_compile:
+            out.info(f"  byte-compiled for {self.tag}, optimisation "
+                     f"{','.join(map(str, args.levels))} (unchecked-hash "
+                     "pycs)" + (f"; {self.nfail} failed" if self.nfail
+                                else ""))
+        out.info(f"  size: {human(self.size_before)} staged -> "
+                 f"{human(self.size_after)} image "
+                 f"({self.squash.describe()}) in {dt:.1f} s")
+        if self.hot is not None:
+            hot_summary(out, self.plan, self.hot, "the venv")
+        if self.kind == "venv" and self.cfg.get("home"):
+            out.info(f"  needs: the base interpreter in {self.cfg['home']} "
+                     "on the machine that mounts it")

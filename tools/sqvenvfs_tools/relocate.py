@@ -1,0 +1,244 @@
+# SPDX-License-Identifier: BSD-2-Clause
+"""Relocation: rewrite, in the staging copy, what ties the venv to the
+directory it was made in (shebangs, activate scripts, .pth paths, absolute
+symlinks), and list what still names that directory and cannot be fixed."""
+
+import os
+import re
+
+from .fsutil import inside, replace_file
+from .venvinfo import read_cfg
+
+SHEBANG_MAX = 4096
+
+
+class Relocator:
+    def __init__(self, out, stage, venv_paths):
+        self.out = out
+        self.stage = stage
+        self.root = stage.dst
+        self.venv_paths = venv_paths    # str spellings of VENV_DIR
+        self.rewritten = []             # (relpath, what)
+        self.warnings = []              # (relpath, why)
+        self.handled = set()
+
+    def rel(self, p):
+        return os.path.relpath(p, self.root)
+
+    def staged_of(self, abspath):
+        r = inside(abspath, self.venv_paths)
+        return os.path.join(self.root, os.path.relpath(abspath, r))
+
+    def run(self):
+        bindir = os.path.join(self.root, "bin")
+        if os.path.isdir(bindir):
+            for name in sorted(os.listdir(bindir)):
+                p = os.path.join(bindir, name)
+                if os.path.isfile(p) and not os.path.islink(p):
+                    self.shebang(p)
+            self.activate(bindir)
+        self.pth_files()
+        self.symlinks()
+        self.pyvenv_cfg()
+        self.leftovers()
+
+    # bin/ scripts -------------------------------------------------------
+
+    def shebang(self, p):
+        with open(p, "rb") as f:
+            head = f.read(SHEBANG_MAX)
+        if not head.startswith(b"#!"):
+            return
+        with open(p, "rb") as f:
+            data = f.read()
+        nl = data.find(b"\n")
+        if nl < 0:
+            return
+        line = data[2:nl].decode("utf-8", "surrogateescape").strip()
+        rest = data[nl + 1:]
+        # pip's form for long paths: #!/bin/sh + '''exec' /venv/bin/python "$0" "$@"
+        if line in ("/bin/sh", "/bin/bash") and rest.startswith(b"'''exec' "):
+            nl2 = rest.find(b"\n")
+            m = re.match(r"'''exec' (?:\"([^\"]+)\"|(\S+))(.*)$",
+                         rest[:nl2].decode("utf-8", "surrogateescape"))
+            if not m:
+                return
+            interp = m.group(1) or m.group(2)
+            args = m.group(3).replace(' "$0" "$@"', "").strip()
+            after = rest[nl2 + 1:]
+            if after.startswith(b"' '''\n"):
+                after = after[len(b"' '''\n"):]
+            body = after
+        else:
+            parts = line.split(None, 1)
+            if not parts:
+                return
+            interp = parts[0]
+            args = parts[1] if len(parts) > 1 else ""
+            body = rest
+        if not inside(interp, self.venv_paths):
+            return
+        self.handled.add(p)
+        base = os.path.basename(interp)
+        if not base.startswith("python"):
+            self.warnings.append((self.rel(p), f"shebang {interp} points into "
+                                  "the venv but is not Python: not rewritten"))
+            return
+        target = self.staged_of(interp)
+        relinterp = os.path.relpath(target, os.path.dirname(p))
+        argstr = (" " + args) if args else ""
+        header = ("#!/bin/sh\n"
+                  "'''exec' \"$(dirname -- \"$(realpath -- \"$0\")\")/"
+                  f"{relinterp}\"{argstr} \"$0\" \"$@\"\n"
+                  "' '''\n").encode()
+        replace_file(p, header + body)
+        self.rewritten.append((self.rel(p), "shebang"))
+
+    # activate scripts --------------------------------------------------
+
+    ACTIVATE = {
+        "activate": (
+            r"^VIRTUAL_ENV=(.*)$",
+            # bash and zsh know the file being sourced; other shells keep
+            # the path the venv was made at.
+            '# sqvenvfs-pack: the venv is wherever this file is.\n'
+            'if [ -n "${BASH_VERSION:-}" ]; then\n'
+            '    _sqv_here="${BASH_SOURCE[0]}"\n'
+            'elif [ -n "${ZSH_VERSION:-}" ]; then\n'
+            '    eval \'_sqv_here="${(%):-%x}"\'\n'
+            'else\n'
+            '    _sqv_here={ORIG}/bin/activate\n'
+            'fi\n'
+            'VIRTUAL_ENV="$(cd "$(dirname -- "$_sqv_here")/.." && pwd)"\n'
+            'unset _sqv_here'),
+        "activate.csh": (
+            r"^setenv VIRTUAL_ENV (.*)$",
+            '# sqvenvfs-pack: the venv is wherever this file is (tcsh).\n'
+            'set _sqv_src = ($_)\n'
+            'if ( $#_sqv_src >= 2 ) then\n'
+            '    setenv VIRTUAL_ENV "`cd $_sqv_src[2]:h/.. && pwd`"\n'
+            'else\n'
+            '    setenv VIRTUAL_ENV {ORIG}\n'
+            'endif\n'
+            'unset _sqv_src'),
+        "activate.fish": (
+            r"^set -gx VIRTUAL_ENV (.*)$",
+            '# sqvenvfs-pack: the venv is wherever this file is.\n'
+            'set -gx VIRTUAL_ENV (command realpath (dirname (status -f))/..)'),
+    }
+
+    def activate(self, bindir):
+        for name, (pattern, repl) in self.ACTIVATE.items():
+            p = os.path.join(bindir, name)
+            if not os.path.isfile(p) or os.path.islink(p):
+                continue
+            with open(p, "rb") as f:
+                text = f.read().decode("utf-8", "surrogateescape")
+            done = False
+
+            def sub(m):
+                nonlocal done
+                val = m.group(1).strip()
+                if len(val) >= 2 and val[0] == val[-1] and val[0] in "'\"":
+                    val = val[1:-1]
+                if val not in self.venv_paths:
+                    return m.group(0)
+                done = True
+                return repl.replace("{ORIG}", shell_quote(val))
+
+            new = re.sub(pattern, sub, text, count=1, flags=re.M)
+            if done:
+                self.handled.add(p)
+                replace_file(p, new.encode("utf-8", "surrogateescape"))
+                self.rewritten.append((self.rel(p), "VIRTUAL_ENV"))
+
+    # .pth files -------------------------------------------------------
+
+    def pth_files(self):
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames.sort()
+            if not os.path.basename(dirpath) == "site-packages":
+                continue
+            for n in sorted(filenames):
+                if n.endswith(".pth"):
+                    self.pth(os.path.join(dirpath, n))
+
+    def pth(self, p):
+        if os.path.islink(p):
+            return
+        with open(p, "rb") as f:
+            lines = f.read().decode("utf-8", "surrogateescape").split("\n")
+        changed = False
+        for i, line in enumerate(lines):
+            s = line.rstrip("\r")
+            if s.startswith(("import ", "import\t")):
+                if any(v in s for v in self.venv_paths):
+                    self.warnings.append((self.rel(p), "an import line names "
+                                          "the venv path: not rewritten"))
+                continue
+            if not s.startswith("/"):
+                continue
+            if inside(os.path.normpath(s), self.venv_paths):
+                target = self.staged_of(os.path.normpath(s))
+                lines[i] = os.path.relpath(target, os.path.dirname(p))
+                changed = True
+            else:
+                self.warnings.append((self.rel(p), f"adds {s}, outside the "
+                                      "venv: it will not be in the image"))
+        self.handled.add(p)
+        if changed:
+            replace_file(p, "\n".join(lines).encode("utf-8",
+                                                    "surrogateescape"))
+            self.rewritten.append((self.rel(p), ".pth path"))
+
+    # symlinks with an absolute target inside the venv ---------------------
+
+    def symlinks(self):
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            for n in dirnames + filenames:
+                p = os.path.join(dirpath, n)
+                if not os.path.islink(p):
+                    continue
+                t = os.readlink(p)
+                if t.startswith("/") and inside(os.path.normpath(t),
+                                                self.venv_paths):
+                    new = os.path.relpath(self.staged_of(os.path.normpath(t)),
+                                          dirpath)
+                    st = os.lstat(p)
+                    os.unlink(p)
+                    os.symlink(new, p)
+                    os.utime(p, ns=(st.st_mtime_ns, st.st_mtime_ns),
+                             follow_symlinks=False)
+                    self.rewritten.append((self.rel(p), "symlink target"))
+
+    def pyvenv_cfg(self):
+        p = os.path.join(self.root, "pyvenv.cfg")
+        if not os.path.isfile(p):
+            return
+        self.handled.add(p)
+        for k, v in read_cfg(p[:-len("/pyvenv.cfg")]).items():
+            if k == "command":
+                continue    # a record of how the venv was made; unused
+            if inside(v, self.venv_paths):
+                self.warnings.append(("pyvenv.cfg", f"{k} = {v} points into "
+                                      "the venv: Python needs it absolute"))
+
+    def leftovers(self):
+        for p in self.stage.pinned:
+            if p in self.handled or not os.path.exists(p):
+                continue
+            if "/__pycache__/" in p and p.endswith(".pyc"):
+                continue    # recompiled below; a stale one is harmless
+            with open(p, "rb") as f:
+                head = f.read(8192)
+            if head.startswith(b"\x7fELF"):
+                why = "compiled-in path to the venv: cannot be rewritten"
+            elif b"\0" in head:
+                why = "binary file naming the venv path: not rewritten"
+            else:
+                why = "text naming the venv path: not rewritten"
+            self.warnings.append((self.rel(p), why))
+
+
+def shell_quote(s):
+    return "'" + s.replace("'", "'\\''") + "'"

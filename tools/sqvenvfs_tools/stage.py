@@ -1,0 +1,122 @@
+# SPDX-License-Identifier: BSD-2-Clause
+"""Staging: a private copy of the venv that the later steps are free to
+change, in a directory removed at the end whatever happens."""
+
+import os
+import stat
+import tempfile
+
+from .errors import PackError
+
+WH_PREFIX = ".wh."
+
+
+def pick_tmpdir(explicit, need):
+    if explicit:
+        return explicit
+    if os.environ.get("TMPDIR"):
+        return os.environ["TMPDIR"]
+    try:
+        st = os.statvfs("/dev/shm")
+        if (os.access("/dev/shm", os.W_OK) and
+                st.f_bavail * st.f_frsize > 2 * need + (256 << 20)):
+            return "/dev/shm"
+    except OSError:
+        pass
+    return tempfile.gettempdir()
+
+
+
+def make_staging(tmpbase):
+    """A new private directory under tmpbase; the caller removes it."""
+    try:
+        return tempfile.mkdtemp(prefix="sqvenvfs-pack.", dir=tmpbase)
+    except OSError as e:
+        raise PackError(f"{tmpbase}: cannot make a staging directory: "
+                        f"{e.strerror}")
+
+
+class Stage:
+    def __init__(self, out, src, dst, needles):
+        self.out = out
+        self.src = src
+        self.dst = dst
+        self.needles = needles      # venv path spellings, as bytes
+        self.mtimes = {}            # staged dir path -> source mtime_ns
+        self.pinned = []            # files whose bytes name the venv path
+        self.skipped = []
+        self.files = self.dirs = self.links = 0
+        self.bytes = 0
+        self._links = {}            # (dev, ino) -> staged path
+
+    def copy(self):
+        # VENV_DIR itself may be a symlink to the directory: follow it
+        self._copy_dir(self.src, self.dst, os.stat(self.src))
+
+    def _copy_dir(self, s, d, st):
+        os.mkdir(d, 0o700)
+        self.mtimes[d] = st.st_mtime_ns
+        self.dirs += 1
+        with os.scandir(s) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for e in entries:
+            sp = os.path.join(s, e.name)
+            dp = os.path.join(d, e.name)
+            if e.name.startswith(WH_PREFIX):
+                raise PackError(f"{sp}: names starting with .wh. are "
+                                "whiteouts in layered images: rename it")
+            try:
+                est = os.lstat(sp)
+            except OSError as ex:
+                raise PackError(f"{sp}: {ex.strerror}")
+            m = est.st_mode
+            if stat.S_ISDIR(m):
+                self._copy_dir(sp, dp, est)
+            elif stat.S_ISREG(m):
+                self._copy_file(sp, dp, est)
+            elif stat.S_ISLNK(m):
+                os.symlink(os.readlink(sp), dp)
+                os.utime(dp, ns=(est.st_mtime_ns, est.st_mtime_ns),
+                         follow_symlinks=False)
+                self.links += 1
+            elif stat.S_ISFIFO(m):
+                os.mkfifo(dp, stat.S_IMODE(m))
+                os.utime(dp, ns=(est.st_mtime_ns, est.st_mtime_ns))
+                self.files += 1
+            else:
+                self.skipped.append(sp)
+                self.out.warn(f"{sp}: skipped (a socket or device node)")
+        os.chmod(d, stat.S_IMODE(st.st_mode))
+
+    def _copy_file(self, s, d, st):
+        key = (st.st_dev, st.st_ino)
+        if st.st_nlink > 1 and key in self._links:
+            os.link(self._links[key], d)
+            self.files += 1
+            return
+        keep = max(len(n) for n in self.needles) - 1
+        hit = False
+        try:
+            with open(s, "rb") as fi, open(d, "wb") as fo:
+                tail = b""
+                while True:
+                    b = fi.read(1 << 20)
+                    if not b:
+                        break
+                    fo.write(b)
+                    if not hit:
+                        w = tail + b
+                        hit = any(n in w for n in self.needles)
+                        tail = w[-keep:] if keep else b""
+        except OSError as ex:
+            raise PackError(f"{ex.filename or s}: {ex.strerror}")
+        os.chmod(d, stat.S_IMODE(st.st_mode))
+        os.utime(d, ns=(st.st_mtime_ns, st.st_mtime_ns))
+        if st.st_nlink > 1:
+            self._links[key] = d
+        if hit:
+            self.pinned.append(d)
+        self.files += 1
+        self.bytes += st.st_size
+        self.out.progress(f"copying: {self.files} files, "
+                          f"{self.bytes / 2**20:.0f} MiB")
