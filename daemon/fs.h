@@ -54,8 +54,8 @@ struct sqv_fs {
 	struct sqv_index *index;
 	struct sqv_reader *reader;
 	struct timespec mounted_at;
-	/* Some layer stores extended attributes; if none does, xattr
-	 * requests get ENOSYS and the kernel stops sending them. */
+	/* The stack serves some extended attribute; if it serves none,
+	 * xattr requests get ENOSYS and the kernel stops sending them. */
 	bool has_xattrs;
 
 	/* Set once by op_init, before any other request is handled. */

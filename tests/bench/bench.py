@@ -820,6 +820,11 @@ def prepare(ctx):
         with open(stamp_file, "w") as f:
             json.dump(info, f, indent=1)
     ctx.venv, ctx.venv_img, ctx.venv_info = venv, os.path.join(data, "venv.sqfs"), info
+    # The same image with its block digest table (docs/digests.md), for the
+    # cost of verification: made afresh each run, it is cheap.
+    ctx.venv_sealed = os.path.join(data, "venv.sealed.sqfs")
+    shutil.copyfile(ctx.venv_img, ctx.venv_sealed)
+    run([ctx.inspect, "seal", ctx.venv_sealed])
     log(f"venv: {info['venv']['entries']} entries, {info['venv']['bytes'] / 1e6:.0f} MB, "
         f"image {info['image_bytes'] / 1e6:.0f} MB")
 
@@ -879,6 +884,9 @@ def import_rows(ctx):
                      lambda: fuse_mount(ctx, "ksquashfs", ctx.venv_img, f"{m}/ksquashfs"), False))
     for k in ("squashfuse", "squashfuse_ll", "sqvenvfs"):
         rows.append((k, "local", lambda k=k: fuse_mount(ctx, k, ctx.venv_img, f"{m}/{k}"), False))
+    rows.append(("sqvenvfs verified", "local",
+                 lambda: fuse_mount(ctx, "sqvenvfs", ctx.venv_sealed, f"{m}/sqvenvfs-verified"),
+                 False))
     s = ctx.shared_mnt
     rows.append(("dir", "stand-in", lambda: DirMount(os.path.join(s, "venv")), True))
     if ctx.root_rows and ctx.args.standin_ksquashfs:
@@ -908,7 +916,8 @@ def do_run(a):
     ctx.sqvenvfs = a.sqvenvfs or os.path.join(b, "daemon", "sqvenvfs")
     ctx.latfs = os.path.join(b, "tests", "bench", "sqvbench-latfs")
     ctx.walk = os.path.join(b, "tests", "bench", "sqvbench-walk")
-    for exe in (ctx.sqvenvfs, ctx.latfs, ctx.walk):
+    ctx.inspect = os.path.join(b, "tools", "sqvenvfs-inspect")
+    for exe in (ctx.sqvenvfs, ctx.latfs, ctx.walk, ctx.inspect):
         if not os.access(exe, os.X_OK):
             raise SkipBench(f"{exe}: not built (meson compile -C {a.builddir})")
     if not a.smoke:
@@ -1040,6 +1049,9 @@ def targets(res):
     c = ratio(sq.get("cold_s"), k.get("cold_s"))
     add("cold import vs kernel squashfs (local image)", fmt(c, "x"), "≤ 1.10×", c and c <= 1.10,
         f"squashfuse_ll {fmt(ratio(ll.get('cold_s'), k.get('cold_s')), 'x')}")
+    cv = ratio(L("sqvenvfs verified").get("cold_s"), sq.get("cold_s"))
+    add("cold import, image with digest table vs without", fmt(cv, "x"), "≤ 1.03×",
+        cv and cv <= 1.03, "every data block checked against its XXH3-128")
     c32 = ratio(sq.get("conc32_s"), d.get("conc32_s"))
     add("32 concurrent importers vs plain dir", fmt(c32, "x"), "≤ 1.10×", c32 and c32 <= 1.10,
         f"squashfuse_ll {fmt(ratio(ll.get('conc32_s'), d.get('conc32_s')), 'x')}")
@@ -1206,7 +1218,8 @@ def check_complete(res, want_rows):
 
 
 SMOKE_ROWS = [("local", "dir"), ("local", "squashfuse"), ("local", "squashfuse_ll"),
-              ("local", "sqvenvfs"), ("stand-in", "dir"), ("stand-in", "squashfuse_ll"),
+              ("local", "sqvenvfs"), ("local", "sqvenvfs verified"),
+              ("stand-in", "dir"), ("stand-in", "squashfuse_ll"),
               ("stand-in", "sqvenvfs")]
 
 
