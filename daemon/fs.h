@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The state one mount shares between main.c and the FUSE operations.
  * Everything is set up before the session starts and read-only afterwards,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * sqvenvfs: mount squashfs images of a Python environment as one layered,
  * read-only tree.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * image: one squashfs image, read through libsquashfuse for metadata and
  * through a lock-free pread + decompress path for data. See image.h.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * sqvenvfs-inspect: look into sqvenvfs images and stacks without mounting.
  *

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-2-Clause
 """The sqvenvfs benchmark: one run, every row side by side, one table.
 
     bench.py [run] [--smoke] [-C BUILDDIR] [--workdir DIR] ...
