@@ -1459,6 +1459,8 @@ def relayout(args, out, plan, cleanup):
     run_mksquashfs(out, mksquashfs, root, tmp_image, params, epoch,
                    args.jobs, ["-sort", sort_file])
     hot = write_record(tmp_image, inspect, plan, block_size)
+    # The record was written into the image: digest it afresh.
+    seal_image(inspect, tmp_image)
     publish(tmp_image, image, args.image, args.force)
     cleanup.remove(tmp_image)
     out.end_progress()
@@ -1696,6 +1698,8 @@ def main(argv):
         hot = None
         if plan is not None:
             hot = write_record(tmp_image, inspect, plan, args.block_size)
+            # The record was written into the image: digest it afresh.
+            seal_image(inspect, tmp_image)
         size_after = os.path.getsize(tmp_image)
         publish(tmp_image, image, args.image, args.force)
         tmp_image = None
