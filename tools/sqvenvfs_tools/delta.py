@@ -29,7 +29,7 @@ def find_inspect(bindir):
     p = shutil.which("sqvenvfs-inspect")
     if not p:
         raise PackError("sqvenvfs-inspect: not found beside sqvenvfs-pack "
-                        "nor on PATH (needed to read --base images)")
+                        "nor on PATH (needed to check and seal the image)")
     return p
 
 

@@ -26,6 +26,7 @@ import time
 
 from .delta import find_inspect
 from .dumpfmt import parse_dump, unescape
+from .seal import finish_image, seal_image
 from .errors import PackError
 from .imagefile import TempImage
 from .mksquashfs import (COMPRESSORS, SquashOptions, find_mksquashfs,
@@ -398,7 +399,10 @@ class Relayout:
                                     jobs=args.jobs, epoch=epoch)
         write_squashfs(self.out, mksquashfs, root, self.tmp.path, self.squash,
                        ["-sort", sort_file])
+        finish_image(self.out, inspect, root, self.tmp.path)
         self.hot = write_record(self.tmp.path, inspect, self.plan, block_size)
+        # The record was written into the image: digest it afresh.
+        seal_image(inspect, self.tmp.path)
         self.size_after = self.tmp.size()
         self.tmp.commit()
 

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 
 from .errors import PackError
+from .seal import check_mksquashfs_output
 
 COMPRESSORS = ("zstd", "lz4", "xz", "gzip")
 
@@ -72,14 +73,16 @@ def mksquashfs_command(mksquashfs, src, dst, opts, extra=()):
     if opts.all_root:
         cmd.append("-all-root")
     cmd += list(extra)
-    # -quiet hides its progress bar along with its statistics
-    cmd += ["-quiet", "-no-progress"]
+    # Not -quiet: it also hides the line mksquashfs prints when it leaves a
+    # path out (write_squashfs reads what it says).
+    cmd += ["-no-progress"]
     return cmd
 
 
 def write_squashfs(out, mksquashfs, src, dst, opts, extra=()):
     """Write the tree src into the file dst (which exists, and is
-    overwritten). Raises PackError with mksquashfs's own reason."""
+    overwritten). Raises PackError with mksquashfs's own reason, also
+    when it exits 0 but warned or left a path out."""
     cmd = mksquashfs_command(mksquashfs, src, dst, opts, extra)
     # -mkfs-time decides; SOURCE_DATE_EPOCH would conflict with it
     env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
@@ -105,3 +108,5 @@ def write_squashfs(out, mksquashfs, src, dst, opts, extra=()):
                 why = l
                 break
         raise PackError(f"mksquashfs: {why.strip()}")
+    check_mksquashfs_output((o or b"").decode("utf-8", "replace") + "\n" +
+                            (e or b"").decode("utf-8", "replace"))

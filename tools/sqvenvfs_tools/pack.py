@@ -15,6 +15,7 @@ from .fsutil import count_tree, inside, tree_size
 from .hot import hot_summary, write_record
 from .imagefile import TempImage
 from .mksquashfs import SquashOptions, find_mksquashfs, write_squashfs
+from .seal import finish_image, seal_image
 from .out import human
 from .relocate import Relocator
 from .stage import Stage, make_staging, pick_tmpdir
@@ -95,8 +96,7 @@ class Pack:
                     raise PackError(f"{b}: no such image")
                 if os.path.realpath(b) == os.path.realpath(image):
                     raise PackError(f"{b}: is also the output IMAGE")
-        if args.base or self.plan is not None:
-            self.inspect = find_inspect(self.bindir)
+        self.inspect = find_inspect(self.bindir)
         self.cfg = read_cfg(self.venv)
         if not args.no_compile:
             self.python = find_interpreter(self.venv)
@@ -146,9 +146,12 @@ class Pack:
             extra = ["-sort", sort_file]
         write_squashfs(self.out, self.mksquashfs, self.root, self.tmp.path,
                        self.squash, extra)
+        finish_image(self.out, self.inspect, self.root, self.tmp.path)
         if self.plan is not None:
             self.hot = write_record(self.tmp.path, self.inspect, self.plan,
                                     args.block_size)
+            # The record was written into the image: digest it afresh.
+            seal_image(self.inspect, self.tmp.path)
         self.size_after = self.tmp.size()
         self.tmp.commit()
 
