@@ -57,7 +57,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: " PROG " [info] IMAGE [IMAGE...]\n"
-		"       " PROG " ls [-l] IMAGE [IMAGE...] PATH\n"
+		"       " PROG " ls [-l] IMAGE [IMAGE...] [PATH]   (PATH: / if omitted)\n"
 		"       " PROG " stat IMAGE [IMAGE...] PATH\n"
 		"       " PROG " cat IMAGE [IMAGE...] PATH\n"
 		"       " PROG " dump [--hash] IMAGE [IMAGE...]\n"
@@ -74,7 +74,7 @@ static void usage(FILE *f)
 		"  -l          ls: long listing\n"
 		"  --hash      dump: SHA-256 of every regular file\n"
 		"  -h, --help  this text\n"
-		"  --version   the version\n"
+		"  -V, --version  the version\n"
 		"\n"
 		"dump prints, tab-separated: PATH TYPE MODE UID GID SIZE MTIME\n"
 		"TARGET HASH; TYPE is one of f d l c b p s, MODE is octal, HASH is\n"
@@ -1189,14 +1189,31 @@ static int cmd_info(char **names, unsigned n)
 
 /* ---- main ------------------------------------------------------------- */
 
+/* Whether path is a regular file starting with the squashfs magic. */
+static bool is_squashfs_file(const char *path)
+{
+	unsigned char magic[4];
+	struct stat st;
+	bool yes = false;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+
+	if (fd < 0)
+		return false;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+	    pread(fd, magic, sizeof(magic), 0) == (ssize_t)sizeof(magic))
+		yes = !memcmp(magic, "hsqs", 4);
+	close(fd);
+	return yes;
+}
+
 int main(int argc, char **argv)
 {
-	enum { OPT_RAW = 256, OPT_HASH, OPT_VERSION };
+	enum { OPT_RAW = 256, OPT_HASH };
 	static const struct option longopts[] = {
 		{ "raw", no_argument, NULL, OPT_RAW },
 		{ "hash", no_argument, NULL, OPT_HASH },
 		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, OPT_VERSION },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static const char *cmds[] = { "info", "ls", "stat", "cat", "dump",
@@ -1207,13 +1224,13 @@ int main(int argc, char **argv)
 	sqv_log_set_ident(PROG);
 	/* Options may come before and after the command word. */
 	for (int pass = 0; pass < 2; pass++) {
-		while ((c = getopt_long(argc, argv, "+lh", longopts, NULL)) != -1) {
+		while ((c = getopt_long(argc, argv, "+lhV", longopts, NULL)) != -1) {
 			switch (c) {
 			case 'l': opt_long = true; break;
 			case OPT_RAW: opt_raw = true; break;
 			case OPT_HASH: opt_hash = true; break;
 			case 'h': usage(stdout); return 0;
-			case OPT_VERSION:
+			case 'V':
 				printf(PROG " %s\n", SQV_VERSION);
 				return 0;
 			default: usage(stderr); return EXIT_USAGE;
@@ -1239,8 +1256,12 @@ int main(int argc, char **argv)
 	int nrest = argc - optind;
 	bool wants_path = !strcmp(cmd, "ls") || !strcmp(cmd, "stat") ||
 			  !strcmp(cmd, "cat");
+	/* `ls IMAGE...` with no path lists the root: the last argument is
+	 * taken as an image, not a path, when it is a squashfs file here */
+	bool ls_root = !strcmp(cmd, "ls") && nrest >= 1 &&
+		       is_squashfs_file(rest[nrest - 1]);
 
-	if (nrest < (wants_path ? 2 : 1)) {
+	if (nrest < (wants_path && !ls_root ? 2 : 1)) {
 		fprintf(stderr, PROG ": %s: %s\n", cmd, wants_path ?
 			"give one or more images and a path" :
 			"give one or more images");
@@ -1252,6 +1273,8 @@ int main(int argc, char **argv)
 			opt_long ? "-l" : "--hash", cmd);
 		return EXIT_USAGE;
 	}
+	if (ls_root)
+		return cmd_ls(rest, (unsigned)nrest, "/");
 	if (wants_path) {
 		const char *path = rest[nrest - 1];
 		unsigned n = (unsigned)nrest - 1;

@@ -1,55 +1,75 @@
 # SPDX-License-Identifier: BSD-2-Clause
 """Byte-compilation of the staging copy with the venv's own interpreter."""
 
+import os
 import re
+import signal
 import subprocess
 
 from .errors import PackError
 from .venvinfo import python_env
 
 
+def kill_group(proc):
+    """Kill proc and every process of its group (it leads one), and reap
+    proc; the others are its children, which it no longer waits for."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                      "pycworker.py")
+
+
 def byte_compile(out, python, root, ddir, levels, jobs):
-    """Compile every module under root with the venv's own interpreter into
-    unchecked-hash pycs: valid whatever the mtimes in the image, so nothing
-    ever tries to rewrite them. Returns (count of failures, first failure)."""
-    cmd = [python, "-S", "-B", "-m", "compileall", "-f",
-           "-j", str(jobs), "--invalidation-mode", "unchecked-hash",
-           "-s", root]
-    if ddir:
-        cmd += ["-p", ddir]
-    for lv in levels:
-        cmd += ["-o", str(lv)]
-    if len(levels) > 1:
-        cmd.append("--hardlink-dupes")
-    cmd.append(root)
+    """Make every module under root have unchecked-hash pycs for levels,
+    with the venv's own interpreter (pycworker.py): valid whatever the
+    mtimes in the image, so nothing ever tries to rewrite them. Valid pycs
+    already there are kept (header rewritten), the rest compiled.
+    Returns (failures, first failure, reused, compiled)."""
+    cmd = [python, "-S", "-B", WORKER, root, ddir or "", str(jobs),
+           ",".join(map(str, levels))]
     out.progress("byte-compiling ...", force=True)
+    # its own process group: the worker's pool processes are its
+    # children, and killing it alone would orphan them
     proc = subprocess.Popen(cmd, env=python_env(), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True,
+                            # the __pycache__ directories it makes are
+                            # for every reader of the image (pycs take
+                            # their source's mode)
+                            preexec_fn=lambda: os.umask(0o022))
     lines = []
-    done = 0
+    total = reused = compiled = 0
     try:
         for raw in proc.stdout:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            if line.startswith("Compiling "):
-                done += 1
-                out.progress(f"byte-compiling: {done} modules")
-            elif not line.startswith("Listing "):
+            line = raw.decode("utf-8", "surrogateescape").rstrip("\n")
+            if line.startswith("R "):
+                reused += 1
+            elif line.startswith("C "):
+                compiled += 1
+            elif line.startswith("N ") and line[2:].isdigit():
+                total = int(line[2:])
+            else:
                 lines.append(line)
+            out.progress(f"byte-compiling: {reused + compiled} of {total} "
+                         f"modules ({reused} pycs reused)")
         proc.wait()
     except BaseException:
-        proc.kill()
-        proc.wait()
+        kill_group(proc)
         raise
-    text = "\n".join(lines)
     failed = [l for l in lines if l.startswith("***")]
-    if proc.returncode != 0 and not failed:
-        raise PackError(f"{python} -m compileall: exit {proc.returncode}: "
-                        + (text.strip().splitlines() or [""])[-1])
+    if proc.returncode != 0:
+        raise PackError(f"{python}: byte-compiling: exit {proc.returncode}: "
+                        + ("\n".join(lines).strip().splitlines()
+                           or [""])[-1])
     first = None
     if failed:
-        m = re.match(r"\*\*\*\s+(?:File \"(.*)\", line|Error compiling '(.*)')",
-                     failed[0])
-        first = (m.group(1) or m.group(2)) if m else failed[0]
+        m = re.match(r"\*\*\* Error compiling '(.*?)'", failed[0])
+        first = m.group(1) if m else failed[0]
         if first.startswith(root + "/"):
             first = first[len(root) + 1:]
-    return len(failed), first
+    return len(failed), first, reused, compiled

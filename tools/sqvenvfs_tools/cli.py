@@ -17,11 +17,17 @@ from .pack import Pack
 PROG = "sqvenvfs-pack"
 
 
+# docs/sizes.md: the one size grammar of sqvenvfs (lib/base/size.c in C)
+SIZE_RE = re.compile(r"([0-9]+)(?:([KMGT])(I)?(B)?)?", re.IGNORECASE)
+
+
 def parse_size(s):
-    m = re.fullmatch(r"(\d+)([KkMm]?)", s)
-    if not m:
-        raise PackError(f"--block-size {s}: not a size (e.g. 128K, 1M)")
-    n = int(m.group(1)) * {"": 1, "k": 1024, "m": 1 << 20}[m.group(2).lower()]
+    m = SIZE_RE.fullmatch(s)
+    n = int(m.group(1)) * 1024 ** ("KMGT".index(m.group(2).upper()) + 1) \
+        if m and m.group(2) else int(m.group(1)) if m else -1
+    if n < 0 or n >= 1 << 64:
+        raise PackError(f"--block-size {s}: not a size (digits and K, M, "
+                        "G or T, e.g. 128K, 1M; see docs/sizes.md)")
     if n < 4096 or n > (1 << 20) or n & (n - 1):
         raise PackError(f"--block-size {s}: must be a power of two "
                         "from 4K to 1M")
@@ -71,6 +77,9 @@ def parser():
                     help="where the image will usually be mounted: the path "
                          "recorded in pycs (default: paths relative to the "
                          "venv, so pycs do not depend on where it was made)")
+    ap.add_argument("--strict", action="store_true",
+                    help="refuse what would not work elsewhere (editable "
+                         "installs) instead of warning")
     ap.add_argument("--keep-owner", action="store_true",
                     help="keep file owners (default: all owned by root)")
     ap.add_argument("--tmpdir", metavar="DIR",
@@ -84,7 +93,7 @@ def parser():
                     help="print only warnings and errors")
     ap.add_argument("-v", "--verbose", action="store_true",
                     help="list every file rewritten or added")
-    ap.add_argument("--version", action="version",
+    ap.add_argument("-V", "--version", action="version",
                     version=f"{PROG} {VERSION}")
     return ap
 

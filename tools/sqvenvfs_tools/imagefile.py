@@ -10,6 +10,21 @@ import tempfile
 from .errors import PackError
 
 
+def current_umask():
+    """The process's umask, read without changing it (Linux >= 4.7);
+    else set and restored at once (the tools are single-threaded)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    m = os.umask(0o22)
+    os.umask(m)
+    return m
+
+
 class TempImage:
     def __init__(self, image, shown, force):
         """image: absolute path of IMAGE; shown: how the user spelled it
@@ -36,6 +51,9 @@ class TempImage:
             fd, self.path = tempfile.mkstemp(
                 dir=self.outdir, prefix="." + os.path.basename(self.image)
                 + ".", suffix=".partial")
+            # mkstemp makes it 0600; an image is for others to read too,
+            # so it gets the mode any file this user writes gets
+            os.fchmod(fd, 0o666 & ~current_umask())
             os.close(fd)
         except OSError as e:
             raise PackError(f"{self.outdir}: cannot write: {e.strerror}")

@@ -10,6 +10,7 @@ import time
 
 from .bytecompile import byte_compile
 from .delta import Delta, find_inspect, read_base
+from .editable import find_editables
 from .errors import PackError
 from .fsutil import count_tree, inside, tree_size
 from .hot import hot_summary, write_record
@@ -49,7 +50,8 @@ class Pack:
             self.base = read_base(self.inspect, self.args.base)
         self.stage_venv()
         self.out.progress("relocating ...", force=True)
-        self.reloc = Relocator(self.out, self.stage, self.venv_paths)
+        self.reloc = Relocator(self.out, self.stage, self.venv_paths,
+                               self.explained)
         self.reloc.run()
         if not self.args.no_compile:
             self.compile()
@@ -97,6 +99,7 @@ class Pack:
                 if os.path.realpath(b) == os.path.realpath(image):
                     raise PackError(f"{b}: is also the output IMAGE")
         self.inspect = find_inspect(self.bindir)
+        self.check_editables()
         self.cfg = read_cfg(self.venv)
         if not args.no_compile:
             self.python = find_interpreter(self.venv)
@@ -107,16 +110,30 @@ class Pack:
         self.version = (self.version or self.cfg.get("version")
                         or self.cfg.get("version_info"))
 
+    def check_editables(self):
+        """Editable installs import from outside the venv: a warning each,
+        or with --strict the first one is an error."""
+        self.editables, self.explained = find_editables(self.venv,
+                                                        self.venv_paths)
+        for name, path in self.editables:
+            msg = (f"{name}: editable install from {path}, outside the "
+                   "venv: not in the image, it imports only where that "
+                   "path exists")
+            if self.args.strict:
+                raise PackError(msg + " (--strict)")
+            self.out.warn(msg)
+
     def stage_venv(self):
         tmpbase = pick_tmpdir(self.args.tmpdir, tree_size(self.venv))
         self.stage_top = make_staging(tmpbase)
         self.root = os.path.join(self.stage_top, "root")
         self.stage = Stage(self.out, self.venv, self.root,
-                           [os.fsencode(v) for v in self.venv_paths])
+                           [os.fsencode(v) for v in self.venv_paths],
+                           readable=not self.args.keep_owner)
         self.stage.copy()
 
     def compile(self):
-        self.nfail, first = byte_compile(
+        self.nfail, first, self.reused, self.compiled = byte_compile(
             self.out, self.python, self.root, self.args.mount_point,
             self.args.levels, self.args.jobs)
         if self.nfail:
@@ -197,8 +214,9 @@ class Pack:
         if not args.no_compile:
             out.info(f"  byte-compiled for {self.tag}, optimisation "
                      f"{','.join(map(str, args.levels))} (unchecked-hash "
-                     "pycs)" + (f"; {self.nfail} failed" if self.nfail
-                                else ""))
+                     f"pycs): {self.compiled} modules compiled, "
+                     f"{self.reused} with valid pycs kept"
+                     + (f"; {self.nfail} failed" if self.nfail else ""))
         out.info(f"  size: {human(self.size_before)} staged -> "
                  f"{human(self.size_after)} image "
                  f"({self.squash.describe()}) in {dt:.1f} s")

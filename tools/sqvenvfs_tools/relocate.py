@@ -13,8 +13,11 @@ SHEBANG_MAX = 4096
 
 
 class Relocator:
-    def __init__(self, out, stage, venv_paths):
+    def __init__(self, out, stage, venv_paths, explained=()):
+        """explained: .pth files (relative paths) already reported as
+        editable installs, not warned about again."""
         self.out = out
+        self.explained = set(explained)
         self.stage = stage
         self.root = stage.dst
         self.venv_paths = venv_paths    # str spellings of VENV_DIR
@@ -96,35 +99,71 @@ class Relocator:
 
     # activate scripts --------------------------------------------------
 
+    # Each activate script finds the venv from its own path, never from
+    # the path it was made at (on a compute node that path is absent, or
+    # is another tree). bash and zsh name the sourced file; fish has
+    # `status -f`; dash, ksh and tcsh keep the file they source open, so
+    # the shell's /proc/PID/fd shows its path. Where none of these works
+    # the script says so and stops before changing PATH. No `cd` is used
+    # in zsh (a chpwd hook would print into VIRTUAL_ENV), and bash's runs
+    # with CDPATH unset and its output dropped.
     ACTIVATE = {
         "activate": (
             r"^VIRTUAL_ENV=(.*)$",
-            # bash and zsh know the file being sourced; other shells keep
-            # the path the venv was made at.
             '# sqvenvfs-pack: the venv is wherever this file is.\n'
+            '_sqv_here=\n'
             'if [ -n "${BASH_VERSION:-}" ]; then\n'
-            '    _sqv_here="${BASH_SOURCE[0]}"\n'
+            '    _sqv_here="$(CDPATH= cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." '
+            '>/dev/null 2>&1 && pwd)"\n'
             'elif [ -n "${ZSH_VERSION:-}" ]; then\n'
-            '    eval \'_sqv_here="${(%):-%x}"\'\n'
+            '    eval \'_sqv_here="${${(%):-%x}:a:h:h}"\'\n'
             'else\n'
-            '    _sqv_here={ORIG}/bin/activate\n'
+            '    for _sqv_fd in /proc/$$/fd/*; do\n'
+            '        case "$(readlink -- "$_sqv_fd" 2>/dev/null)" in\n'
+            '            */bin/activate) _sqv_here="$(readlink -- "$_sqv_fd")"\n'
+            '                _sqv_here="${_sqv_here%/bin/activate}";;\n'
+            '        esac\n'
+            '    done\n'
+            '    unset _sqv_fd\n'
             'fi\n'
-            'VIRTUAL_ENV="$(cd "$(dirname -- "$_sqv_here")/.." && pwd)"\n'
+            'if [ -z "$_sqv_here" ]; then\n'
+            '    echo "activate: cannot find this file\'s own path in this '
+            'shell; source it by its path from bash, zsh, dash or ksh on Linux; '
+            'nothing activated" >&2\n'
+            '    unset _sqv_here\n'
+            '    return 1 2>/dev/null || exit 1\n'
+            'fi\n'
+            'VIRTUAL_ENV="$_sqv_here"\n'
             'unset _sqv_here'),
         "activate.csh": (
             r"^setenv VIRTUAL_ENV (.*)$",
-            '# sqvenvfs-pack: the venv is wherever this file is (tcsh).\n'
-            'set _sqv_src = ($_)\n'
-            'if ( $#_sqv_src >= 2 ) then\n'
-            '    setenv VIRTUAL_ENV "`cd $_sqv_src[2]:h/.. && pwd`"\n'
-            'else\n'
-            '    setenv VIRTUAL_ENV {ORIG}\n'
+            '# sqvenvfs-pack: the venv is wherever this file is.\n'
+            'set _sqv_here = ""\n'
+            'foreach _sqv_fd ( /proc/$$/fd/* )\n'
+            '    set _sqv_t = "`readlink $_sqv_fd`"\n'
+            '    if ( "$_sqv_t" =~ */bin/activate.csh ) set _sqv_here = "$_sqv_t"\n'
+            'end\n'
+            'if ( "$_sqv_here" == "" ) then\n'
+            # csh cannot send echo to stderr by itself
+            '    sh -c \'echo "$1" >&2\' sh "activate.csh: cannot find its '
+            'own path in this shell; source it by its path from tcsh on '
+            'Linux; nothing activated"\n'
+            '    unset _sqv_here _sqv_fd _sqv_t\n'
+            '    # an undefined variable stops `source` without leaving the shell\n'
+            '    echo $activate_csh_stopped\n'
             'endif\n'
-            'unset _sqv_src'),
+            'setenv VIRTUAL_ENV "$_sqv_here:h:h"\n'
+            'unset _sqv_here _sqv_fd _sqv_t'),
         "activate.fish": (
             r"^set -gx VIRTUAL_ENV (.*)$",
             '# sqvenvfs-pack: the venv is wherever this file is.\n'
-            'set -gx VIRTUAL_ENV (command realpath (dirname (status -f))/..)'),
+            'set -l _sqv_here (command realpath -- (status -f) 2>/dev/null)\n'
+            'if not string match -q -- "*/bin/activate.fish" "$_sqv_here"\n'
+            '    echo "activate.fish: cannot find its own path; source it by '
+            'its path; nothing activated" >&2\n'
+            '    return 1\n'
+            'end\n'
+            'set -gx VIRTUAL_ENV (dirname (dirname $_sqv_here))'),
     }
 
     def activate(self, bindir):
@@ -182,7 +221,7 @@ class Relocator:
                 target = self.staged_of(os.path.normpath(s))
                 lines[i] = os.path.relpath(target, os.path.dirname(p))
                 changed = True
-            else:
+            elif self.rel(p) not in self.explained:
                 self.warnings.append((self.rel(p), f"adds {s}, outside the "
                                       "venv: it will not be in the image"))
         self.handled.add(p)

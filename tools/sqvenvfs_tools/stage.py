@@ -2,6 +2,7 @@
 """Staging: a private copy of the venv that the later steps are free to
 change, in a directory removed at the end whatever happens."""
 
+import errno
 import os
 import stat
 import tempfile
@@ -36,9 +37,21 @@ def make_staging(tmpbase):
                         f"{e.strerror}")
 
 
+def readable_mode(mode):
+    """The rule for images whose owners all become root: what the venv's
+    owner could read (and search, or run), everyone can. Group and others
+    get the owner's r and x bits; write bits are never added. So a venv
+    made under umask 077 gives an image its users can read, while a mode
+    that already allows more is left alone."""
+    own = mode & 0o500
+    return mode | own >> 3 | own >> 6
+
+
 class Stage:
-    def __init__(self, out, src, dst, needles):
+    def __init__(self, out, src, dst, needles, readable=True):
+        """readable: apply readable_mode() (for -all-root images)."""
         self.out = out
+        self.mode = readable_mode if readable else (lambda m: m)
         self.src = src
         self.dst = dst
         self.needles = needles      # venv path spellings, as bytes
@@ -51,7 +64,21 @@ class Stage:
 
     def copy(self):
         # VENV_DIR itself may be a symlink to the directory: follow it
-        self._copy_dir(self.src, self.dst, os.stat(self.src))
+        try:
+            self._copy_dir(self.src, self.dst, os.stat(self.src))
+        except OSError as ex:
+            raise self.staging_error(ex) or ex
+
+    def staging_error(self, ex):
+        """A full staging file system is named as such: the fix is another
+        staging directory, not anything about the file being copied."""
+        if ex.errno not in (errno.ENOSPC, errno.EDQUOT):
+            return None
+        where = os.path.dirname(os.path.dirname(self.dst))
+        return PackError(f"{where}: staging directory full "
+                         f"({ex.strerror}) after {self.files} files; give "
+                         "one with room for the venv (--tmpdir DIR or "
+                         "TMPDIR)")
 
     def _copy_dir(self, s, d, st):
         os.mkdir(d, 0o700)
@@ -80,13 +107,13 @@ class Stage:
                          follow_symlinks=False)
                 self.links += 1
             elif stat.S_ISFIFO(m):
-                os.mkfifo(dp, stat.S_IMODE(m))
+                os.mkfifo(dp, self.mode(stat.S_IMODE(m)))
                 os.utime(dp, ns=(est.st_mtime_ns, est.st_mtime_ns))
                 self.files += 1
             else:
                 self.skipped.append(sp)
                 self.out.warn(f"{sp}: skipped (a socket or device node)")
-        os.chmod(d, stat.S_IMODE(st.st_mode))
+        os.chmod(d, self.mode(stat.S_IMODE(st.st_mode)))
 
     def _copy_file(self, s, d, st):
         key = (st.st_dev, st.st_ino)
@@ -109,8 +136,9 @@ class Stage:
                         hit = any(n in w for n in self.needles)
                         tail = w[-keep:] if keep else b""
         except OSError as ex:
-            raise PackError(f"{ex.filename or s}: {ex.strerror}")
-        os.chmod(d, stat.S_IMODE(st.st_mode))
+            raise self.staging_error(ex) or \
+                PackError(f"{ex.filename or s}: {ex.strerror}")
+        os.chmod(d, self.mode(stat.S_IMODE(st.st_mode)))
         os.utime(d, ns=(st.st_mtime_ns, st.st_mtime_ns))
         if st.st_nlink > 1:
             self._links[key] = d

@@ -45,7 +45,7 @@ def test(tmp, cleanups):
     os.unlink(os.path.join(venv2, "bin", "pyflakes"))
     with open(os.path.join(sp2, "toml", "__init__.py"), "a") as f:  # change
         f.write("CHANGED = True\n")
-    os.chmod(os.path.join(sp2, "toml", "tz.py"), 0o600)             # mode
+    os.chmod(os.path.join(sp2, "toml", "tz.py"), 0o755)             # mode
     touched = os.path.join(sp2, "toml-0.10.2.egg-info", "PKG-INFO")  # mtime
     st = os.stat(touched)
     os.utime(touched, (st.st_atime, st.st_mtime + 1000))

@@ -29,6 +29,17 @@ class Skip(Exception):
     pass
 
 
+class Failed(Exception):
+    pass
+
+
+def check(cond, what):
+    """The verdict of one expectation: a failure stops the test with what
+    was expected and what came instead."""
+    if not cond:
+        raise Failed(what)
+
+
 def skip(why):
     raise Skip(why)
 

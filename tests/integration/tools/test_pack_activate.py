@@ -1,0 +1,149 @@
+# SPDX-License-Identifier: BSD-2-Clause
+"""The rewritten activate scripts in every shell Python's venv supports
+(issue 16), sourced as a user on a mount whose original path does not
+exist: bash with CDPATH, zsh with a printing chpwd hook, fish, tcsh from
+bin/, after another command and through an alias, dash by an absolute and
+a relative path, dash again once the original path exists (it must still
+activate the mount). Where a shell cannot know the script's path (the
+script piped into it), it fails loudly and activates nothing."""
+
+import os
+import re
+import shutil
+import subprocess
+
+import toolstest as T
+
+# what each snippet prints: VIRTUAL_ENV, the first PATH entry and the
+# python3 the shell now finds, one per line, between markers
+SH_REPORT = ('echo "<<$VIRTUAL_ENV>>"; echo "<<${PATH%%:*}>>"; '
+             'echo "<<$(command -v python3)>>"')
+CSH_REPORT = ('echo "<<$VIRTUAL_ENV>>"\n'
+              'echo "<<`echo $PATH | cut -d: -f1`>>"\n'
+              'echo "<<`which python3`>>"\n')
+FISH_REPORT = ('echo "<<$VIRTUAL_ENV>>"; echo "<<$PATH[1]>>"; '
+               'echo "<<"(command -v python3)">>"')
+
+
+def reported(out):
+    # an interactive shell's prompt may precede a line
+    return re.findall(r"<<(.*?)>>", out)
+
+
+def test(tmp, cleanups):
+    T.check_basics()
+    T.check_fuse()
+    shells = {s: shutil.which(s) for s in ("bash", "zsh", "fish", "tcsh",
+                                           "dash")}
+    missing = [s for s, p in shells.items() if not p]
+    T.require(not missing, f"shells missing: {missing} (.ci/packages/tools.txt)")
+
+    made = os.path.join(tmp, "made")
+    venv = T.make_venv(os.path.join(made, "venv"))
+    img = os.path.join(tmp, "v.sqfs")
+    T.pack(venv, img)
+    moved = os.path.join(tmp, "moved")
+    os.rename(made, moved)          # the original path no longer exists
+
+    as_user = []
+    mopts = []
+    if os.geteuid() == 0:
+        T.require(shutil.which("setpriv"), "setpriv missing (util-linux)")
+        as_user = ["setpriv", "--reuid=65534", "--regid=65534",
+                   "--clear-groups"]
+        mopts = ["-o", "allow_other"]
+    mnt = os.path.join(tmp, "mnt", "env")
+    os.makedirs(mnt)
+    home = os.path.join(tmp, "home")
+    os.mkdir(home)
+    os.chmod(home, 0o777)
+    r = T.run([T.SQVENVFS] + mopts + [img, mnt], check=False)
+    T.check(r.returncode == 0, f"mount: {r.stderr}")
+    cleanups.append(lambda: T.run([T.SQVENVFS, "-u", mnt], check=False))
+    want = [mnt, f"{mnt}/bin", f"{mnt}/bin/python3"]
+
+    def shell(name, argv, stdin=None, **env):
+        e = {"PATH": "/usr/bin:/bin", "HOME": home, "LANG": "C.UTF-8",
+             "XDG_CONFIG_HOME": home, "XDG_DATA_HOME": home}
+        e.update(env)
+        if stdin is None:
+            return T.run(as_user + argv, check=False, env=e)
+        return subprocess.run(as_user + argv, input=stdin, env=e,
+                              capture_output=True, text=True)
+
+    def expect(what, r, ok=True):
+        got = reported(r.stdout)
+        if ok:
+            T.check(r.returncode == 0 and got == want,
+                    f"{what}: exit {r.returncode}, got {got}, want {want}\n"
+                    f"stdout {r.stdout!r}\nstderr {r.stderr!r}")
+        else:
+            T.check(r.returncode != 0 and "nothing activated" in r.stderr
+                    and not (got and got[0]),
+                    f"{what}: should fail loudly: exit {r.returncode}, "
+                    f"{got}, {r.stderr!r}")
+        print(f"ok: {what}", flush=True)
+
+    # bash: CDPATH has a directory with a bin/ (/usr): `cd bin/..` would go
+    # there and print it
+    expect("bash, CDPATH, relative", shell(
+        "bash", ["bash", "--norc", "--noprofile", "-c",
+                 f'cd "{mnt}" && . bin/activate && {SH_REPORT}'],
+        CDPATH="/usr:."))
+    expect("bash, from /", shell(
+        "bash", ["bash", "--norc", "-c",
+                 f'cd / && . "{mnt}/bin/activate" && {SH_REPORT}']))
+    # zsh with a chpwd hook that prints
+    expect("zsh, chpwd hook", shell(
+        "zsh", ["zsh", "-f", "-c",
+                f'chpwd() {{ echo HOOK; }}; cd "{mnt}" && . bin/activate && '
+                f'{SH_REPORT}'], CDPATH="/usr:."))
+    # fish, relative from bin/
+    expect("fish, from bin/", shell(
+        "fish", ["fish", "--no-config", "-c",
+                 f'cd "{mnt}/bin"; and source activate.fish; and '
+                 f'{FISH_REPORT}']))
+    # tcsh: from bin/ after another command on the line, through an alias,
+    # and interactive
+    script = os.path.join(home, "t.csh")
+    with open(script, "w") as f:
+        f.write(f'cd "{mnt}/bin"; source activate.csh\n{CSH_REPORT}')
+    os.chmod(script, 0o644)
+    expect("tcsh, from bin/ after cd on the line",
+           shell("tcsh", ["tcsh", "-f", script]))
+    with open(script, "w") as f:
+        f.write(f'alias act source "{mnt}/bin/activate.csh"\ncd /\nact\n'
+                f'{CSH_REPORT}')
+    expect("tcsh, alias", shell("tcsh", ["tcsh", "-f", script]))
+    expect("tcsh, interactive", shell(
+        "tcsh", ["tcsh", "-f", "-i"],
+        stdin=f'cd "{mnt}"\nsource bin/activate.csh\n{CSH_REPORT}'))
+    # dash, the original path absent: absolute and relative
+    expect("dash, absolute", shell(
+        "dash", ["dash", "-c", f'cd / && . "{mnt}/bin/activate" && '
+                 f'{SH_REPORT}']))
+    expect("dash, relative", shell(
+        "dash", ["dash", "-c", f'cd "{mnt}/bin" && . ./activate && '
+                 f'{SH_REPORT}']))
+    # the original path back: sh must still activate the mount
+    os.rename(moved, made)
+    expect("dash, original path present", shell(
+        "dash", ["dash", "-c", f'cd / && . "{mnt}/bin/activate" && '
+                 f'{SH_REPORT}']))
+    os.rename(made, moved)
+
+    # piped into the shell, the script has no path: loud failure
+    def piped(name, argv, script, report):
+        with open(os.path.join(mnt, "bin", script)) as f:
+            text = f.read()
+        return shell(name, argv, stdin=text + "\n" + report + "\n")
+    expect("dash, piped", piped("dash", ["dash", "-s"], "activate",
+                                SH_REPORT), ok=False)
+    expect("tcsh, piped", piped("tcsh", ["tcsh", "-f"], "activate.csh",
+                                CSH_REPORT), ok=False)
+    expect("fish, piped", piped("fish", ["fish", "--no-config"],
+                                "activate.fish", FISH_REPORT), ok=False)
+
+
+if __name__ == "__main__":
+    T.main(test)
