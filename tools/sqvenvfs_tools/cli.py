@@ -38,16 +38,9 @@ def parse_levels(s):
     return levels
 
 
-def parser():
-    ap = argparse.ArgumentParser(
-        prog=PROG,
-        description="Pack a Python venv (or conda prefix) into a squashfs "
-                    "image that works mounted at any path; with --base, "
-                    "write only what differs from a stack of base images.")
-    ap.add_argument("venv", metavar="VENV_DIR")
-    ap.add_argument("image", metavar="IMAGE")
-    ap.add_argument("--base", action="append", default=[], metavar="IMAGE",
-                    help="base image (repeat, bottom first): write a delta")
+def add_image_options(ap, output):
+    """The options of how an image is made, shared by the tools that write
+    one (output: what the tool calls the image it writes)."""
     ap.add_argument("--comp", choices=COMPRESSORS, default="zstd",
                     help="compressor (default zstd)")
     ap.add_argument("--level", type=int, default=None,
@@ -64,19 +57,32 @@ def parser():
                     help="where the image will usually be mounted: the path "
                          "recorded in pycs (default: paths relative to the "
                          "venv, so pycs do not depend on where it was made)")
+    ap.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1,
+                    help="parallel processes (default: number of CPUs)")
+    ap.add_argument("-f", "--force", action="store_true",
+                    help=f"replace {output} if it exists")
+    ap.add_argument("-q", "--quiet", action="store_true",
+                    help="print only warnings and errors")
+    ap.add_argument("-v", "--verbose", action="store_true",
+                    help="list every file rewritten or added")
+
+
+def parser():
+    ap = argparse.ArgumentParser(
+        prog=PROG,
+        description="Pack a Python venv (or conda prefix) into a squashfs "
+                    "image that works mounted at any path; with --base, "
+                    "write only what differs from a stack of base images.")
+    ap.add_argument("venv", metavar="VENV_DIR")
+    ap.add_argument("image", metavar="IMAGE")
+    ap.add_argument("--base", action="append", default=[], metavar="IMAGE",
+                    help="base image (repeat, bottom first): write a delta")
+    add_image_options(ap, "IMAGE")
     ap.add_argument("--keep-owner", action="store_true",
                     help="keep file owners (default: all owned by root)")
     ap.add_argument("--tmpdir", metavar="DIR",
                     help="staging directory (default TMPDIR, or /dev/shm "
                          "when it has room)")
-    ap.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1,
-                    help="parallel processes (default: number of CPUs)")
-    ap.add_argument("-f", "--force", action="store_true",
-                    help="replace IMAGE if it exists")
-    ap.add_argument("-q", "--quiet", action="store_true",
-                    help="print only warnings and errors")
-    ap.add_argument("-v", "--verbose", action="store_true",
-                    help="list every file rewritten or added")
     ap.add_argument("--version", action="version",
                     version=f"{PROG} {VERSION}")
     return ap
@@ -91,29 +97,39 @@ def check_options(args):
         raise PackError(f"--jobs {args.jobs}: must be at least 1")
 
 
+def run_tool(out, body, cleanup, fail, nothing):
+    """How a tool's run ends, for every tool: body() does the work and
+    returns the exit status; a PackError or OSError becomes one line and
+    the status `fail`, a signal one line ("interrupted by SIGINT;
+    <nothing>") and 128+N; cleanup() runs last, whatever happened, safe
+    from a second signal."""
+    try:
+        trap_signals()
+        return body()
+    except PackError as e:
+        out.error(str(e))
+        return fail
+    except Interrupted as e:
+        out.error(f"interrupted by {signal.Signals(e.signum).name}; "
+                  f"{nothing}")
+        return 128 + e.signum
+    except OSError as e:
+        out.error(f"{e.filename or 'error'}: {e.strerror}")
+        return fail
+    finally:
+        ignore_signals()
+        cleanup()
+
+
 def main(argv, bindir):
     """bindir: where the running sqvenvfs-pack is (to find its siblings)."""
     args = parser().parse_args(argv)
     out = Out(PROG, args.quiet, args.verbose)
-    pack = None
-    try:
-        trap_signals()
+    pack = Pack(out, args, bindir)
+
+    def body():
         check_options(args)
-        pack = Pack(out, args, bindir)
         pack.run()
         pack.report()
         return 0
-    except PackError as e:
-        out.error(str(e))
-        return 1
-    except Interrupted as e:
-        out.error(f"interrupted by {signal.Signals(e.signum).name}; "
-                  "nothing written")
-        return 128 + e.signum
-    except OSError as e:
-        out.error(f"{e.filename or 'error'}: {e.strerror}")
-        return 1
-    finally:
-        ignore_signals()
-        if pack is not None:
-            pack.cleanup()
+    return run_tool(out, body, pack.cleanup, 1, "nothing written")
