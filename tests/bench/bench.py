@@ -38,6 +38,8 @@ import tempfile
 import threading
 import time
 
+import bench_edit
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 DIST = "/usr/lib/python3/dist-packages"
 SYS_PYTHON = "/usr/bin/python3"
@@ -1116,6 +1118,9 @@ def do_run(a):
                 r = measure_tree_row(ctx, name, factory(), probe, ctx.tree_info["tree"]["entries"])
                 r["elapsed_s"] = time.perf_counter() - t0
                 results["tree_rows"].append(r)
+        if not a.only or "edit" in a.only:
+            results["edit_row"] = bench_edit.edit_row(b, ctx.venv, ctx.work, SYS_PYTHON,
+                                                      mksquashfs, log)
     finally:
         unmount_all()
         ctx.trace.close()
@@ -1253,6 +1258,7 @@ def targets(res):
             (f"without the {cb / 2**20:.1f} MiB of cached blocks: "
              f"{(rss_b - cb) / n:.0f} B/entry; " if cb is not None else "")
             + (f"index {st['index_bytes'] / n:.0f} B/entry" if st.get("index_bytes") else ""))
+    bench_edit.edit_targets(res.get("edit_row"), add, fmt)
     return t
 
 
@@ -1337,7 +1343,8 @@ def table(res):
     for t in targets(res):
         met = {True: "met", False: "**missed**", None: "see note"}[t["met"]]
         P(f"| {t['target']} | {t['goal']} | {t['measured']} | {met} | {t['note']} |")
-    errs = [(r["row"], r.get("storage", "tree"), k, e) for r in rows + res["tree_rows"]
+    errs = [(r["row"], r.get("storage", "tree"), k, e)
+            for r in rows + res["tree_rows"] + [res.get("edit_row") or {"row": "edit"}]
             for k, e in r.get("errors", {}).items()]
     if errs:
         P("")
@@ -1384,6 +1391,7 @@ def check_complete(res, want_rows):
         for k in need:
             if r.get(k) is None:
                 problems.append(f"{storage} {name}: {k} missing")
+    problems += bench_edit.edit_check(res.get("edit_row"))
     for name in ("dir", "squashfuse_ll", "sqvenvfs"):
         r = next((t for t in res["tree_rows"] if t["row"] == name), None)
         if r is None:

@@ -45,22 +45,9 @@ def parse_levels(s):
     return levels
 
 
-def parser():
-    ap = argparse.ArgumentParser(
-        prog=PROG,
-        description="Pack a Python venv (or conda prefix) into a squashfs "
-                    "image that works mounted at any path; with --base, "
-                    "write only what differs from a stack of base images.")
-    ap.add_argument("venv", metavar="VENV_DIR",
-                    help="the venv; with --hot, may be an image instead "
-                         "(OLD.sqfs NEW.sqfs: re-lay it out)")
-    ap.add_argument("image", metavar="IMAGE")
-    ap.add_argument("--hot", metavar="TRACE[,TRACE...]",
-                    help="write the files these read traces (sqvenvfs -o "
-                         "record=) name first, and record the hot range "
-                         "that the daemon prefetches")
-    ap.add_argument("--base", action="append", default=[], metavar="IMAGE",
-                    help="base image (repeat, bottom first): write a delta")
+def add_image_options(ap, output):
+    """The options of how an image is made, shared by the tools that write
+    one (output: what the tool calls the image it writes)."""
     ap.add_argument("--comp", choices=COMPRESSORS, default="zstd",
                     help="compressor (default zstd)")
     ap.add_argument("--level", type=int, default=None,
@@ -77,6 +64,33 @@ def parser():
                     help="where the image will usually be mounted: the path "
                          "recorded in pycs (default: paths relative to the "
                          "venv, so pycs do not depend on where it was made)")
+    ap.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1,
+                    help="parallel processes (default: number of CPUs)")
+    ap.add_argument("-f", "--force", action="store_true",
+                    help=f"replace {output} if it exists")
+    ap.add_argument("-q", "--quiet", action="store_true",
+                    help="print only warnings and errors")
+    ap.add_argument("-v", "--verbose", action="store_true",
+                    help="list every file rewritten or added")
+
+
+def parser():
+    ap = argparse.ArgumentParser(
+        prog=PROG,
+        description="Pack a Python venv (or conda prefix) into a squashfs "
+                    "image that works mounted at any path; with --base, "
+                    "write only what differs from a stack of base images.")
+    ap.add_argument("venv", metavar="VENV_DIR",
+                    help="the venv; with --hot, may be an image instead "
+                         "(OLD.sqfs NEW.sqfs: re-lay it out)")
+    ap.add_argument("image", metavar="IMAGE")
+    ap.add_argument("--hot", metavar="TRACE[,TRACE...]",
+                    help="write the files these read traces (sqvenvfs -o "
+                         "record=) name first, and record the hot range "
+                         "that the daemon prefetches")
+    ap.add_argument("--base", action="append", default=[], metavar="IMAGE",
+                    help="base image (repeat, bottom first): write a delta")
+    add_image_options(ap, "IMAGE")
     ap.add_argument("--strict", action="store_true",
                     help="refuse what would not work elsewhere (editable "
                          "installs) instead of warning")
@@ -85,14 +99,6 @@ def parser():
     ap.add_argument("--tmpdir", metavar="DIR",
                     help="staging directory (default TMPDIR, or /dev/shm "
                          "when it has room)")
-    ap.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1,
-                    help="parallel processes (default: number of CPUs)")
-    ap.add_argument("-f", "--force", action="store_true",
-                    help="replace IMAGE if it exists")
-    ap.add_argument("-q", "--quiet", action="store_true",
-                    help="print only warnings and errors")
-    ap.add_argument("-v", "--verbose", action="store_true",
-                    help="list every file rewritten or added")
     ap.add_argument("-V", "--version", action="version",
                     version=f"{PROG} {VERSION}")
     return ap
@@ -107,13 +113,38 @@ def check_options(args):
         raise PackError(f"--jobs {args.jobs}: must be at least 1")
 
 
+def run_tool(out, body, cleanup, fail, nothing):
+    """How a tool's run ends, for every tool: body() does the work and
+    returns the exit status; a PackError or OSError becomes one line and
+    the status `fail`, a signal one line ("interrupted by SIGINT;
+    <nothing>") and 128+N; cleanup() runs last, whatever happened, safe
+    from a second signal."""
+    try:
+        trap_signals()
+        return body()
+    except PackError as e:
+        out.error(str(e))
+        return fail
+    except Interrupted as e:
+        out.error(f"interrupted by {signal.Signals(e.signum).name}; "
+                  f"{nothing}")
+        return 128 + e.signum
+    except OSError as e:
+        out.error(f"{e.filename or 'error'}: {e.strerror}")
+        return fail
+    finally:
+        ignore_signals()
+        cleanup()
+
+
 def main(argv, bindir):
     """bindir: where the running sqvenvfs-pack is (to find its siblings)."""
     args = parser().parse_args(argv)
     out = Out(PROG, args.quiet, args.verbose)
     pack = None
-    try:
-        trap_signals()
+
+    def body():
+        nonlocal pack
         check_options(args)
         plan = None
         if args.hot:
@@ -129,17 +160,8 @@ def main(argv, bindir):
         pack.run()
         pack.report()
         return 0
-    except PackError as e:
-        out.error(str(e))
-        return 1
-    except Interrupted as e:
-        out.error(f"interrupted by {signal.Signals(e.signum).name}; "
-                  "nothing written")
-        return 128 + e.signum
-    except OSError as e:
-        out.error(f"{e.filename or 'error'}: {e.strerror}")
-        return 1
-    finally:
-        ignore_signals()
+
+    def cleanup():
         if pack is not None:
             pack.cleanup()
+    return run_tool(out, body, cleanup, 1, "nothing written")
