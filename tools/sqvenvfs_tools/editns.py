@@ -227,7 +227,7 @@ class Inner:
                 raise PackError("bin/python3: missing in the images; cannot "
                                 "byte-compile (use --no-compile)")
             tag, _ = interpreter_info(python)
-            nfail, first = byte_compile(out, python, self.upper,
+            nfail, first, _reused, _compiled = byte_compile(out, python, self.upper,
                                         p["mount_point"], p["levels"],
                                         p["jobs"])
             if nfail:
