@@ -699,12 +699,12 @@ static int do_mount(struct options *o)
 	}
 	for (unsigned i = 0; i < fs.nlayers; i++)
 		sqv_image_drop_metadata(fs.layers[i]);
-	/* From now on, decompressed blocks (64 KiB and more, usually
-	 * 128 KiB) each get their own mapping and go back to the system when
-	 * evicted, so the daemon's memory follows the cache's size rather than
-	 * what glibc's adaptive threshold would leave in its arenas. Not
-	 * before: the index build has libsquashfuse make a zstd context
-	 * (~160 KiB) per metadata block, which must stay on the heap. */
+	/* From now on, allocations of 64 KiB and more (the data path's
+	 * per-thread buffers, libfuse's request buffers) get their own
+	 * mappings and go back to the system when freed, rather than what
+	 * glibc's adaptive threshold (raised by each large free, such as the
+	 * build's) would leave in its arenas. Cached blocks are mappings of
+	 * their own anyway (blockcache.h). */
 	mallopt(M_MMAP_THRESHOLD, 64 * 1024);
 	if (sqv_reader_new(fs.index, o->cache_bytes, &fs.reader) < 0) {
 		fail("sqvenvfs", "out of memory for the block cache");
