@@ -43,6 +43,20 @@ struct table {
 	size_t each;
 };
 
+/*
+ * An inode as stored, decoded. The layouts (squashfs 4.0, little-endian)
+ * start with a 16-byte common part: type, mode, uid index, gid index,
+ * mtime, inode number. What follows depends on the type; `basic` types
+ * carry no xattr index and fewer bits.
+ */
+struct raw_inode {
+	struct sqv_image_inode pub;
+	struct sqv_meta_cursor next; /* just after the fixed part */
+	uint64_t start_block;        /* reg: first data block; dir: listing */
+	uint32_t dir_offset;         /* dir: listing offset in its block */
+	uint32_t frag_idx, frag_off; /* reg */
+};
+
 struct sqv_image {
 	/* The metadata blocks read so far (NULL before the first metadata
 	 * call and after sqv_image_drop_metadata), and the count of blocks
@@ -50,6 +64,14 @@ struct sqv_image {
 	pthread_mutex_t meta_lock;
 	struct sqv_meta *meta;
 	uint64_t meta_blocks_dropped;
+	/* The id table decoded, as ids are first used (every inode names
+	 * two): id_known[i] is 1 once id_value[i] is read, 2 if damaged. */
+	uint32_t *id_value;
+	uint8_t *id_known;
+	/* The inode decoded last: the index asks for an inode, then for its
+	 * block list, target or xattrs, which start from the same inode. */
+	struct raw_inode last;
+	uint64_t last_ref1; /* its ref + 1; 0: none */
 
 	/* Immutable after open: read freely by every thread. */
 	int fd;
@@ -359,6 +381,8 @@ void sqv_image_free(struct sqv_image *img)
 	pthread_mutex_destroy(&img->meta_lock);
 	pthread_mutex_destroy(&img->report_lock);
 	free(img->ids.blocks);
+	free(img->id_value);
+	free(img->id_known);
 	free(img->frags.blocks);
 	free(img->xattr_ids.blocks);
 	free(img->name);
@@ -411,8 +435,30 @@ static sqv_err_t get_id(struct sqv_image *img, uint16_t idx, uint32_t *id)
 {
 	uint32_t v;
 
-	SQV_TRY(table_get(img, &img->ids, idx, &v));
-	*id = le32toh(v);
+	if (idx >= img->ids.count)
+		return -SQV_ECORRUPT;
+	if (!img->id_value) {
+		img->id_value = calloc(img->ids.count, sizeof(*img->id_value));
+		img->id_known = calloc(img->ids.count, 1);
+		if (!img->id_value || !img->id_known) {
+			free(img->id_value);
+			free(img->id_known);
+			img->id_value = NULL;
+			img->id_known = NULL;
+			return -ENOMEM;
+		}
+	}
+	if (img->id_known[idx] == 0) {
+		sqv_err_t err = table_get(img, &img->ids, idx, &v);
+		if (err == -ENOMEM || err == -EIO)
+			return err;
+		img->id_known[idx] = err < 0 ? 2 : 1;
+		if (err == 0)
+			img->id_value[idx] = le32toh(v);
+	}
+	if (img->id_known[idx] != 1)
+		return -SQV_ECORRUPT;
+	*id = img->id_value[idx];
 	return 0;
 }
 
@@ -430,20 +476,6 @@ static uint64_t get64(const unsigned char *p)
 {
 	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
 }
-
-/*
- * An inode as stored, decoded. The layouts (squashfs 4.0, little-endian)
- * start with a 16-byte common part: type, mode, uid index, gid index,
- * mtime, inode number. What follows depends on the type; `basic` types
- * carry no xattr index and fewer bits.
- */
-struct raw_inode {
-	struct sqv_image_inode pub;
-	struct sqv_meta_cursor next; /* just after the fixed part */
-	uint64_t start_block;        /* reg: first data block; dir: listing */
-	uint32_t dir_offset;         /* dir: listing offset in its block */
-	uint32_t frag_idx, frag_off; /* reg */
-};
 
 /* Bytes after the common part, by type (1..14), and the offsets there of
  * nlink and xattr (0: none). */
@@ -538,6 +570,10 @@ static sqv_err_t get_inode(struct sqv_image *img, uint64_t ref,
 	struct sqv_meta *m;
 	struct sqv_meta_cursor cur;
 
+	if (img->last_ref1 == ref + 1) {
+		*out = img->last;
+		return 0;
+	}
 	SQV_TRY(meta(img, &m));
 	SQV_TRY(sqv_meta_seek(m, img->inode_table, ref, &cur));
 	SQV_TRY(sqv_meta_read(m, &cur, base, sizeof(base)));
@@ -569,6 +605,8 @@ static sqv_err_t get_inode(struct sqv_image *img, uint64_t ref,
 	}
 	if (r->nlink == 0)
 		r->nlink = 1;
+	img->last = ri;
+	img->last_ref1 = ref + 1;
 	*out = ri;
 	return 0;
 }
