@@ -672,6 +672,26 @@ static void fs_free(struct sqv_fs *fs)
 		sqv_image_free(fs->layers[i]);
 }
 
+/*
+ * cache_size bounds the decompressed blocks in memory: those in the cache
+ * and those in flight, which a reply still holds after their eviction or a
+ * thread is decompressing (docs/performance.md, "Memory"). Keep room for
+ * three blocks per thread (a reply may hold two, a third is being
+ * decompressed), never more than an eighth of the cache.
+ */
+static size_t cache_capacity(const struct sqv_fs *fs, const struct options *o)
+{
+	size_t block = 0;
+
+	for (unsigned i = 0; i < fs->nlayers; i++)
+		if (sqv_image_info(fs->layers[i])->block_size > block)
+			block = sqv_image_info(fs->layers[i])->block_size;
+	size_t reserve = (size_t)o->threads * 3 * block;
+	if (reserve > o->cache_bytes / 8)
+		reserve = o->cache_bytes / 8;
+	return o->cache_bytes - reserve;
+}
+
 static int do_mount(struct options *o)
 {
 	static struct sqv_fs fs; /* lives as long as the process */
@@ -707,7 +727,7 @@ static int do_mount(struct options *o)
 	 * build's) would leave in its arenas. Cached blocks are mappings of
 	 * their own anyway (blockcache.h). */
 	mallopt(M_MMAP_THRESHOLD, 64 * 1024);
-	if (sqv_reader_new(fs.index, o->cache_bytes, &fs.reader) < 0) {
+	if (sqv_reader_new(fs.index, cache_capacity(&fs, o), &fs.reader) < 0) {
 		fail("sqvenvfs", "out of memory for the block cache");
 		goto out_fs;
 	}

@@ -189,16 +189,18 @@ static sqv_err_t reserve(struct sqv_meta *m)
 	return 0;
 }
 
-/* Stored bytes of the image at [pos, pos + n), from the range read at once
- * when there is one. */
+/* The stored bytes of the image at [pos, pos + n): where they lie in the
+ * range read at once, or read into buf. */
 static sqv_err_t read_stored(struct sqv_meta *m, uint64_t pos, size_t n,
-			     void *buf)
+			     unsigned char *buf, const unsigned char **out)
 {
 	if (m->raw) {
-		memcpy(buf, m->raw + (pos - m->lo), n);
+		*out = m->raw + (pos - m->lo);
 		return 0;
 	}
-	return pread_all(m->fd, buf, n, pos);
+	SQV_TRY(pread_all(m->fd, buf, n, pos));
+	*out = buf;
+	return 0;
 }
 
 /*
@@ -212,23 +214,24 @@ static sqv_err_t read_metadata_block(struct sqv_meta *m, uint64_t pos,
 				     unsigned char *dst, uint32_t *size,
 				     uint64_t *next)
 {
+	const unsigned char *stored;
 	uint16_t hdr;
 
 	if (pos < m->lo || pos > m->hi || m->hi - pos < 2)
 		return -SQV_ECORRUPT;
-	SQV_TRY(read_stored(m, pos, 2, &hdr));
-	hdr = le16toh(hdr);
+	SQV_TRY(read_stored(m, pos, 2, m->stored, &stored));
+	hdr = (uint16_t)(stored[0] | stored[1] << 8);
 	size_t len = hdr & 0x7fff ? hdr & 0x7fff : 0x8000;
 	bool plain = hdr & 0x8000;
 	if (m->hi - pos - 2 < len || (plain && len > MD_SIZE))
 		return -SQV_ECORRUPT;
+	SQV_TRY(read_stored(m, pos + 2, len, m->stored, &stored));
 	if (plain) {
-		SQV_TRY(read_stored(m, pos + 2, len, dst));
+		memcpy(dst, stored, len);
 		*size = (uint32_t)len;
 	} else {
 		size_t out = MD_SIZE;
-		SQV_TRY(read_stored(m, pos + 2, len, m->stored));
-		SQV_TRY(sqv_decomp_run(m->decomp, m->comp, m->stored, len, dst,
+		SQV_TRY(sqv_decomp_run(m->decomp, m->comp, stored, len, dst,
 				       &out));
 		*size = (uint32_t)out;
 	}

@@ -152,17 +152,12 @@ def read_all(files, readers):
         t.join()
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("images", nargs="+")
-    p.add_argument("-C", dest="builddir", default="build")
-    p.add_argument("-o", dest="opts", default="")
-    p.add_argument("--readers", type=int, default=16)
-    a = p.parse_args()
-    exe = os.path.join(os.path.abspath(a.builddir), "daemon", "sqvenvfs")
+def measure(exe, images, opts, readers, quiet=False):
+    """One mount: snapshots after the mount, a walk and the reads."""
     mnt = tempfile.mkdtemp(prefix="sqvmem-")
-    cmd = [exe, "-f", *(["-o", a.opts] if a.opts else []),
-           *[os.path.abspath(i) for i in a.images], mnt]
+    cmd = [exe, "-f", *(["-o", opts] if opts else []),
+           *[os.path.abspath(i) for i in images], mnt]
+    out = {}
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd)
     try:
@@ -171,19 +166,82 @@ def main():
             if proc.poll() is not None or time.monotonic() > deadline:
                 sys.exit(f"memory.py: {exe} did not mount")
             time.sleep(0.001)
-        print(f"mount usable after {(time.perf_counter() - t0) * 1000:.0f} ms "
-              f"(guidance only; bench.py measures mount times)")
-        snapshot("after the mount", proc.pid, exe, mnt)
+        out["mount_ms"] = (time.perf_counter() - t0) * 1000
+        show = (lambda *a: None) if quiet else snapshot
+        out["mount"] = (show or snapshot)("after the mount", proc.pid, exe, mnt) \
+            if not quiet else {"status": status(proc.pid)}
         files = walk(mnt)
-        snapshot(f"after a walk of every entry ({len(files):,} files)",
-                 proc.pid, exe, mnt)
-        read_all(files, a.readers)
-        snapshot(f"after {a.readers} readers read every file", proc.pid,
-                 exe, mnt)
+        if not quiet:
+            snapshot(f"after a walk of every entry ({len(files):,} files)",
+                     proc.pid, exe, mnt)
+        read_all(files, readers)
+        out["end"] = (snapshot(f"after {readers} readers read every file",
+                               proc.pid, exe, mnt) if not quiet else
+                      {"status": status(proc.pid), "stats": sqv_stats(exe, mnt),
+                       "parts": classify(smaps(proc.pid))})
     finally:
         subprocess.run([exe, "--unmount", mnt], capture_output=True)
         proc.wait(timeout=30)
         os.rmdir(mnt)
+    return out
+
+
+def sweep(exe, images, readers):
+    """The same workload three times: default options, no cache, and no
+    cache with one thread. The cache is the default peak less what the
+    daemon holds without one; a thread is the difference the other threads
+    make, at the end of the reads (not the peak, which without a cache is
+    the index build's)."""
+    runs = {k: measure(exe, images, o, readers, quiet=True)
+            for k, o in (("default", ""), ("cache_size=0", "cache_size=0"),
+                         ("cache_size=0,threads=1", "cache_size=0,threads=1"))}
+    mib = lambda kib: kib / KIB
+    d = runs["default"]["end"]
+    st = d["stats"]
+    peak = runs["default"]["end"]["status"]["VmHWM"]
+    nocache = runs["cache_size=0"]["end"]["status"]["VmRSS"]
+    one = runs["cache_size=0,threads=1"]["end"]["status"]["VmRSS"]
+    build = runs["cache_size=0"]["mount"]["status"]["VmHWM"]
+    files = d["status"].get("RssFile", 0)
+    nthreads = d["status"]["threads"] - 1  # the main thread serves nothing
+    entries = st.get("entries", 0)
+    per_thread = (nocache - one) / max(nthreads - 1, 1)
+    index = st.get("index_bytes", 0) / KIB
+    rest = nocache - files - index - per_thread * nthreads
+    print(f"\n## peak RSS (VmHWM) by holder, default options ({entries:,} "
+          f"entries, {nthreads} FUSE worker threads)")
+    print(f"  peak in all                  {mib(peak):7.2f} MiB")
+    print(f"  block cache                  {mib(peak - nocache):7.2f} MiB "
+          f"(cache_bytes {st.get('cache_bytes', 0) / 2**20:.2f} MiB)")
+    print(f"  index (index_bytes)          {mib(index):7.2f} MiB "
+          f"({index * KIB / max(entries, 1):.0f} B/entry)")
+    print(f"  per worker thread            {mib(per_thread):7.2f} MiB "
+          f"x {nthreads} = {mib(per_thread * nthreads):.2f} MiB")
+    print(f"  shared libraries and binary  {mib(files):7.2f} MiB (RssFile)")
+    print(f"  the rest (main thread, heap) {mib(rest):7.2f} MiB")
+    print(f"  besides the cache            {mib(nocache):7.2f} MiB "
+          f"= {nocache * KIB / max(entries, 1):.0f} B/entry")
+    print(f"  peak while the index is built {mib(build):6.2f} MiB (no cache yet)")
+    print(f"  mount, for guidance only     {runs['default']['mount_ms']:.0f} ms")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("images", nargs="+")
+    p.add_argument("-C", dest="builddir", default="build")
+    p.add_argument("-o", dest="opts", default="")
+    p.add_argument("--readers", type=int, default=16)
+    p.add_argument("--sweep", action="store_true",
+                   help="three mounts (default, cache_size=0, and "
+                        "cache_size=0,threads=1): the peak split by holder")
+    a = p.parse_args()
+    exe = os.path.join(os.path.abspath(a.builddir), "daemon", "sqvenvfs")
+    if a.sweep:
+        sweep(exe, a.images, a.readers)
+        return
+    out = measure(exe, a.images, a.opts, a.readers)
+    print(f"\nmount usable after {out['mount_ms']:.0f} ms (guidance only; "
+          f"bench.py measures mount times)")
 
 
 if __name__ == "__main__":
