@@ -14,19 +14,12 @@
 #include <stddef.h>
 
 #include "err.h"
-
-/* squashfs compression ids that sqvenvfs reads (lzma, id 2, is not). */
-enum sqv_comp {
-	SQV_COMP_GZIP = 1,
-	SQV_COMP_LZO = 3,
-	SQV_COMP_XZ = 4,
-	SQV_COMP_LZ4 = 5,
-	SQV_COMP_ZSTD = 6,
-};
+#include "superblock.h" /* the compression ids, SQV_COMP_* */
 
 struct sqv_decomp;
 
-/* true when comp is one of the compressions above. */
+/* true for the compressions sqvenvfs reads: gzip, lzo, xz, lz4, zstd
+ * (not lzma, which libsquashfuse does not read either). */
 int sqv_decomp_supported(int comp);
 
 struct sqv_decomp *sqv_decomp_new(void);

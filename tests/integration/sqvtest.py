@@ -168,6 +168,25 @@ def wait_daemons_gone(path, timeout=5.0):
     return False
 
 
+def refuse(label, args, want_in_msg, user=None, mnt=None, pre=None):
+    """sqvenvfs ARGS must fail: non-zero exit, one line on stderr holding
+    every word of want_in_msg, nothing on stdout, no mount, no daemon."""
+    before = daemon_pids(args[-1])
+    cmd = as_user([SQVENVFS, *args], user, "--clear-groups")
+    if pre:
+        cmd = [*pre, *cmd]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    lines = r.stderr.strip().splitlines()
+    ok = (r.returncode != 0 and len(lines) == 1 and
+          all(w in lines[0] for w in want_in_msg))
+    check(ok, f"{label}: exit {r.returncode}, one line naming "
+            f"{want_in_msg}: {r.stderr.strip()!r}")
+    check(r.stdout == "", f"{label}: nothing on stdout")
+    if mnt:
+        check(not is_mounted(mnt), f"{label}: nothing mounted")
+    check(daemon_pids(args[-1]) <= before, f"{label}: no daemon left")
+
+
 def stats(mnt):
     r = run(["--stats", mnt])
     if r.returncode != 0:

@@ -65,8 +65,11 @@ def main():
     check(d.get("EnvironmentFile") == ["%h/.config/sqvenvfs/%i.conf"],
           "the instance names ~/.config/sqvenvfs/NAME.conf")
     pre = d.get("ExecStartPre", [])
-    check(any(re.fullmatch(r"-\S*/sqvenvfs --unmount \$\{MOUNTPOINT\}", p) for p in pre),
-          "ExecStartPre clears a stale mount, tolerating 'not mounted'")
+    check(any(re.fullmatch(r"\S*/sqvenvfs --unmount --if-mounted \$\{MOUNTPOINT\}", p)
+              for p in pre),
+          "ExecStartPre clears a stale mount; --if-mounted: nothing mounted is no failure")
+    check(d.get("StartLimitIntervalSec") == ["30"] and d.get("StartLimitBurst") == ["3"],
+          "a permanent error ends in 'failed': 3 starts in 30 s at most")
     start = d.get("ExecStart", [""])[0].split()
     check(len(start) > 1 and os.path.realpath(start[0]) == daemon and start[1] == "-f"
           and start[-1] == "${MOUNTPOINT}" and "$IMAGES" in start,
