@@ -552,9 +552,12 @@ static char *bare_reason(char *line)
 	line[strcspn(line, "\n")] = '\0';
 	if (line[0] == '<' && line[1] >= '0' && line[1] <= '7' && line[2] == '>')
 		line += 3;
+	/* Our log sink may wrap libfuse's own prefix: "sqvenvfs: fuse: ". */
 	for (size_t i = 0; i < sizeof(prefixes) / sizeof(*prefixes); i++)
-		if (strncmp(line, prefixes[i], strlen(prefixes[i])) == 0)
+		if (strncmp(line, prefixes[i], strlen(prefixes[i])) == 0) {
 			line += strlen(prefixes[i]);
+			i = (size_t)-1;
+		}
 	return line;
 }
 

@@ -171,20 +171,22 @@ void sqv_options_usage(FILE *out)
 		"  allow_other          let other users use the mount (see docs/security.md)\n"
 		"  allow_root           let root use the mount too\n"
 		"  auto_unmount         unmount when the daemon dies, even by kill -9\n"
-		"  fsname=NAME          the mount's source (default: the top image's path)\n"
+		"  fsname=NAME          the mount's source (default: the images as given)\n"
 		"  subtype=TYPE         the mount's type becomes fuse.TYPE (default sqvenvfs)\n"
-		"  max_read=N           largest read request, in bytes\n"
-		"  exec, noexec, atime, noatime, diratime, nodiratime, relatime,\n"
-		"  norelatime, strictatime, nostrictatime, lazytime, nolazytime,\n"
-		"  sync, async, dirsync kernel mount flags\n"
-		"  context=, fscontext=, defcontext=, rootcontext=\n"
+		"  max_read=N           largest read request, in bytes (at least 4096)\n"
+		"  exec, noexec, atime, noatime, diratime, nodiratime, relatime, norelatime,\n"
+		"  strictatime, nostrictatime, lazytime, nolazytime, sync, async, dirsync\n"
+		"                       kernel mount flags, as in mount(8)\n"
+		"  context=CONTEXT, fscontext=CONTEXT, defcontext=CONTEXT, rootcontext=CONTEXT\n"
 		"                       SELinux contexts\n"
 		"  user=NAME            set by mount(8) for a user mount\n"
-		"always in effect; accepted, the mount stays read-only, nosuid, nodev:\n"
+		"always in effect (accepted; the mount stays read-only, nosuid, nodev):\n"
 		"  ro, rw, nosuid, suid, nodev, dev, default_permissions, nonempty\n"
 		"of mount(8) and fstab, ignored:\n"
 		"  defaults, auto, noauto, user, users, nouser, owner, group, _netdev,\n"
-		"  nofail, comment=TEXT, x-*\n",
+		"  nofail, comment=TEXT, x-*\n"
+		"refused, with the reason:\n"
+		"  blkdev, loop, remount, drop_privileges, setuid=\n",
 		SQV_MAX_THREADS, SQV_DEFAULT_THREADS);
 }
 
