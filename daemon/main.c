@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * sqvenvfs: mount squashfs images of a Python environment as one layered,
  * read-only tree.
@@ -474,7 +475,11 @@ static void sd_notify_send(const char *state)
 
 static void on_ready(struct sqv_fs *fs)
 {
-	(void)fs;
+	/* The mount is usable: only now read the hot ranges, in the
+	 * background, so that they cost the mount nothing. */
+	if (sqv_prefetch_start(fs->index, fs->reader, fs->hot, fs->prefetch_chunk,
+			       fs->cache_bytes, &fs->prefetch) < 0)
+		sqv_log(SQV_LOG_WARNING, "cannot start the prefetch thread");
 	if (ready_fd >= 0) {
 		char ok = 0;
 		(void)!write(ready_fd, &ok, 1);
@@ -736,6 +741,7 @@ out_free:
 
 static void fs_free(struct sqv_fs *fs)
 {
+	sqv_trace_free(fs->trace);
 	sqv_reader_free(fs->reader);
 	sqv_index_free(fs->index);
 	for (unsigned i = 0; i < fs->nlayers; i++)
@@ -792,8 +798,16 @@ static int do_mount(struct options *o)
 				     "cannot build the index of the stack");
 		goto out_fs;
 	}
-	for (unsigned i = 0; i < fs.nlayers; i++)
+	for (unsigned i = 0; i < fs.nlayers; i++) {
+		/* From the metadata copy: no read of the image. */
+		sqv_err_t herr = sqv_hot_locate(fs.layers[i], &fs.hot[i].where);
+		fs.hot[i].has_record = herr == 0;
+		if (herr < 0 && herr != -ENOENT)
+			sqv_log(SQV_LOG_WARNING, "%s: hot-range record damaged; no prefetch",
+				o->paths[i]);
 		sqv_image_drop_metadata(fs.layers[i]);
+	}
+	fs.prefetch_chunk = o->prefetch_bytes;
 	/* From now on, allocations of 64 KiB and more (the data path's
 	 * per-thread buffers, libfuse's request buffers) get their own
 	 * mappings and go back to the system when freed, rather than what
@@ -814,13 +828,32 @@ static int do_mount(struct options *o)
 		fail("sqvenvfs", "out of memory for the block cache");
 		goto out_fs;
 	}
+	fs.cache_bytes = o->cache_bytes; /* as the limits left it */
 	sqv_log(SQV_LOG_INFO, "%zu entries in %u layer(s), index %zu bytes",
 		sqv_index_entry_count(fs.index), fs.nlayers,
 		sqv_index_memory(fs.index));
+	if (o->record && sqv_trace_new(fs.index, &fs.trace) < 0) {
+		fail("sqvenvfs", "out of memory for the read trace");
+		goto out_fs;
+	}
 	clock_gettime(CLOCK_MONOTONIC, &fs.mounted_at);
 	fs.on_ready = on_ready;
 	fs.max_read = o->max_read;
 	rc = serve(&fs, o, &plan);
+	sqv_prefetch_stop(fs.prefetch);
+	fs.prefetch = NULL;
+	if (fs.trace) {
+		/* After the loop: no request can add to the trace any more. */
+		sqv_err_t terr = sqv_trace_save(fs.trace, o->record);
+		if (terr < 0) {
+			sqv_log(SQV_LOG_ERR, "%s: cannot write the read trace: %s",
+				o->record, strerror(-terr));
+			rc = 1;
+		} else {
+			sqv_log(SQV_LOG_INFO, "%s: read trace of %zu files written",
+				o->record, sqv_trace_files(fs.trace));
+		}
+	}
 out_fs:
 	fs_free(&fs);
 out:

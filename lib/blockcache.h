@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * blockcache: decompressed data blocks and fragments, shared by all FUSE
  * threads, bounded in bytes.
@@ -26,12 +27,19 @@ struct sqv_block {
 	/* private to blockcache.c */
 	struct sqv_block *hnext, *lru_prev, *lru_next;
 	atomic_uint refs;    /* the cache's own, plus one per user */
+	/* Set by the prefetch (its stored size) until the block is first
+	 * asked for or evicted: what the prefetch brought in that a reader
+	 * used. */
+	atomic_uint prefetched;
 	size_t map_len;      /* data is its own mapping of this many bytes */
 	unsigned char *data;
 };
 
 struct sqv_blockcache_stats {
 	uint64_t hits, misses, evictions, bytes, blocks;
+	/* Prefetched blocks later asked for (count, stored bytes), and ones
+	 * evicted before anyone asked. */
+	uint64_t prefetch_used_blocks, prefetch_used_bytes, prefetch_unused_evicted;
 };
 
 sqv_err_t sqv_blockcache_new(size_t capacity, struct sqv_blockcache **out);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * image: one squashfs image: its metadata read by our own table reader over
  * blocks decompressed once (meta.h), its data through a lock-free pread +
@@ -1006,6 +1007,37 @@ sqv_err_t sqv_image_read_block(struct sqv_image *img, uint64_t pos,
 	}
 	if (err < 0)
 		return err;
+	atomic_fetch_add_explicit(&img->decompressed_bytes, outsize,
+				  memory_order_relaxed);
+	*len = outsize;
+	return 0;
+}
+
+sqv_err_t sqv_image_pread(struct sqv_image *img, void *buf, size_t size,
+			  uint64_t pos)
+{
+	if (pos > img->info.bytes_used || size > img->info.bytes_used - pos)
+		return -SQV_ECORRUPT;
+	return pread_exact(img, buf, size, pos);
+}
+
+sqv_err_t sqv_image_decompress_block(struct sqv_image *img, uint32_t word,
+				     const void *src, void *out, size_t *len)
+{
+	uint32_t size = sqv_image_word_size(word);
+	size_t outsize = img->info.block_size;
+
+	if (size == 0 || size > img->info.block_size)
+		return -SQV_ECORRUPT;
+	if (word & SQUASHFS_COMPRESSED_BIT_BLOCK) {
+		memcpy(out, src, size);
+		*len = size;
+		return 0;
+	}
+	struct thread_io *t = thread_io();
+	if (!t)
+		return -ENOMEM;
+	SQV_TRY(sqv_decomp_run(t->decomp, img->comp, src, size, out, &outsize));
 	atomic_fetch_add_explicit(&img->decompressed_bytes, outsize,
 				  memory_order_relaxed);
 	*len = outsize;

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Helpers for sqvenvfs's integration tests: real images, real mounts.
 
 Every test runs as its own process (one meson test each). A test that this

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Helpers for the hardening tests: a daemon in the foreground whose stderr
 and exit status the test sees, a walk that reads everything through a
 mount and reports what failed, and the daemon's memory."""
