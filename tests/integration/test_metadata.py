@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-2-Clause
 """Each metadata block of an image is decompressed exactly once per mount.
 
 A generated tree (thousands of entries over many directories, symlinks, a
