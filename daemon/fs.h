@@ -65,8 +65,8 @@ struct sqv_fs {
 	size_t cache_bytes;
 	struct sqv_prefetch *prefetch;
 	atomic_bool trace_failed; /* a note failed: logged once */
-	/* Some layer stores extended attributes; if none does, xattr
-	 * requests get ENOSYS and the kernel stops sending them. */
+	/* The stack serves some extended attribute; if it serves none,
+	 * xattr requests get ENOSYS and the kernel stops sending them. */
 	bool has_xattrs;
 
 	/* Set once by op_init, before any other request is handled. */

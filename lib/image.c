@@ -27,6 +27,7 @@
 #include <squashfuse.h>
 
 #include "decomp.h"
+#include "digest.h"
 #include "log.h"
 #include "meta.h"
 #include "superblock.h"
@@ -86,6 +87,8 @@ struct sqv_image {
 	uint64_t inode_table, dir_table, xattr_table;
 	uint64_t meta_lo; /* the lowest offset of any metadata block */
 	struct table ids, frags, xattr_ids;
+	/* The block digests appended by sqvenvfs-pack, or NULL. */
+	struct sqv_digests *digests;
 
 	atomic_uint_fast64_t backing_reads;
 	atomic_uint_fast64_t backing_bytes;
@@ -199,6 +202,42 @@ static sqv_err_t check_superblock(struct sqv_image *img,
 	return 0;
 }
 
+/* Read for sqv_digest_verify: the image itself (the metadata store reads
+ * the same range again for the build; only images with digests pay it). */
+static sqv_err_t static_read(void *ctx, void *buf, size_t len, uint64_t pos)
+{
+	return pread_exact(ctx, buf, len, pos);
+}
+
+/*
+ * With a digest table, check every metadata block and every other stored
+ * byte outside the data blocks (superblock, table indexes) once, at open:
+ * the index is built from them, so damage there refuses the mount rather
+ * than serving a wrong tree. Data and fragment blocks are checked when
+ * read (sqv_image_read_block).
+ */
+static sqv_err_t verify_static(struct sqv_image *img)
+{
+	uint64_t bad = 0;
+	sqv_err_t err;
+
+	if (!img->digests)
+		return 0;
+	err = sqv_digest_verify(img->digests,
+				1u << SQV_DIGEST_META | 1u << SQV_DIGEST_RAW,
+				static_read, img, &bad);
+	if (err == -SQV_ECORRUPT) {
+		atomic_fetch_add_explicit(&img->corrupt_blocks, 1,
+					  memory_order_relaxed);
+		sqv_log(SQV_LOG_ERR,
+			"%s: offset %llu: metadata does not match its digest",
+			img->name, (unsigned long long)bad);
+	} else if (err < 0) {
+		sqv_log(SQV_LOG_ERR, "%s: cannot read the metadata", img->name);
+	}
+	return err;
+}
+
 /* Read a table's list of block offsets, stored at pos, for count entries
  * of each bytes. The list must lie inside the image. */
 static sqv_err_t table_open(struct sqv_image *img, struct table *t,
@@ -310,6 +349,13 @@ sqv_err_t sqv_image_open(int fd, const char *name, struct sqv_image **out)
 	err = check_superblock(img, &sb);
 	if (err < 0)
 		goto fail;
+	err = sqv_digest_load(fd, img->file_size, img->info.bytes_used, name,
+			      &img->digests);
+	if (err < 0)
+		goto fail;
+	err = verify_static(img);
+	if (err < 0)
+		goto fail;
 	err = open_tables(img, &sb);
 	if (err == -SQV_ECORRUPT)
 		sqv_log(SQV_LOG_ERR, "%s: damaged tables (id, fragment or xattr)",
@@ -346,6 +392,7 @@ void sqv_image_free(struct sqv_image *img)
 		return;
 	sqv_meta_free(img->meta);
 	close(img->fd);
+	sqv_digest_free(img->digests);
 	pthread_mutex_destroy(&img->meta_lock);
 	pthread_mutex_destroy(&img->report_lock);
 	free(img->ids.blocks);
@@ -366,6 +413,11 @@ void sqv_image_drop_metadata(struct sqv_image *img)
 		img->meta = NULL;
 	}
 	pthread_mutex_unlock(&img->meta_lock);
+}
+
+const struct sqv_digests *sqv_image_digests(const struct sqv_image *img)
+{
+	return img->digests;
 }
 
 const char *sqv_image_name(const struct sqv_image *img)
@@ -970,6 +1022,19 @@ static struct thread_io *thread_io(void)
 	return t;
 }
 
+/* A stored block against its digest, before anything trusts its bytes. */
+static sqv_err_t check_digest(struct sqv_image *img, uint64_t pos,
+			      const void *buf, size_t len)
+{
+	const char *why;
+
+	if (!img->digests ||
+	    sqv_digest_check(img->digests, pos, buf, len, false, &why) == 0)
+		return 0;
+	report_damage(img, pos, why);
+	return -SQV_ECORRUPT;
+}
+
 sqv_err_t sqv_image_read_block(struct sqv_image *img, uint64_t pos,
 			       uint32_t word, void *out, size_t *len)
 {
@@ -989,6 +1054,9 @@ sqv_err_t sqv_image_read_block(struct sqv_image *img, uint64_t pos,
 			report_damage(img, pos, "read of the image failed");
 			return err;
 		}
+		err = check_digest(img, pos, out, size);
+		if (err < 0)
+			return err;
 		*len = size;
 		return 0;
 	}
@@ -999,7 +1067,7 @@ sqv_err_t sqv_image_read_block(struct sqv_image *img, uint64_t pos,
 	err = pread_exact(img, t->in, size, pos);
 	if (err < 0) {
 		report_damage(img, pos, "read of the image failed");
-	} else {
+	} else if ((err = check_digest(img, pos, t->in, size)) == 0) {
 		err = sqv_decomp_run(t->decomp, img->comp, t->in, size, out,
 				     &outsize);
 		if (err == -SQV_ECORRUPT)

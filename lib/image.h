@@ -80,6 +80,9 @@ void sqv_image_free(struct sqv_image *img);
 void sqv_image_drop_metadata(struct sqv_image *img);
 
 const char *sqv_image_name(const struct sqv_image *img);
+/* The image's block digest table (lib/digest.h), or NULL without one. */
+struct sqv_digests;
+const struct sqv_digests *sqv_image_digests(const struct sqv_image *img);
 const struct sqv_image_info *sqv_image_info(const struct sqv_image *img);
 
 sqv_err_t sqv_image_root(struct sqv_image *img, struct sqv_image_inode *out);
