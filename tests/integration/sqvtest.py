@@ -20,6 +20,19 @@ import time
 SQVENVFS = os.environ.get("SQVENVFS", "sqvenvfs")
 FAILURES = []
 
+# How long a test waits for something that must happen (a mount to appear,
+# a daemon to exit). Generous: a shared, loaded 2-core machine can take
+# seconds; waiting ends as soon as the thing happens, so a healthy run never
+# waits this long, and running out of it fails with a message, never quietly.
+DEADLINE = 60.0
+
+if sys.flags.optimize:
+    # Under -O (PYTHONOPTIMIZE) Python drops assert statements: refuse to
+    # run rather than risk a test that checks less than it says.
+    print("FAIL: the tests must not run with PYTHONOPTIMIZE / python -O",
+          flush=True)
+    sys.exit(1)
+
 
 def skip(reason):
     print(f"SKIP: {reason}", flush=True)
@@ -53,6 +66,27 @@ def require_mount_capability():
         skip("not root and no fusermount3")
     if not shutil.which("mksquashfs"):
         skip("mksquashfs (squashfs-tools) is not installed")
+
+
+SYS_PYTHON = "/usr/bin/python3"
+
+
+def require_python_venv():
+    """Skip when Debian's python3-venv is missing; fail (not skip) when it
+    is there but does not import: that is a broken machine or a bug, and
+    must not pass as "cannot run here"."""
+    if not os.access(SYS_PYTHON, os.X_OK):
+        skip(f"{SYS_PYTHON} is not installed")
+    r = subprocess.run([SYS_PYTHON, "-c", "import venv, ensurepip"],
+                       capture_output=True, text=True)
+    if r.returncode == 0:
+        return
+    # Debian ships ensurepip (and the venv wheels) in python3-venv only.
+    if "No module named 'ensurepip'" in r.stderr:
+        skip("Debian's python3-venv is not installed (no ensurepip module)")
+    print(f"FAIL: {SYS_PYTHON} -c 'import venv, ensurepip' exited "
+          f"{r.returncode}: {r.stderr.strip()}", flush=True)
+    sys.exit(1)
 
 
 @contextlib.contextmanager
@@ -91,14 +125,26 @@ def is_mounted(path):
     return False
 
 
-def wait_mounted(mnt, timeout=10):
-    """True once mnt shows up as a mount point (a daemon started with -f)."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if is_mounted(mnt):
-            return True
+def wait_for(pred, timeout=DEADLINE):
+    """Poll pred() until it is true or timeout seconds (time.monotonic, so
+    a clock change cannot cut or stretch it) have passed; returns the last
+    value of pred()."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v or time.monotonic() >= deadline:
+            return v
         time.sleep(0.02)
-    return False
+
+
+def wait_mounted(mnt, timeout=DEADLINE):
+    """True once mnt shows up as a mount point (a daemon started with -f)."""
+    return wait_for(lambda: is_mounted(mnt), timeout)
+
+
+def wait_unmounted(mnt, timeout=DEADLINE):
+    """True once mnt is no longer a mount point."""
+    return wait_for(lambda: not is_mounted(mnt), timeout)
 
 
 def daemon_pids(path=None):
@@ -141,10 +187,9 @@ def unmount(mnt, user=None):
     if r.returncode != 0:
         raise RuntimeError(f"unmount failed: {r.stderr.strip()}")
     # The daemon exits once the kernel has let go of the mount.
-    for _ in range(100):
-        if not is_mounted(mnt):
-            break
-        time.sleep(0.05)
+    if not wait_unmounted(mnt):
+        raise RuntimeError(f"{mnt} still mounted {DEADLINE:.0f} s after "
+                           "--unmount succeeded")
 
 
 @contextlib.contextmanager
@@ -155,17 +200,39 @@ def mounted(images, mnt, opts=(), user=None):
     finally:
         if is_mounted(mnt):
             unmount(mnt, user)
-        wait_daemons_gone(mnt)
+        check(wait_daemons_gone(mnt), f"the daemon of {mnt} exits after "
+              "its unmount")
 
 
-def wait_daemons_gone(path, timeout=5.0):
+def wait_daemons_gone(path, timeout=DEADLINE):
     """True once no sqvenvfs process names path on its command line."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if not daemon_pids(path):
-            return True
-        time.sleep(0.05)
-    return False
+    return wait_for(lambda: not daemon_pids(path), timeout)
+
+
+def cache_drops():
+    """How often anyone wrote to /proc/sys/vm/drop_caches since boot."""
+    with open("/proc/vmstat") as f:
+        for line in f:
+            if line.startswith("drop_pagecache "):
+                return int(line.split()[1])
+    return 0
+
+
+def undisturbed(fn, what, tries=5):
+    """fn() run until no other process dropped the kernel's caches while it
+    ran (tests and benchmarks on a shared machine do): a measurement of
+    warm caches that was made partly cold says nothing. Returns fn()'s
+    value; fails the test when every try was disturbed."""
+    for _ in range(tries):
+        before = cache_drops()
+        v = fn()
+        if cache_drops() == before:
+            return v
+        print(f"note: {what}: the kernel's caches were dropped meanwhile; "
+              "again", flush=True)
+    check(False, f"{what}: an undisturbed run in {tries} tries (another "
+          "process keeps dropping the kernel's caches)")
+    return v
 
 
 def stats(mnt):

@@ -12,7 +12,6 @@ import signal
 import struct
 import subprocess
 import sys
-import time
 
 import sqvtest as t
 
@@ -126,13 +125,16 @@ def main():
         t.mount([img], mnt)
         pid = t.kill_daemon_of(mnt)
         t.check(pid is not None, "found the daemon to kill")
-        time.sleep(0.2)
-        try:
-            os.stat(mnt)
-            stale = False
-        except OSError as e:
-            stale = e.errno == errno.ENOTCONN
-        t.check(stale, "after kill -9 the mount answers ENOTCONN")
+
+        def stale():
+            try:
+                os.stat(mnt)
+                return False
+            except OSError as e:
+                return e.errno == errno.ENOTCONN
+        # The kernel aborts the connection once the killed daemon's
+        # /dev/fuse descriptor is closed, which happens after kill returns.
+        t.check(t.wait_for(stale), "after kill -9 the mount answers ENOTCONN")
         refuse("mount over a stale mount", [img, mnt], ["stale", "--unmount"])
         r = t.run(["--unmount", mnt])
         t.check(r.returncode == 0, f"--unmount clears the stale mount "
@@ -151,7 +153,7 @@ def main():
             t.check(t.wait_mounted(mnt), f"{sig.name}: foreground mount is up")
             os.listdir(mnt)
             p.send_signal(sig)
-            out, err = p.communicate(timeout=10)
+            out, err = p.communicate(timeout=t.DEADLINE)
             t.check(p.returncode == 0, f"{sig.name}: exits 0 ({p.returncode})")
             t.check(not t.is_mounted(mnt), f"{sig.name}: unmounted")
             t.check(out == "" and err == "",
@@ -186,7 +188,7 @@ def main():
         s = t.stats(mnt)
         t.check(s["corrupt_blocks"] >= 1, "--stats counts the corrupt block")
         p.send_signal(signal.SIGTERM)
-        out, err = p.communicate(timeout=10)
+        out, err = p.communicate(timeout=t.DEADLINE)
         lines = err.strip().splitlines()
         t.check(len(lines) == 1 and "broken.sqfs" in lines[0] and
                 "offset" in lines[0],

@@ -9,7 +9,6 @@ import signal
 import stat
 import subprocess
 import tempfile
-import time
 
 import sqvtest as t
 
@@ -29,20 +28,17 @@ class Foreground:
             stdout=subprocess.DEVNULL, stderr=self.err, env=env)
         self.returncode = None
 
-    def mounted(self, timeout=30):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if t.is_mounted(self.mnt):
-                return True
-            if self.proc.poll() is not None:
-                return False
-            time.sleep(0.02)
-        return False
+    def mounted(self, timeout=t.DEADLINE):
+        """True once the mount is up; False if the daemon exited first or
+        timeout seconds passed."""
+        t.wait_for(lambda: t.is_mounted(self.mnt) or
+                   self.proc.poll() is not None, timeout)
+        return t.is_mounted(self.mnt)
 
     def alive(self):
         return self.proc.poll() is None
 
-    def stop(self, timeout=60):
+    def stop(self, timeout=t.DEADLINE):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:

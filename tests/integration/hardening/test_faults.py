@@ -136,8 +136,8 @@ def main():
         # ---- EIO while the index is built: a clear refusal ----
         set_fault("eio", data_end, 1 << 40)
         with hard.foreground([img], mnt, env=env) as fg:
-            up = fg.mounted(timeout=30)
-            rc = fg.proc.wait(timeout=30) if not up else None
+            up = fg.mounted()
+            rc = fg.proc.wait(timeout=t.DEADLINE) if not up else None
             lines = fg.stderr().strip().splitlines()
             t.check(not up and rc == 1 and len(lines) == 1 and
                     "img.sqfs" in lines[0],
