@@ -62,53 +62,63 @@ def test(tmp, cleanups):
     # the delta holds what changed and nothing of numpy
     paths = raw_paths(delta)
     spd = "/lib/python3.11/site-packages"
-    for p in (f"{spd}/six.py", f"{spd}/.wh.pyflakes",
-              f"{spd}/.wh.pyflakes-2.5.0.egg-info", "/bin/.wh.pyflakes",
-              f"{spd}/toml/__init__.py", f"{spd}/toml/tz.py",
-              f"{spd}/oldpkg/.wh..wh..opq", f"{spd}/oldpkg/c.py",
-              f"{spd}/__pycache__/six.cpython-311.pyc",
-              f"{spd}/toml-0.10.2.egg-info/PKG-INFO"):
-        assert p in paths, f"{p} missing from the delta:\n" + \
-            "\n".join(sorted(paths))
-    for p in paths:
-        assert not p.startswith(f"{spd}/numpy"), f"{p} in the delta"
-        assert not p.startswith(f"{spd}/toml/decoder"), f"{p} in the delta"
-    assert os.path.getsize(delta) < 128 * 1024, os.path.getsize(delta)
-    assert os.path.getsize(base) > 4 * 1024 * 1024, os.path.getsize(base)
+    missing = [p for p in (
+        f"{spd}/six.py", f"{spd}/.wh.pyflakes",
+        f"{spd}/.wh.pyflakes-2.5.0.egg-info", "/bin/.wh.pyflakes",
+        f"{spd}/toml/__init__.py", f"{spd}/toml/tz.py",
+        f"{spd}/oldpkg/.wh..wh..opq", f"{spd}/oldpkg/c.py",
+        f"{spd}/__pycache__/six.cpython-311.pyc",
+        f"{spd}/toml-0.10.2.egg-info/PKG-INFO") if p not in paths]
+    T.check(not missing, "the delta holds every added, changed and removed "
+            "path", f"missing: {missing}; delta: {sorted(paths)}")
+    unchanged = [p for p in paths if p.startswith(f"{spd}/numpy") or
+                 p.startswith(f"{spd}/toml/decoder")]
+    T.check(not unchanged, "the delta holds nothing unchanged", unchanged)
+    T.check(os.path.getsize(delta) < 128 * 1024, "the delta is small",
+            os.path.getsize(delta))
+    T.check(os.path.getsize(base) > 4 * 1024 * 1024,
+            "the base holds numpy (large)", os.path.getsize(base))
 
     m_stack = os.path.join(tmp, "mnt-stack")
     m_full = os.path.join(tmp, "mnt-full")
     T.Mount([base, delta], m_stack, cleanups)
     T.Mount([full2], m_full, cleanups)
     d = T.diff_trees(T.tree(m_stack), T.tree(m_full), "base+delta", "full")
-    assert not d, "base+delta differs from a full pack:\n" + "\n".join(d[:20])
+    T.check(not d, "base+delta mounted is the same tree as a full pack",
+            "\n".join(d[:20]))
 
     # and from the venv itself, but for what packing rewrites or compiles
     rewritten = {"/bin/activate", "/bin/activate.csh", "/bin/activate.fish",
                  "/bin/whereami"}
     vt = T.tree(venv2)
     mt = T.tree(m_stack)
+    differ = []
     for p, rec in vt.items():
         if "__pycache__" in p or p in rewritten:
             continue
         if rec[0] == 0o040000:
             continue    # directories may gain __pycache__
-        assert mt.get(p) == rec[:2] + (0, 0) + rec[4:], \
-            f"{p}: venv {rec} mounted {mt.get(p)}"
+        if mt.get(p) != rec[:2] + (0, 0) + rec[4:]:
+            differ.append(f"{p}: venv {rec} mounted {mt.get(p)}")
+    T.check(not differ, "the stack serves the venv's paths as they are "
+            "(owner root)", "\n".join(differ[:20]))
     extra = [p for p in mt if p not in vt and "__pycache__" not in p]
-    assert not extra, f"mounted but not in the venv: {extra}"
+    T.check(not extra, "the stack serves nothing the venv lacks", extra)
 
     r = T.run([os.path.join(m_stack, "bin", "python"), "-c",
                "import six, toml, oldpkg.c, numpy; print(toml.CHANGED)"])
-    assert r.stdout.strip() == "True", r.stdout
+    T.check(r.stdout.strip() == "True",
+            "the stack imports the changed and added modules", r.stdout)
     r = T.run([os.path.join(m_stack, "bin", "python"), "-c",
                "import pyflakes"], check=False)
-    assert r.returncode != 0, "pyflakes still importable"
+    T.check(r.returncode != 0, "a removed package no longer imports")
 
     # inspect sees a stack that resolves, and the delta's whiteouts
     r = T.inspect(base, delta)
-    assert "resolves:     yes" in r.stdout, r.stdout
-    assert "whiteouts:    3 (and 1 opaque" in r.stdout, r.stdout
+    T.check("resolves:     yes" in r.stdout, "inspect: base+delta resolves",
+            r.stdout)
+    T.check("whiteouts:    3 (and 1 opaque" in r.stdout,
+            "inspect counts the delta's whiteouts", r.stdout)
 
     # a second delta over base + delta: remove six again
     venv3 = os.path.join(tmp, "v3", "venv")
@@ -126,13 +136,16 @@ def test(tmp, cleanups):
     T.Mount([base, delta, delta2], m3, cleanups)
     T.Mount([full3], m3f, cleanups)
     d = T.diff_trees(T.tree(m3), T.tree(m3f), "3 layers", "full")
-    assert not d, "3 layers differ from a full pack:\n" + "\n".join(d[:20])
+    T.check(not d, "3 layers mounted are the same tree as a full pack",
+            "\n".join(d[:20]))
 
     # no change at all: an almost empty delta, same view
     delta0 = os.path.join(tmp, "delta0.sqfs")
     r = T.pack("--base", base, venv1, delta0)
-    assert "0 added, 0 changed, 0 removed" in r.stdout, r.stdout
-    assert raw_paths(delta0) == {"/"}, raw_paths(delta0)
+    T.check("0 added, 0 changed, 0 removed" in r.stdout,
+            "no change: the summary says so", r.stdout)
+    T.check(raw_paths(delta0) == {"/"}, "no change: the delta is empty",
+            raw_paths(delta0))
 
 
 if __name__ == "__main__":

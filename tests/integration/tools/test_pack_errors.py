@@ -7,20 +7,20 @@ import os
 import re
 import signal
 import subprocess
-import time
 
 import toolstest as T
 
 
 def expect_error(args, pattern, env=None, image=None):
     r = T.pack(*args, check=False, env=env)
-    assert r.returncode != 0, f"{args}: exit 0\n{r.stdout}"
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1, f"{args}: want one line, got:\n{r.stderr}"
-    assert lines[0].startswith("sqvenvfs-pack: "), lines[0]
-    assert pattern in lines[0], f"{args}: {pattern!r} not in {lines[0]!r}"
+    T.check(r.returncode != 0 and len(lines) == 1 and
+            lines[0].startswith("sqvenvfs-pack: ") and pattern in lines[0],
+            f"pack {' '.join(os.path.basename(a) for a in args)}: one line "
+            f"naming {pattern!r}, non-zero exit",
+            f"exit {r.returncode}, stderr:\n{r.stderr}")
     if image:
-        assert not os.path.exists(image), f"{image} left behind"
+        T.check(not os.path.exists(image), f"{image}: not left behind")
     return r
 
 
@@ -67,7 +67,9 @@ def test(tmp, cleanups):
     open(wh, "w").close()
     expect_error(["--tmpdir", stage, venv, img], ".wh.sneaky", image=img)
     os.unlink(wh)
-    assert not leftovers(stage) and not leftovers(out)
+    T.check(not leftovers(stage) and not leftovers(out),
+            "no staging directory or temporary image left",
+            (os.listdir(stage), os.listdir(out)))
 
     # a venv whose interpreter cannot run: refused, --no-compile packs it
     broken = T.make_venv(os.path.join(tmp, "broken"), pkgs=("toml",))
@@ -77,18 +79,22 @@ def test(tmp, cleanups):
     expect_error([broken, img], "use --no-compile", image=img)
     T.pack("--no-compile", broken, img)
     r = T.inspect(img)
-    assert re.search(r"without \.pyc: (\d+) of \1 modules", r.stdout), r.stdout
+    T.check(re.search(r"without \.pyc: (\d+) of \1 modules", r.stdout),
+            "--no-compile: inspect counts every module without a .pyc",
+            r.stdout)
     os.unlink(img)
 
     # a module this Python cannot compile: a warning, and inspect counts it
     with open(os.path.join(T.site_packages(venv), "py2only.py"), "w") as f:
         f.write('print "python 2"\n')
     r = T.pack(venv, img)
-    assert "1 file(s) could not be byte-compiled" in r.stderr and \
-        "py2only.py" in r.stderr, r.stderr
+    T.check("1 file(s) could not be byte-compiled" in r.stderr and
+            "py2only.py" in r.stderr,
+            "a module that does not compile: a warning naming it", r.stderr)
     r = T.inspect(img)
-    assert re.search(r"without \.pyc: 1 of \d+ modules", r.stdout), r.stdout
-    assert "/py2only.py" in r.stdout, r.stdout
+    T.check(re.search(r"without \.pyc: 1 of \d+ modules", r.stdout) and
+            "/py2only.py" in r.stdout,
+            "inspect counts and names the module without a .pyc", r.stdout)
     os.unlink(img)
     os.unlink(os.path.join(T.site_packages(venv), "py2only.py"))
 
@@ -102,7 +108,8 @@ def test(tmp, cleanups):
     with open(img, "w") as f:
         f.write("precious")
     expect_error([venv, img], "exists (use --force")
-    assert open(img).read() == "precious"
+    T.check(open(img).read() == "precious",
+            "an existing IMAGE is left as it was without --force")
     T.pack("--force", venv, img)
     T.inspect("verify", img)
     os.unlink(img)
@@ -119,10 +126,10 @@ def test(tmp, cleanups):
                   check=False)
     else:
         r = T.pack(venv, os.path.join(ro, "v.sqfs"), check=False)
-    assert r.returncode == 1, r
-    assert r.stderr.strip() == f"sqvenvfs-pack: {ro}: cannot write: " \
-        "Permission denied", r.stderr
-    assert os.listdir(ro) == []
+    T.check(r.returncode == 1 and r.stderr.strip() ==
+            f"sqvenvfs-pack: {ro}: cannot write: Permission denied",
+            "a read-only output directory: one line, exit 1", r)
+    T.check(os.listdir(ro) == [], "nothing written there", os.listdir(ro))
 
     # killed midway: mksquashfs has written its output, then hangs; the
     # test stops pack there with SIGTERM, SIGINT and SIGKILL
@@ -144,21 +151,25 @@ def test(tmp, cleanups):
                              start_new_session=True)
         cleanups.append(lambda p=p: (p.poll() is None and
                                      os.killpg(p.pid, signal.SIGKILL)))
-        deadline = time.monotonic() + 120
-        while not os.path.exists(marker):
-            assert p.poll() is None, p.communicate()
-            assert time.monotonic() < deadline, "pack never reached mksquashfs"
-            time.sleep(0.05)
-        assert [n for n in os.listdir(out) if n.endswith(".partial")], \
-            "no temporary image while mksquashfs runs"
+        T.wait_for(lambda: os.path.exists(marker) or p.poll() is not None)
+        if not os.path.exists(marker):
+            raise AssertionError(
+                f"{sig.name}: pack never reached mksquashfs in "
+                f"{T.DEADLINE:.0f} s" + (f" (it exited: {p.communicate()})"
+                                          if p.poll() is not None else ""))
+        T.check([n for n in os.listdir(out) if n.endswith(".partial")],
+                f"{sig.name}: a temporary image while mksquashfs runs",
+                os.listdir(out))
         p.send_signal(sig)
-        o, e = p.communicate(timeout=120)
-        assert p.returncode in (128 + sig, -sig), (sig, p.returncode, e)
-        assert not os.path.exists(img), f"{sig}: partial IMAGE left"
+        o, e = p.communicate(timeout=T.DEADLINE)
+        T.check(p.returncode in (128 + sig, -sig),
+                f"{sig.name}: pack dies of it", (p.returncode, e))
+        T.check(not os.path.exists(img), f"{sig.name}: no partial IMAGE")
         if sig != signal.SIGKILL:
-            assert "interrupted" in e, e
-            assert not leftovers(out), (sig, os.listdir(out))
-            assert not leftovers(stage), (sig, os.listdir(stage))
+            T.check("interrupted" in e, f"{sig.name}: says interrupted", e)
+            T.check(not leftovers(out) and not leftovers(stage),
+                    f"{sig.name}: no temporary image or staging left",
+                    (os.listdir(out), os.listdir(stage)))
         else:
             os.killpg(p.pid, signal.SIGKILL)    # the orphaned fake
             for n in leftovers(out):
@@ -176,10 +187,12 @@ def test(tmp, cleanups):
             f.write(os.urandom(512 * 1024))
         r = T.pack("--tmpdir", stage, venv, os.path.join(small, "v.sqfs"),
                    check=False)
-        assert r.returncode == 1, r
-        assert r.stderr.startswith("sqvenvfs-pack: mksquashfs: "), r.stderr
-        assert os.listdir(small) == [], os.listdir(small)
-        assert not leftovers(stage)
+        T.check(r.returncode == 1 and
+                r.stderr.startswith("sqvenvfs-pack: mksquashfs: "),
+                "a full disk: mksquashfs's error, exit 1", r)
+        T.check(os.listdir(small) == [] and not leftovers(stage),
+                "a full disk: nothing left behind",
+                (os.listdir(small), os.listdir(stage)))
 
 
 if __name__ == "__main__":

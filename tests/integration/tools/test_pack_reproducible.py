@@ -23,7 +23,9 @@ def test(tmp, cleanups):
     # a second run in another staging directory, with other workers
     os.mkdir(os.path.join(tmp, "stage"))
     T.pack("--tmpdir", os.path.join(tmp, "stage"), "-j", "1", venv, b)
-    assert image_sha(a) == image_sha(b), "two packs differ"
+    T.check(image_sha(a) == image_sha(b),
+            "two packs of one venv (other staging directory, -j 1) are "
+            "identical")
 
     # the creation time is the newest mtime of the input, not the clock
     newest = 0
@@ -33,7 +35,8 @@ def test(tmp, cleanups):
                                      .st_mtime))
     r = T.inspect("dump", a)
     mtimes = [int(l.split("\t")[6]) for l in r.stdout.splitlines()]
-    assert max(mtimes) == newest, (max(mtimes), newest)
+    T.check(max(mtimes) == newest, "the newest mtime in the image is the "
+            "input's newest", (max(mtimes), newest))
 
     # SOURCE_DATE_EPOCH: reproducible too, and nothing newer than it
     epoch = newest - 3600
@@ -41,24 +44,29 @@ def test(tmp, cleanups):
     c, d = os.path.join(tmp, "c.sqfs"), os.path.join(tmp, "d.sqfs")
     T.pack(venv, c, env=env)
     T.pack(venv, d, env=env)
-    assert image_sha(c) == image_sha(d), "two SOURCE_DATE_EPOCH packs differ"
-    assert image_sha(c) != image_sha(a)
+    T.check(image_sha(c) == image_sha(d),
+            "two SOURCE_DATE_EPOCH packs are identical")
+    T.check(image_sha(c) != image_sha(a),
+            "SOURCE_DATE_EPOCH changes the image")
     r = T.inspect("dump", c)
     mtimes = [int(l.split("\t")[6]) for l in r.stdout.splitlines()]
-    assert max(mtimes) == epoch, (max(mtimes), epoch)
+    T.check(max(mtimes) == epoch, "SOURCE_DATE_EPOCH clamps every mtime",
+            (max(mtimes), epoch))
     # the superblock's creation time is the epoch itself: read the field
     # (offset 8, little-endian u32), not a formatted date, which would
     # depend on the day's padding and the time zone
     with open(c, "rb") as f:
         mkfs_time = struct.unpack_from("<I", f.read(96), 8)[0]
-    assert mkfs_time == epoch, (mkfs_time, epoch)
+    T.check(mkfs_time == epoch, "the superblock's creation time is "
+            "SOURCE_DATE_EPOCH", (mkfs_time, epoch))
 
     # a change of one byte changes the image
     with open(os.path.join(T.site_packages(venv), "toml", "tz.py"), "a") as f:
         f.write("#\n")
     e = os.path.join(tmp, "e.sqfs")
     T.pack(venv, e)
-    assert image_sha(e) != image_sha(a)
+    T.check(image_sha(e) != image_sha(a),
+            "a change of one byte changes the image")
 
     # compressors and block sizes
     for comp, extra in (("lz4", []), ("xz", []), ("gzip", ["--level", "6"]),
@@ -66,10 +74,11 @@ def test(tmp, cleanups):
         img = os.path.join(tmp, f"{comp}.sqfs")
         T.pack("--comp", comp, *extra, venv, img)
         r = T.inspect(img)
-        assert re.search(rf"compression:\s+{comp}\b", r.stdout), r.stdout
+        T.check(re.search(rf"compression:\s+{comp}\b", r.stdout),
+                f"--comp {comp} reaches the image", r.stdout)
         bs = "1.0 MiB" if "1M" in extra else "128.0 KiB"
-        assert re.search(rf"block size:\s+{re.escape(bs)}", r.stdout), \
-            r.stdout
+        T.check(re.search(rf"block size:\s+{re.escape(bs)}", r.stdout),
+                f"{comp}: the block size is {bs}", r.stdout)
         T.run(["unsquashfs", "-n", "-d", os.path.join(tmp, "x-" + comp),
                img])
 

@@ -15,6 +15,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 
 SYS_PYTHON = "/usr/bin/python3"
@@ -25,8 +26,35 @@ PACK = os.environ.get("SQVENVFS_PACK", "sqvenvfs-pack")
 INSPECT = os.environ.get("SQVENVFS_INSPECT", "sqvenvfs-inspect")
 
 
+FAILURES = []
+
+# How long a test waits for something that must happen: generous for a
+# loaded, shared machine; time.monotonic, so a clock change cannot cut it.
+DEADLINE = 60.0
+
+if sys.flags.optimize:
+    # Under -O (PYTHONOPTIMIZE) Python drops assert statements: refuse to
+    # run rather than risk a test that checks less than it says.
+    print("FAIL: the tests must not run with PYTHONOPTIMIZE / python -O",
+          flush=True)
+    sys.exit(1)
+
+
 class Skip(Exception):
     pass
+
+
+def check(cond, what, detail=""):
+    """Record an expectation: print ok/FAIL with what, and on a failure the
+    detail (output, values). The test goes on; main() fails the run."""
+    if cond:
+        print(f"ok: {what}", flush=True)
+    else:
+        print(f"FAIL: {what}", flush=True)
+        if detail:
+            print(f"  {detail}", flush=True)
+        FAILURES.append(what)
+    return bool(cond)
 
 
 def skip(why):
@@ -57,8 +85,12 @@ def main(test):
         traceback.print_exc()
         rc = 1
     else:
-        print("ok")
-        rc = 0
+        if FAILURES:
+            print(f"{len(FAILURES)} check(s) failed")
+            rc = 1
+        else:
+            print("all checks passed")
+            rc = 0
     finally:
         for fn in reversed(cleanups):
             try:
@@ -70,11 +102,28 @@ def main(test):
     sys.exit(rc)
 
 
+def wait_for(pred, timeout=DEADLINE):
+    """Poll pred() until it is true or timeout seconds have passed; returns
+    the last value of pred()."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v or time.monotonic() >= deadline:
+            return v
+        time.sleep(0.02)
+
+
 def check_basics():
     require(os.access(SYS_PYTHON, os.X_OK), f"{SYS_PYTHON} missing")
     r = subprocess.run([SYS_PYTHON, "-c", "import venv, ensurepip"],
-                       capture_output=True)
-    require(r.returncode == 0, "Debian's python3-venv is not installed")
+                       capture_output=True, text=True)
+    # Debian ships ensurepip in python3-venv only: its absence is a skip,
+    # any other failure to import is a failure.
+    require("No module named 'ensurepip'" not in r.stderr,
+            "Debian's python3-venv is not installed (no ensurepip module)")
+    if r.returncode != 0:
+        raise AssertionError(f"{SYS_PYTHON} -c 'import venv, ensurepip' "
+                             f"exited {r.returncode}: {r.stderr.strip()}")
     require(shutil.which("mksquashfs"), "mksquashfs (squashfs-tools) missing")
     for pkg in ("pyflakes", "toml", "six.py"):
         require(os.path.exists(os.path.join(DIST, pkg)),
