@@ -1,11 +1,19 @@
 # SPDX-License-Identifier: BSD-2-Clause
 """The same venv packed twice gives one sha256; SOURCE_DATE_EPOCH fixes the
 creation time and clamps newer mtimes; a changed input changes the image;
-the compression and block size options reach the image."""
+the compression and block size options reach the image.
+
+With --faketime DATE the test runs itself again under faketime(1), the
+clock set to DATE for every program it starts (meson runs it so at a day 1
+to 9 of another year: a formatted date once made this test fail on those
+days)."""
 
 import os
 import re
+import shutil
 import struct
+import sys
+import time
 
 import toolstest as T
 
@@ -14,8 +22,22 @@ def image_sha(path):
     return T.sha256(path)
 
 
+def mkfs_time(image):
+    """The superblock's creation time: the field itself (offset 8,
+    little-endian u32), not a formatted date, which would depend on the
+    day's padding and the time zone."""
+    with open(image, "rb") as f:
+        return struct.unpack_from("<I", f.read(96), 8)[0]
+
+
 def test(tmp, cleanups):
     T.check_basics()
+    date = os.environ.get("SQV_FAKETIME")
+    if date:
+        # Prove the clock really is faked, or this run tests nothing more.
+        want = tuple(int(x) for x in date[:10].split("-"))
+        T.check(tuple(time.gmtime()[:3]) == want,
+                f"the clock is faked to {date}", time.gmtime())
     venv = T.make_venv(os.path.join(tmp, "venv"))
 
     a, b = os.path.join(tmp, "a.sqfs"), os.path.join(tmp, "b.sqfs")
@@ -37,6 +59,9 @@ def test(tmp, cleanups):
     mtimes = [int(l.split("\t")[6]) for l in r.stdout.splitlines()]
     T.check(max(mtimes) == newest, "the newest mtime in the image is the "
             "input's newest", (max(mtimes), newest))
+    T.check(mkfs_time(a) == newest, "the superblock's creation time is the "
+            "input's newest mtime (under faketime: not the clock)",
+            (mkfs_time(a), newest))
 
     # SOURCE_DATE_EPOCH: reproducible too, and nothing newer than it
     epoch = newest - 3600
@@ -52,13 +77,8 @@ def test(tmp, cleanups):
     mtimes = [int(l.split("\t")[6]) for l in r.stdout.splitlines()]
     T.check(max(mtimes) == epoch, "SOURCE_DATE_EPOCH clamps every mtime",
             (max(mtimes), epoch))
-    # the superblock's creation time is the epoch itself: read the field
-    # (offset 8, little-endian u32), not a formatted date, which would
-    # depend on the day's padding and the time zone
-    with open(c, "rb") as f:
-        mkfs_time = struct.unpack_from("<I", f.read(96), 8)[0]
-    T.check(mkfs_time == epoch, "the superblock's creation time is "
-            "SOURCE_DATE_EPOCH", (mkfs_time, epoch))
+    T.check(mkfs_time(c) == epoch, "the superblock's creation time is "
+            "SOURCE_DATE_EPOCH", (mkfs_time(c), epoch))
 
     # a change of one byte changes the image
     with open(os.path.join(T.site_packages(venv), "toml", "tz.py"), "a") as f:
@@ -83,5 +103,19 @@ def test(tmp, cleanups):
                img])
 
 
+def refake(date):
+    """Run this test again with the clock at date (libfaketime, with its
+    thread-safe library: mksquashfs and pack use threads)."""
+    faketime = shutil.which("faketime")
+    if not faketime:
+        T.main(lambda tmp, cleanups: T.skip("faketime (package faketime) "
+                                            "is not installed"))
+    os.environ["SQV_FAKETIME"] = date
+    os.execv(faketime, [faketime, "-m", date, sys.executable,
+                        os.path.abspath(__file__)])
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--faketime"]:
+        refake(sys.argv[2])
     T.main(test)
