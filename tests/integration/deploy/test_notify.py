@@ -150,7 +150,7 @@ def unit_commands(a, tmp, img, src):
             proc.wait()
             check(mounted(mp) == "fuse.sqvenvfs", "SIGKILL leaves a stale mount behind")
     proc.send_signal(signal.SIGTERM)
-    check(proc.wait(30) == 0 and mounted(mp) is None, "stop: SIGTERM unmounts, exit 0")
+    check(proc.wait(60) == 0 and mounted(mp) is None, "stop: SIGTERM unmounts, exit 0")
     return proc
 
 
@@ -206,10 +206,10 @@ def main():
         check(proc.poll() is None, "the daemon stays in the foreground (-f)")
 
         proc.send_signal(signal.SIGTERM)
-        msgs, stopping = recv_until(sock, "STOPPING=1", proc, 30)
+        msgs, stopping = recv_until(sock, "STOPPING=1", proc, 60)
         check(stopping, f"STOPPING=1 received after SIGTERM: {msgs}")
         try:
-            rc = proc.wait(30)
+            rc = proc.wait(60)
         except subprocess.TimeoutExpired:
             rc = None
         err = proc.stderr.read().decode(errors="replace")
@@ -228,7 +228,7 @@ def main():
         os.close(w_fd)
         with os.fdopen(r_fd) as f:
             out = f.read()
-        rc = p.wait(30)
+        rc = p.wait(60)
         lines = [l for l in out.splitlines() if l]
         check(rc != 0 and lines and all(re.match(r"<[0-7]>", l) for l in lines)
               and any(l.startswith("<3>") and "missing.sqfs" in l for l in lines),
