@@ -366,6 +366,17 @@ def compare_trees(expected, actual, label):
           f"size, mtime, target and content ({len(diffs)} differ)")
 
 
+def pid_gone(pid):
+    """True once every thread of pid has exited, so its file descriptors are
+    closed (also while it waits, a zombie, to be reaped)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            st = dict(line.split(":", 1) for line in f if ":" in line)
+    except OSError:
+        return True
+    return st["State"].split()[0] == "Z" and int(st["Threads"]) <= 1
+
+
 def kill_daemon_of(mnt, sig=signal.SIGKILL):
     """Kill the daemon serving mnt (found by its command line)."""
     for pid in daemon_pids(mnt):

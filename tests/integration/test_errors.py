@@ -125,16 +125,19 @@ def main():
         t.mount([img], mnt)
         pid = t.kill_daemon_of(mnt)
         t.check(pid is not None, "found the daemon to kill")
-
-        def stale():
-            try:
-                os.stat(mnt)
-                return False
-            except OSError as e:
-                return e.errno == errno.ENOTCONN
         # The kernel aborts the connection once the killed daemon's
-        # /dev/fuse descriptor is closed, which happens after kill returns.
-        t.check(t.wait_for(stale), "after kill -9 the mount answers ENOTCONN")
+        # /dev/fuse descriptor is closed: wait for the daemon to be gone,
+        # then stat once. (Not a poll of stat: one answered while the daemon
+        # still lived would cache the attributes, and the kernel serves
+        # those even once the connection is aborted.)
+        t.check(pid is None or t.wait_for(lambda: t.pid_gone(pid)),
+                "the killed daemon is gone")
+        try:
+            os.stat(mnt)
+            stale = False
+        except OSError as e:
+            stale = e.errno == errno.ENOTCONN
+        t.check(stale, "after kill -9 the mount answers ENOTCONN")
         refuse("mount over a stale mount", [img, mnt], ["stale", "--unmount"])
         r = t.run(["--unmount", mnt])
         t.check(r.returncode == 0, f"--unmount clears the stale mount "
