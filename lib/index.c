@@ -13,7 +13,10 @@
  * deeply nested image cannot exhaust the stack. For each directory it reads
  * the directory in each contributing layer, top first, stopping below an
  * opaque marker, sorts all names with their layer, and takes per name the
- * topmost entry unless a whiteout at or above it hides it (layer.h).
+ * topmost entry unless a whiteout at or above it hides it (layer.h). The
+ * overlayfs markers (a whiteout device, an opaque xattr) are found on the
+ * inodes rather than in the names, so they are checked where the inodes
+ * are read.
  */
 #include "index.h"
 
@@ -324,13 +327,22 @@ static int record_cmp(const void *pa, const void *pb, void *ctx)
 	return (int)a->kind - (int)b->kind;
 }
 
+struct xattr_buf {
+	VEC(char) buf;
+	bool raw;
+};
+
 static int add_xattr(void *ctx, const char *name, const void *value,
 		     size_t len)
 {
-	VEC(char) *buf = ctx;
+	struct xattr_buf *xb = ctx;
+	__typeof__(xb->buf) *buf = &xb->buf;
 	size_t nlen = strlen(name) + 1;
 	uint32_t vlen = (uint32_t)len;
 
+	/* overlayfs's opaque marker, like a whiteout file, is never served. */
+	if (!xb->raw && sqv_layer_is_opaque_xattr(name, NULL, 0))
+		return 0;
 	if (vec_reserve(*buf, nlen + sizeof(vlen) + len) < 0)
 		return -ENOMEM;
 	memcpy(buf->v + buf->len, name, nlen);
@@ -350,7 +362,8 @@ static int add_xattr(void *ctx, const char *name, const void *value,
 static int load_xattrs(struct build *b, unsigned layer,
 		       const struct sqv_image_inode *ii, uint32_t *off)
 {
-	VEC(char) buf = { 0 };
+	struct xattr_buf xb = { .raw = b->flags & SQV_INDEX_RAW };
+	__typeof__(xb.buf) buf;
 	struct sqv_index *idx = b->idx;
 	uint32_t total;
 	int err;
@@ -358,7 +371,8 @@ static int load_xattrs(struct build *b, unsigned layer,
 	*off = NONE;
 	if (ii->xattr == SQV_IMAGE_NO_XATTR)
 		return 0;
-	err = sqv_image_xattrs(idx->layers[layer], ii, add_xattr, &buf);
+	err = sqv_image_xattrs(idx->layers[layer], ii, add_xattr, &xb);
+	buf = xb.buf;
 	if (err == -ENOMEM) {
 		free(buf.v);
 		return err;
@@ -510,6 +524,24 @@ static int queue_dir(struct build *b, uint32_t ino, const struct contrib *c,
 	return 0;
 }
 
+static int find_opaque_xattr(void *ctx, const char *name, const void *value,
+			     size_t len)
+{
+	(void)ctx;
+	return sqv_layer_is_opaque_xattr(name, value, len) ? 1 : 0;
+}
+
+/* Whether a layer's directory carries overlayfs's opaque xattr, which hides
+ * the layers below it as ".wh..wh..opq" would. Damaged xattrs are reported
+ * when the node is made; here they just do not make it opaque. */
+static bool dir_is_opaque(const struct build *b, const struct contrib *c)
+{
+	if ((b->flags & SQV_INDEX_RAW) || c->dir.xattr == SQV_IMAGE_NO_XATTR)
+		return false;
+	return sqv_image_xattrs(b->idx->layers[c->layer], &c->dir,
+				find_opaque_xattr, NULL) == 1;
+}
+
 /* Merge one directory: read its layers, resolve each name, append its
  * entries contiguously, and queue its subdirectories. */
 static int merge_dir(struct build *b, struct pending p)
@@ -543,7 +575,7 @@ static int merge_dir(struct build *b, struct pending p)
 			return err;
 		if (err < 0)
 			note_damage(b, c.layer, "part of a damaged directory", NULL);
-		if (b->opaque)
+		if (b->opaque || dir_is_opaque(b, &c))
 			break;
 	}
 	if (b->records.len > 0) /* records.v may still be NULL */
@@ -574,6 +606,13 @@ static int merge_dir(struct build *b, struct pending p)
 			return err;
 		if (err < 0) {
 			note_damage(b, top.layer, "a damaged inode", name);
+			i = group_end;
+			continue;
+		}
+		/* An overlayfs whiteout hides the name below and is not shown;
+		 * below, as a non-directory, it stops the merge. */
+		if (!(b->flags & SQV_INDEX_RAW) &&
+		    sqv_layer_is_whiteout_inode(top.dir.mode, top.dir.rdev)) {
 			i = group_end;
 			continue;
 		}

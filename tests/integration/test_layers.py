@@ -147,6 +147,18 @@ def random_layer(root, rng, names, depth=0):
             os.chmod(p, rng.choice([0o644, 0o600, 0o755]))
 
 
+def random_stack(d, seed):
+    """2 to 4 random layers under d; their roots, bottom first."""
+    rng = random.Random(seed)
+    names = [f"n{i}" for i in range(7)]
+    rl = []
+    for i in range(rng.randint(2, 4)):
+        root = os.path.join(d, f"r{seed}-{i}")
+        random_layer(root, rng, names)
+        rl.append(root)
+    return rl
+
+
 def pack_layers(d, layers, tag):
     images = []
     for i, layer in enumerate(layers):
@@ -211,13 +223,7 @@ def main():
                         "a missing name stays missing")
         # Random stacks against the model.
         for seed in range(8):
-            rng = random.Random(seed)
-            names = [f"n{i}" for i in range(7)]
-            rl = []
-            for i in range(rng.randint(2, 4)):
-                root = os.path.join(d, f"r{seed}-{i}")
-                random_layer(root, rng, names)
-                rl.append(root)
+            rl = random_stack(d, seed)
             check_stack(d, rl, f"random{seed}")
             for root in rl:
                 shutil.rmtree(root)

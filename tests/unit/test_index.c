@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -230,6 +231,75 @@ static void test_layers(void)
 		sqv_image_free(imgs[i]);
 }
 
+/* The overlayfs form of the markers, in an image packed from an overlay
+ * upper directory: char 0:0 whiteouts (made by mksquashfs pseudo entries,
+ * so no privilege is needed) and the user.overlay.opaque xattr. */
+static void test_overlay_markers(void)
+{
+	struct sqv_image *imgs[2];
+	struct sqv_index *idx, *raw;
+	struct stat st;
+	const void *v;
+	size_t vlen;
+	uint32_t n;
+
+	put("obase/gone", "base");
+	put("obase/d/x", "base");
+	put("obase/d/y", "base");
+	put("obase/opq/1", "base");
+	put("obase/notopq/1", "base");
+	put("obase/d2f/inner", "dir in base");
+	put("oup/d/z", "upper");
+	put("oup/opq/2", "upper");
+	put("oup/notopq/2", "upper");
+	put("oup/d2f", "file in upper");
+	run("setfattr -n user.overlay.opaque -v y %s/oup/opq", top);
+	/* "x" is overlayfs's mark for xattr whiteouts inside, not opacity. */
+	run("setfattr -n user.overlay.opaque -v x %s/oup/notopq", top);
+	run("setfattr -n user.kept -v 1 %s/oup/opq", top);
+	pack("obase", "obase.sqfs", "-p 'basewh c 0644 0 0 0 0'");
+	pack("oup", "oup.sqfs", "-p 'gone c 0644 0 0 0 0' -p 'd/y c 0644 0 0 0 0'"
+	     " -p 'dev c 0644 0 0 1 3'");
+	imgs[0] = open_image("obase.sqfs");
+	imgs[1] = open_image("oup.sqfs");
+	CHECK_EQ(sqv_index_build(imgs, 2, 0, &idx), 0);
+
+	CHECK(!exists(idx, "gone"));
+	CHECK(!exists(idx, "basewh"));
+	CHECK(exists(idx, "d/x"));
+	CHECK(!exists(idx, "d/y"));
+	CHECK(exists(idx, "d/z"));
+	CHECK_EQ(sqv_index_dir_count(idx, path_ino(idx, "d"), &n), 0);
+	CHECK_EQ(n, 2);
+	CHECK(!exists(idx, "opq/1"));
+	CHECK(exists(idx, "opq/2"));
+	CHECK(exists(idx, "notopq/1"));
+	CHECK(exists(idx, "notopq/2"));
+	CHECK(S_ISREG(sqv_index_mode(idx, path_ino(idx, "d2f"))));
+	/* Any other character device is an ordinary entry. */
+	sqv_index_stat(idx, path_ino(idx, "dev"), &st);
+	CHECK(S_ISCHR(st.st_mode) && major(st.st_rdev) == 1 &&
+	      minor(st.st_rdev) == 3);
+	/* The marker is not served; the directory's other xattrs are. */
+	CHECK_EQ(sqv_index_getxattr(idx, path_ino(idx, "opq"),
+				    "user.overlay.opaque", &v, &vlen), -ENODATA);
+	CHECK_EQ(sqv_index_getxattr(idx, path_ino(idx, "opq"), "user.kept", &v,
+				    &vlen), 0);
+	CHECK_EQ(sqv_index_getxattr(idx, path_ino(idx, "notopq"),
+				    "user.overlay.opaque", &v, &vlen), -ENODATA);
+
+	/* RAW shows the layer as stored: the device and the xattr. */
+	CHECK_EQ(sqv_index_build(&imgs[1], 1, SQV_INDEX_RAW, &raw), 0);
+	CHECK(exists(raw, "d/y"));
+	CHECK(S_ISCHR(sqv_index_mode(raw, path_ino(raw, "gone"))));
+	CHECK_EQ(sqv_index_getxattr(raw, path_ino(raw, "opq"),
+				    "user.overlay.opaque", &v, &vlen), 0);
+	sqv_index_free(raw);
+	sqv_index_free(idx);
+	for (int i = 0; i < 2; i++)
+		sqv_image_free(imgs[i]);
+}
+
 static void test_reader_memfd(void)
 {
 	struct sqv_image *img;
@@ -324,6 +394,7 @@ int main(void)
 	sqv_log_set_level(SQV_LOG_WARNING);
 	test_single();
 	test_layers();
+	test_overlay_markers();
 	test_reader_memfd();
 	test_bad_images();
 	run("rm -rf %s", top);

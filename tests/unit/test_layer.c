@@ -1,5 +1,7 @@
 /* The whiteout name rules of layer.c. */
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include "check.h"
 #include "layer.h"
@@ -41,5 +43,18 @@ int main(void)
 	CHECK_EQ(sqv_layer_classify(longname, 255, &target, &tlen), SQV_NAME_PLAIN);
 	CHECK_EQ(sqv_layer_classify(longname, 256, &target, &tlen),
 		 SQV_NAME_INVALID);
+	/* overlayfs's markers: only a character device 0:0 is a whiteout,
+	 * only the value "y" makes a directory opaque. */
+	CHECK(sqv_layer_is_whiteout_inode(S_IFCHR | 0644, 0));
+	CHECK(!sqv_layer_is_whiteout_inode(S_IFCHR | 0644, makedev(1, 3)));
+	CHECK(!sqv_layer_is_whiteout_inode(S_IFBLK | 0644, 0));
+	CHECK(!sqv_layer_is_whiteout_inode(S_IFREG | 0644, 0));
+	CHECK(sqv_layer_is_opaque_xattr("trusted.overlay.opaque", "y", 1));
+	CHECK(sqv_layer_is_opaque_xattr("user.overlay.opaque", "y", 1));
+	CHECK(!sqv_layer_is_opaque_xattr("user.overlay.opaque", "x", 1));
+	CHECK(!sqv_layer_is_opaque_xattr("user.overlay.opaque", "yy", 2));
+	CHECK(!sqv_layer_is_opaque_xattr("security.overlay.opaque", "y", 1));
+	CHECK(!sqv_layer_is_opaque_xattr("user.overlay.redirect", "y", 1));
+	CHECK(sqv_layer_is_opaque_xattr("user.overlay.opaque", NULL, 0));
 	return check_done();
 }
