@@ -41,30 +41,12 @@ import tempfile
 import time
 import traceback
 
+import sqvtest as t
+from sqvtest import FAILURES as FAILED
+from sqvtest import check, log, mounts_at, mounts_under, skip
+
 TEST_USER = "sqvslurm"
 PY = "/usr/bin/python3"
-FAILED = []
-
-
-def log(msg):
-    print(msg, flush=True)
-
-
-def skip(why):
-    if os.environ.get("SQVENVFS_TEST_NO_SKIP") == "1":
-        log(f"FAIL (skip not allowed): {why}")
-        sys.exit(1)
-    log(f"SKIP: {why}")
-    sys.exit(77)
-
-
-def check(cond, what):
-    if cond:
-        log(f"ok: {what}")
-    else:
-        log(f"FAIL: {what}")
-        FAILED.append(what)
-    return cond
 
 
 def run(cmd, **kw):
@@ -81,53 +63,12 @@ def free_port():
 
 def wait_for(pred, what, timeout=120):
     """Wait for a condition; a hang (not slowness) fails the test."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.2)
-    raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
-
-
-def mounts_at(path):
-    out = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            a, b = line.split(" - ", 1)
-            fields = a.split()
-            mp = fields[4].encode().decode("unicode_escape")
-            if mp == path:
-                out.append((b.split()[0], line.strip()))
-    return out
-
-
-def mounts_under(path):
-    res = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            mp = line.split()[4].encode().decode("unicode_escape")
-            if mp == path or mp.startswith(path + "/"):
-                res.append(mp)
-    return res
+    return t.wait_until(pred, what, timeout)
 
 
 def daemons(exe, uid=None):
     """Processes (not zombies) running the daemon executable."""
-    real = os.path.realpath(exe)
-    pids = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            if os.path.realpath(f"/proc/{d}/exe") != real:
-                continue
-            st = os.stat(f"/proc/{d}")
-        except OSError:
-            continue
-        if uid is None or st.st_uid == uid:
-            pids.append(int(d))
-    return pids
+    return t.daemon_pids(exe=exe, uid=uid)
 
 
 class Cluster:

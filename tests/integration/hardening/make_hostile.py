@@ -28,7 +28,6 @@ through real mounts, by tests/integration/hardening/test_hostile.py).
 import os
 import random
 import re
-import shutil
 import struct
 import subprocess
 import sys

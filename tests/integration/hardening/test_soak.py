@@ -24,7 +24,6 @@ import threading
 import time
 
 import sqvtest as t
-import hard
 
 CACHE_MIB = 8
 # Threads' stacks, malloc arenas of up to 16 FUSE threads, the kernel's
@@ -143,7 +142,7 @@ def main():
                            extra=["-b", "65536"])
         mnt = os.path.join(d, "mnt")
         os.mkdir(mnt)
-        with hard.foreground([img], mnt,
+        with t.foreground([img], mnt,
                              ["-o", f"cache_size={CACHE_MIB}M,threads=16"]) as fg:
             t.check(fg.mounted(), "mounted")
             os.listdir(mnt)
@@ -166,7 +165,7 @@ def main():
                     peak = max(peak, r)
                     samples += 1
                 if time.monotonic() - last_drop > 5:
-                    hard.drop_caches()
+                    t.drop_caches()
                     last_drop = time.monotonic()
             results = [q.get(timeout=seconds + 120) for _ in procs]
             for p in procs:

@@ -15,11 +15,11 @@ import struct
 import sys
 import time
 
-import toolstest as T
+import sqvtest as t
 
 
 def image_sha(path):
-    return T.sha256(path)
+    return t.sha256(path)
 
 
 def mkfs_time(image):
@@ -31,21 +31,21 @@ def mkfs_time(image):
 
 
 def test(tmp, cleanups):
-    T.check_basics()
+    t.require_pack_tools()
     date = os.environ.get("SQV_FAKETIME")
     if date:
         # Prove the clock really is faked, or this run tests nothing more.
         want = tuple(int(x) for x in date[:10].split("-"))
-        T.check(tuple(time.gmtime()[:3]) == want,
+        t.check(tuple(time.gmtime()[:3]) == want,
                 f"the clock is faked to {date}", time.gmtime())
-    venv = T.make_venv(os.path.join(tmp, "venv"))
+    venv = t.make_venv(os.path.join(tmp, "venv"))
 
     a, b = os.path.join(tmp, "a.sqfs"), os.path.join(tmp, "b.sqfs")
-    T.pack(venv, a)
+    t.pack(venv, a)
     # a second run in another staging directory, with other workers
     os.mkdir(os.path.join(tmp, "stage"))
-    T.pack("--tmpdir", os.path.join(tmp, "stage"), "-j", "1", venv, b)
-    T.check(image_sha(a) == image_sha(b),
+    t.pack("--tmpdir", os.path.join(tmp, "stage"), "-j", "1", venv, b)
+    t.check(image_sha(a) == image_sha(b),
             "two packs of one venv (other staging directory, -j 1) are "
             "identical")
 
@@ -55,51 +55,51 @@ def test(tmp, cleanups):
         for n in dirnames + filenames + [""]:
             newest = max(newest, int(os.lstat(os.path.join(dirpath, n))
                                      .st_mtime))
-    r = T.inspect("dump", a)
+    r = t.inspect("dump", a)
     mtimes = [int(l.split("\t")[6]) for l in r.stdout.splitlines()]
-    T.check(max(mtimes) == newest, "the newest mtime in the image is the "
+    t.check(max(mtimes) == newest, "the newest mtime in the image is the "
             "input's newest", (max(mtimes), newest))
-    T.check(mkfs_time(a) == newest, "the superblock's creation time is the "
+    t.check(mkfs_time(a) == newest, "the superblock's creation time is the "
             "input's newest mtime (under faketime: not the clock)",
             (mkfs_time(a), newest))
 
     # SOURCE_DATE_EPOCH: reproducible too, and nothing newer than it
     epoch = newest - 3600
-    env = T.clean_env(SOURCE_DATE_EPOCH=str(epoch))
+    env = t.clean_env(SOURCE_DATE_EPOCH=str(epoch))
     c, d = os.path.join(tmp, "c.sqfs"), os.path.join(tmp, "d.sqfs")
-    T.pack(venv, c, env=env)
-    T.pack(venv, d, env=env)
-    T.check(image_sha(c) == image_sha(d),
+    t.pack(venv, c, env=env)
+    t.pack(venv, d, env=env)
+    t.check(image_sha(c) == image_sha(d),
             "two SOURCE_DATE_EPOCH packs are identical")
-    T.check(image_sha(c) != image_sha(a),
+    t.check(image_sha(c) != image_sha(a),
             "SOURCE_DATE_EPOCH changes the image")
-    r = T.inspect("dump", c)
+    r = t.inspect("dump", c)
     mtimes = [int(l.split("\t")[6]) for l in r.stdout.splitlines()]
-    T.check(max(mtimes) == epoch, "SOURCE_DATE_EPOCH clamps every mtime",
+    t.check(max(mtimes) == epoch, "SOURCE_DATE_EPOCH clamps every mtime",
             (max(mtimes), epoch))
-    T.check(mkfs_time(c) == epoch, "the superblock's creation time is "
+    t.check(mkfs_time(c) == epoch, "the superblock's creation time is "
             "SOURCE_DATE_EPOCH", (mkfs_time(c), epoch))
 
     # a change of one byte changes the image
-    with open(os.path.join(T.site_packages(venv), "toml", "tz.py"), "a") as f:
+    with open(os.path.join(t.site_packages(venv), "toml", "tz.py"), "a") as f:
         f.write("#\n")
     e = os.path.join(tmp, "e.sqfs")
-    T.pack(venv, e)
-    T.check(image_sha(e) != image_sha(a),
+    t.pack(venv, e)
+    t.check(image_sha(e) != image_sha(a),
             "a change of one byte changes the image")
 
     # compressors and block sizes
     for comp, extra in (("lz4", []), ("xz", []), ("gzip", ["--level", "6"]),
                         ("zstd", ["--level", "19", "--block-size", "1M"])):
         img = os.path.join(tmp, f"{comp}.sqfs")
-        T.pack("--comp", comp, *extra, venv, img)
-        r = T.inspect(img)
-        T.check(re.search(rf"compression:\s+{comp}\b", r.stdout),
+        t.pack("--comp", comp, *extra, venv, img)
+        r = t.inspect(img)
+        t.check(re.search(rf"compression:\s+{comp}\b", r.stdout),
                 f"--comp {comp} reaches the image", r.stdout)
         bs = "1.0 MiB" if "1M" in extra else "128.0 KiB"
-        T.check(re.search(rf"block size:\s+{re.escape(bs)}", r.stdout),
+        t.check(re.search(rf"block size:\s+{re.escape(bs)}", r.stdout),
                 f"{comp}: the block size is {bs}", r.stdout)
-        T.run(["unsquashfs", "-n", "-d", os.path.join(tmp, "x-" + comp),
+        t.run(["unsquashfs", "-n", "-d", os.path.join(tmp, "x-" + comp),
                img])
 
 
@@ -107,9 +107,7 @@ def refake(date):
     """Run this test again with the clock at date (libfaketime, with its
     thread-safe library: mksquashfs and pack use threads)."""
     faketime = shutil.which("faketime")
-    if not faketime:
-        T.main(lambda tmp, cleanups: T.skip("faketime (package faketime) "
-                                            "is not installed"))
+    t.require(faketime, "faketime (package faketime) is not installed")
     os.environ["SQV_FAKETIME"] = date
     os.execv(faketime, [faketime, "-m", date, sys.executable,
                         os.path.abspath(__file__)])
@@ -118,4 +116,4 @@ def refake(date):
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--faketime"]:
         refake(sys.argv[2])
-    T.main(test)
+    t.main(test)
