@@ -109,6 +109,14 @@ def refake(date):
     faketime = shutil.which("faketime")
     t.require(faketime, "faketime (package faketime) is not installed")
     os.environ["SQV_FAKETIME"] = date
+    # Already under faketime (the whole suite run so): start from the real
+    # clock, or date would count from the faked one.
+    preload = [p for p in os.environ.pop("LD_PRELOAD", "").split()
+               if "libfaketime" not in p]
+    if preload:
+        os.environ["LD_PRELOAD"] = " ".join(preload)
+    for k in [k for k in os.environ if k.startswith("FAKETIME")]:
+        del os.environ[k]
     os.execv(faketime, [faketime, "-m", date, sys.executable,
                         os.path.abspath(__file__)])
 

@@ -18,8 +18,8 @@ __all__ = [
     "is_mounted", "wait_mounted", "wait_unmounted",
     "require_mount_capability", "tempdir", "cli", "as_user", "mount",
     "unmount", "mounted", "pids_naming", "daemon_pids", "wait_daemons_gone",
-    "pid_gone", "kill_daemon_of", "stats", "peak_rss_kib", "Foreground", "foreground",
-    "mount_type"
+    "pid_gone", "kill_daemon_of", "stats", "peak_rss_kib", "Foreground",
+    "foreground", "mount_type"
 ]
 
 SQVENVFS = os.environ.get("SQVENVFS", "sqvenvfs")
