@@ -35,7 +35,6 @@ enum sqv_op {
 	OP_GETXATTR,
 	OP_LISTXATTR,
 	OP_IOCTL,
-	OP_OTHER,
 	OP_COUNT
 };
 
@@ -51,6 +50,7 @@ struct sqv_fs {
 
 	/* Set once by op_init, before any other request is handled. */
 	bool zero_open;    /* the kernel lets open/opendir be skipped */
+	unsigned max_read; /* -o max_read=, or 0; set before the session */
 	/* Called once when the kernel's INIT has been answered. */
 	void (*on_ready)(struct sqv_fs *fs);
 

@@ -2,8 +2,8 @@
  * sqvenvfs: mount squashfs images of a Python environment as one layered,
  * read-only tree.
  *
- * main owns the command line, the three modes (mount, --unmount, --stats),
- * and the ordered set-up and tear-down of a mount:
+ * main owns the three modes (mount, --unmount, --stats; options.c reads the
+ * command line) and the ordered set-up and tear-down of a mount:
  *   check the mount point -> open the images -> build the index -> create the
  *   reader -> new session -> mount -> (fork to the background) -> serve until
  *   unmounted or signalled -> unmount -> free, in reverse order.
@@ -14,13 +14,13 @@
 #include "fs.h"
 
 #include <fcntl.h>
-#include <getopt.h>
 #include <limits.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -31,74 +31,13 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "mountinfo.h"
+#include "options.h"
 #include "sqv_config.h"
 
-#define DEFAULT_CACHE_BYTES ((size_t)64 << 20)
-#define DEFAULT_THREADS 8
-#define MAX_THREADS 256
-
-struct options {
-	bool foreground;
-	bool debug;
-	bool allow_other;
-	bool json;
-	unsigned threads;
-	size_t cache_bytes;
-	enum { MODE_MOUNT, MODE_UNMOUNT, MODE_STATS } mode;
-	char **paths; /* positional arguments */
-	int npaths;
-};
-
-static void usage(FILE *out)
-{
-	fprintf(out,
-		"usage: sqvenvfs [OPTIONS] IMAGE [IMAGE...] MOUNTPOINT\n"
-		"       sqvenvfs --unmount MOUNTPOINT\n"
-		"       sqvenvfs --stats [--json] MOUNTPOINT\n"
-		"\n"
-		"Mount squashfs images of a Python environment as one read-only tree.\n"
-		"Images are listed bottom first: a later image overrides an earlier one\n"
-		"(OCI whiteouts .wh.NAME and opaque directories .wh..wh..opq apply,\n"
-		"and overlayfs's: character devices 0:0, the overlay.opaque xattr).\n"
-		"Returns once the mount is usable; the daemon stays in the background.\n"
-		"\n"
-		"options:\n"
-		"  -f, --foreground     stay in the foreground\n"
-		"  -u, --unmount        unmount MOUNTPOINT (also a stale mount)\n"
-		"  -s, --stats          print the counters of the daemon serving MOUNTPOINT\n"
-		"      --json           with --stats: one JSON object\n"
-		"  -o OPT[,OPT...]      mount options:\n"
-		"       threads=N         FUSE worker threads (default %d)\n"
-		"       cache_size=SIZE   decompressed-block cache, e.g. 64M (default 64M)\n"
-		"       allow_other       let other users use the mount (see docs/security.md)\n"
-		"       debug             log every request (implies -f)\n"
-		"       ro, nosuid, nodev accepted: always in effect\n"
-		"  -h, --help           this help\n"
-		"  -V, --version        print the version\n",
-		DEFAULT_THREADS);
-}
-
-/* Log lines: plain on a terminal, <N>-prefixed for the journal, syslog once
- * daemonised. The sink is chosen before any thread starts. */
-static void log_stderr(int level, const char *msg, void *ctx)
-{
-	(void)level;
-	(void)ctx;
-	fprintf(stderr, "sqvenvfs: %s\n", msg);
-}
-
-static void log_journal(int level, const char *msg, void *ctx)
-{
-	(void)ctx;
-	fprintf(stderr, "<%d>%s\n", level, msg);
-}
-
-static void log_syslog(int level, const char *msg, void *ctx)
-{
-	(void)ctx;
-	syslog(level, "%s", msg);
-}
-
+/* Log lines (lib/base/log.c): plain on a terminal, <N>-prefixed for the
+ * journal, syslog once daemonised. The sink is chosen before any thread
+ * starts. */
 static void log_from_fuse(enum fuse_log_level level, const char *fmt,
 			  va_list ap)
 {
@@ -109,150 +48,6 @@ static int fail(const char *thing, const char *reason)
 {
 	sqv_log(SQV_LOG_ERR, "%s: %s", thing, reason);
 	return 1;
-}
-
-/* "64M" -> bytes; false if malformed or too large. */
-static bool parse_size(const char *s, size_t *out)
-{
-	char *end;
-	unsigned long long v;
-
-	if (*s < '0' || *s > '9')
-		return false;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno)
-		return false;
-	unsigned shift = 0;
-	switch (*end) {
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	}
-	if (*end == 'i' && shift)
-		end++;
-	if ((*end == 'b' || *end == 'B') && shift)
-		end++;
-	if (*end != '\0' || v > (SIZE_MAX >> shift))
-		return false;
-	*out = (size_t)v << shift;
-	return true;
-}
-
-static int parse_mount_options(struct options *o, char *arg)
-{
-	char *save = NULL;
-
-	for (char *opt = strtok_r(arg, ",", &save); opt;
-	     opt = strtok_r(NULL, ",", &save)) {
-		char *value = strchr(opt, '=');
-		if (value)
-			*value++ = '\0';
-		if (strcmp(opt, "threads") == 0 && value) {
-			char *end;
-			unsigned long n = strtoul(value, &end, 10);
-			if (*value == '\0' || *end || n < 1 || n > MAX_THREADS) {
-				fprintf(stderr,
-					"sqvenvfs: -o threads=%s: not a number from 1 to %d\n",
-					value, MAX_THREADS);
-				return -1;
-			}
-			o->threads = (unsigned)n;
-		} else if (strcmp(opt, "cache_size") == 0 && value) {
-			if (!parse_size(value, &o->cache_bytes)) {
-				fprintf(stderr,
-					"sqvenvfs: -o cache_size=%s: not a size (examples: 0, 512K, 64M, 1G)\n",
-					value);
-				return -1;
-			}
-		} else if (strcmp(opt, "allow_other") == 0 && !value) {
-			o->allow_other = true;
-		} else if (strcmp(opt, "debug") == 0 && !value) {
-			o->debug = true;
-			o->foreground = true;
-		} else if ((strcmp(opt, "ro") == 0 || strcmp(opt, "nosuid") == 0 ||
-			    strcmp(opt, "nodev") == 0) && !value) {
-			/* always in effect */
-		} else {
-			fprintf(stderr, "sqvenvfs: -o %s%s%s: unknown option%s\n",
-				opt, value ? "=" : "", value ? value : "",
-				value ? " or value" : "");
-			return -1;
-		}
-	}
-	return 0;
-}
-
-/* 0 to go on, 1 when done (help, version), -1 on a usage error. */
-static int parse_args(int argc, char **argv, struct options *o)
-{
-	enum { OPT_JSON = 256 };
-	static const struct option longopts[] = {
-		{ "foreground", no_argument, NULL, 'f' },
-		{ "unmount", no_argument, NULL, 'u' },
-		{ "stats", no_argument, NULL, 's' },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ NULL, 0, NULL, 0 },
-	};
-	bool unmount = false, stats = false;
-	int c;
-
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":fuso:hVd", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'f': o->foreground = true; break;
-		case 'u': unmount = true; break;
-		case 's': stats = true; break;
-		case OPT_JSON: o->json = true; break;
-		case 'd': o->debug = true; o->foreground = true; break;
-		case 'o':
-			if (parse_mount_options(o, optarg) < 0)
-				return -1;
-			break;
-		case 'h': usage(stdout); return 1;
-		case 'V': printf("sqvenvfs %s\n", SQV_VERSION); return 1;
-		case ':':
-			fprintf(stderr, "sqvenvfs: %s: needs a value\n", argv[optind - 1]);
-			return -1;
-		default:
-			fprintf(stderr, "sqvenvfs: %s: unknown option (see --help)\n",
-				argv[optind - 1]);
-			return -1;
-		}
-	}
-	o->paths = argv + optind;
-	o->npaths = argc - optind;
-	if (unmount && stats) {
-		fprintf(stderr, "sqvenvfs: --unmount and --stats do not go together\n");
-		return -1;
-	}
-	if (o->json && !stats) {
-		fprintf(stderr, "sqvenvfs: --json goes with --stats\n");
-		return -1;
-	}
-	if (unmount || stats) {
-		o->mode = unmount ? MODE_UNMOUNT : MODE_STATS;
-		if (o->npaths != 1) {
-			fprintf(stderr, "sqvenvfs: --%s takes one MOUNTPOINT\n",
-				unmount ? "unmount" : "stats");
-			return -1;
-		}
-		return 0;
-	}
-	if (o->npaths < 2) {
-		fprintf(stderr, o->npaths == 0 ?
-			"sqvenvfs: no IMAGE and MOUNTPOINT given (see --help)\n" :
-			"sqvenvfs: no MOUNTPOINT given after the image (see --help)\n");
-		return -1;
-	}
-	if (o->npaths - 1 > SQV_INDEX_MAX_LAYERS) {
-		fprintf(stderr, "sqvenvfs: at most %d images in one stack\n",
-			SQV_INDEX_MAX_LAYERS);
-		return -1;
-	}
-	return 0;
 }
 
 /*
@@ -293,60 +88,33 @@ static char *mount_path(const char *arg)
 	return out;
 }
 
-/* Decode the octal escapes of /proc/self/mountinfo in place. */
-static void unescape_mountinfo(char *s)
-{
-	char *w = s;
-	for (char *r = s; *r; r++) {
-		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] && r[3]) {
-			*w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 +
-				      (r[3] - '0'));
-			r += 3;
-		} else {
-			*w++ = *r;
-		}
-	}
-	*w = '\0';
-}
-
 /* Is path a mount point? *fstype gets its type (the topmost mount's). */
 static bool find_mount(const char *path, char *fstype, size_t fstype_size)
 {
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-	char *line = NULL;
-	size_t cap = 0;
-	bool found = false;
+	struct sqv_mount m;
 
-	if (!f)
+	if (sqv_mountinfo_find(path, &m) != 1)
 		return false;
-	while (getline(&line, &cap, f) > 0) {
-		/* id parent maj:min root mountpoint opts [tags] - fstype src */
-		char mnt[PATH_MAX], type[256];
-		char *sep = strstr(line, " - ");
-		if (!sep || sscanf(line, "%*s %*s %*s %*s %4095s", mnt) != 1 ||
-		    sscanf(sep + 3, "%255s", type) != 1)
-			continue;
-		unescape_mountinfo(mnt);
-		if (strcmp(mnt, path) == 0) {
-			found = true;
-			snprintf(fstype, fstype_size, "%s", type);
-		}
-	}
-	free(line);
-	fclose(f);
-	return found;
+	snprintf(fstype, fstype_size, "%s", m.fstype);
+	return true;
 }
 
-static int do_unmount(const char *arg)
+static int do_unmount(const char *arg, bool if_mounted)
 {
 	char fstype[256];
 	char *path = mount_path(arg);
 	int rc = 1;
 
-	if (!path)
+	if (!path) {
+		if (if_mounted && errno == ENOENT)
+			return 0; /* nothing can be mounted where no directory is */
 		return fail(arg, strerror(errno ? errno : ENOMEM));
+	}
 	if (!find_mount(path, fstype, sizeof(fstype))) {
-		fail(arg, "not a mount point");
+		if (if_mounted)
+			rc = 0;
+		else
+			fail(arg, "not a mount point");
 		goto out;
 	}
 	if (strcmp(fstype, "fuse.sqvenvfs") != 0) {
@@ -406,13 +174,40 @@ static void print_json_stats(const char *text)
 	printf("}\n");
 }
 
+/* The stats xattr, however long: ask its length, read, and ask again if it
+ * grew in between (ERANGE). malloc'd text, or NULL with errno set. */
+static char *read_stats(const char *mnt)
+{
+	for (int tries = 0; tries < 8; tries++) {
+		ssize_t n = getxattr(mnt, SQV_STATS_XATTR, NULL, 0);
+		if (n < 0)
+			return NULL;
+		size_t cap = (size_t)n + 256;
+		char *buf = malloc(cap);
+		if (!buf)
+			return NULL;
+		n = getxattr(mnt, SQV_STATS_XATTR, buf, cap - 1);
+		if (n >= 0) {
+			buf[n] = '\0';
+			return buf;
+		}
+		int e = errno;
+		free(buf);
+		if (e != ERANGE) {
+			errno = e;
+			return NULL;
+		}
+	}
+	errno = ERANGE;
+	return NULL;
+}
+
 static int do_stats(const struct options *o)
 {
 	const char *mnt = o->paths[0];
-	char buf[8192];
-	ssize_t n = getxattr(mnt, SQV_STATS_XATTR, buf, sizeof(buf) - 1);
+	char *buf = read_stats(mnt);
 
-	if (n < 0) {
+	if (!buf) {
 		switch (errno) {
 		case ENOTCONN:
 			return fail(mnt, "stale mount: its daemon is gone (sqvenvfs --unmount it)");
@@ -423,11 +218,11 @@ static int do_stats(const struct options *o)
 			return fail(mnt, strerror(errno));
 		}
 	}
-	buf[n] = '\0';
 	if (o->json)
 		print_json_stats(buf);
 	else
 		fputs(buf, stdout);
+	free(buf);
 	return 0;
 }
 
@@ -549,7 +344,7 @@ static void detach_stdio(void)
 	if (fd > STDERR_FILENO)
 		close(fd);
 	openlog("sqvenvfs", LOG_PID, LOG_DAEMON);
-	sqv_log_set_sink(log_syslog, NULL);
+	sqv_log_set_sink(sqv_log_sink_syslog, NULL);
 }
 
 /* Fork: the parent waits until the child reports the mount usable (exit 0)
@@ -580,19 +375,98 @@ static int go_background(void)
 	return 0;
 }
 
-/* Escape ',' and '\' for libfuse's -o parser. */
-static char *escape_opt(const char *s)
+/* Append "name=value" to a libfuse option string, escaped for its parser. */
+static int add_named_opt(char **opts, const char *name, const char *value)
 {
-	char *out = malloc(strlen(s) * 2 + 1), *w = out;
+	char *opt;
+	int rc;
 
+	if (asprintf(&opt, "%s=%s", name, value) < 0)
+		return -1;
+	rc = fuse_opt_add_opt_escaped(opts, opt);
+	free(opt);
+	return rc;
+}
+
+/* Drop the "fusermount3: ", "fuse: ", "sqvenvfs: " or "<N>" that starts a
+ * captured line, and its newline. */
+static char *bare_reason(char *line)
+{
+	static const char *const prefixes[] = { "fusermount3: ", "fuse: ",
+						"sqvenvfs: " };
+
+	line[strcspn(line, "\n")] = '\0';
+	if (line[0] == '<' && line[1] >= '0' && line[1] <= '7' && line[2] == '>')
+		line += 3;
+	for (size_t i = 0; i < sizeof(prefixes) / sizeof(*prefixes); i++)
+		if (strncmp(line, prefixes[i], strlen(prefixes[i])) == 0)
+			line += strlen(prefixes[i]);
+	return line;
+}
+
+/*
+ * fuse_session_mount with every refusal in one line. For an ordinary user
+ * fusermount3 prints its own reason ("user has no write access to
+ * mountpoint ..."), and libfuse may add one: their stderr goes to a memfd
+ * during the mount, and a refusal is then told as "MNT: reason". On success
+ * whatever they said is passed on unchanged. (With auto_unmount the
+ * fusermount3 that stays keeps the memfd as its stderr; it has nothing
+ * more to say unless the unmount itself fails.)
+ */
+static int mount_one_line(struct fuse_session *se, const char *mnt)
+{
+	int cap = memfd_create("sqvenvfs-mount", MFD_CLOEXEC);
+	int saved = cap < 0 ? -1 : fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+	char buf[2048], *reason = NULL;
+	ssize_t n = 0;
+	int rc;
+
+	if (saved < 0) {
+		if (cap >= 0)
+			close(cap);
+		if (fuse_session_mount(se, mnt) == 0)
+			return 0;
+		fail(mnt, "mount failed (see the message above)");
+		return -1;
+	}
+	fflush(stderr);
+	dup2(cap, STDERR_FILENO);
+	rc = fuse_session_mount(se, mnt);
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	n = pread(cap, buf, sizeof(buf) - 1, 0);
+	close(cap);
+	buf[n > 0 ? n : 0] = '\0';
+	if (rc == 0) {
+		if (n > 0)
+			(void)!write(STDERR_FILENO, buf, (size_t)n);
+		return 0;
+	}
+	/* The first line is the cause; what follows repeats it. */
+	reason = bare_reason(buf);
+	fail(mnt, *reason ? reason : "mount failed");
+	return -1;
+}
+
+/* The mount's default source: the stack as one fstab source field,
+ * "bottom.sqfs,top.sqfs", which sqvenvfs and mount(8) take back as is. */
+static char *join_images(const struct options *o)
+{
+	size_t len = 1;
+	char *out;
+
+	for (int i = 0; i < o->npaths - 1; i++)
+		len += strlen(o->paths[i]) + 1;
+	out = malloc(len);
 	if (!out)
 		return NULL;
-	for (; *s; s++) {
-		if (*s == ',' || *s == '\\')
-			*w++ = '\\';
-		*w++ = *s;
+	*out = '\0';
+	for (int i = 0; i < o->npaths - 1; i++) {
+		if (i)
+			strcat(out, ",");
+		strcat(out, o->paths[i]);
 	}
-	*w = '\0';
 	return out;
 }
 
@@ -602,14 +476,19 @@ static int serve(struct sqv_fs *fs, const struct options *o,
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct fuse_session *se = NULL;
 	struct fuse_loop_config *loop = NULL;
-	char *fsname = escape_opt(o->paths[o->npaths - 2]);
-	char *mopts = NULL;
+	char *mopts = NULL, *source = join_images(o);
 	int rc = 1;
 
-	if (!fsname ||
-	    asprintf(&mopts, "ro,default_permissions,nosuid,nodev,subtype=sqvenvfs,fsname=%s%s",
-		     fsname, o->allow_other ? ",allow_other" : "") < 0) {
-		mopts = NULL;
+	/* The user's options come before ours, so that nothing on the command
+	 * line or in fstab (rw, suid, dev) makes the mount writable, setuid or
+	 * a device host: libfuse keeps the last of two opposite flags. */
+	if (!source ||
+	    add_named_opt(&mopts, "subtype",
+			  o->subtype ? o->subtype : "sqvenvfs") < 0 ||
+	    add_named_opt(&mopts, "fsname",
+			  o->fsname ? o->fsname : source) < 0 ||
+	    (o->fuse_opts && fuse_opt_add_opt(&mopts, o->fuse_opts) < 0) ||
+	    fuse_opt_add_opt(&mopts, "ro,nosuid,nodev,default_permissions") < 0) {
 		fail("sqvenvfs", "out of memory");
 		goto out_free;
 	}
@@ -631,10 +510,8 @@ static int serve(struct sqv_fs *fs, const struct options *o,
 	}
 	/* A hang-up is no reason to pull a file system from under its users. */
 	signal(SIGHUP, SIG_IGN);
-	if (fuse_session_mount(se, mnt) < 0) {
-		fail(mnt, "mount failed (see the message above)");
+	if (mount_one_line(se, mnt) < 0)
 		goto out_signals;
-	}
 	if (!o->foreground && go_background() != 0)
 		goto out_unmount;
 
@@ -660,7 +537,7 @@ out_session:
 out_free:
 	fuse_opt_free_args(&args);
 	free(mopts);
-	free(fsname);
+	free(source);
 	return rc;
 }
 
@@ -716,6 +593,7 @@ static int do_mount(struct options *o)
 		sqv_index_memory(fs.index));
 	clock_gettime(CLOCK_MONOTONIC, &fs.mounted_at);
 	fs.on_ready = on_ready;
+	fs.max_read = o->max_read;
 	rc = serve(&fs, o, mnt);
 out_fs:
 	fs_free(&fs);
@@ -726,31 +604,34 @@ out:
 
 int main(int argc, char **argv)
 {
-	struct options o = {
-		.threads = DEFAULT_THREADS,
-		.cache_bytes = DEFAULT_CACHE_BYTES,
-	};
+	struct options o;
 	int rc;
 
-	sqv_log_set_sink(getenv("JOURNAL_STREAM") ? log_journal : log_stderr,
+	sqv_log_set_sink(getenv("JOURNAL_STREAM") ? sqv_log_sink_journal : NULL,
 			 NULL);
 	fuse_set_log_func(log_from_fuse);
 
-	rc = parse_args(argc, argv, &o);
-	if (rc != 0)
+	rc = sqv_options_parse(argc, argv, &o);
+	if (rc != 0) {
+		sqv_options_free(&o);
 		return rc < 0 ? 2 : 0;
+	}
 	if (o.debug)
 		sqv_log_set_level(SQV_LOG_DEBUG);
 	switch (o.mode) {
 	case MODE_UNMOUNT:
-		return do_unmount(o.paths[0]);
+		rc = do_unmount(o.paths[0], o.if_mounted);
+		break;
 	case MODE_STATS:
-		return do_stats(&o);
+		rc = do_stats(&o);
+		break;
 	case MODE_MOUNT:
 	default:
 		rc = do_mount(&o);
 		if (ready_fd >= 0)
 			close(ready_fd); /* never ready: the parent exits 1 */
-		return rc;
+		break;
 	}
+	sqv_options_free(&o);
+	return rc;
 }

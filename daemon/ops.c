@@ -38,7 +38,6 @@ static const char *const op_names[OP_COUNT] = {
 	[OP_GETXATTR] = "getxattr",
 	[OP_LISTXATTR] = "listxattr",
 	[OP_IOCTL] = "ioctl",
-	[OP_OTHER] = "other",
 };
 
 static struct sqv_fs *fs_of(fuse_req_t req)
@@ -102,6 +101,9 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	/* Locks stay local to the kernel: there is nothing to share. */
 	conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
+	/* libfuse refuses INIT unless this repeats -o max_read=. */
+	if (fs->max_read)
+		conn->max_read = fs->max_read;
 	if (fs->on_ready)
 		fs->on_ready(fs);
 }
@@ -396,6 +398,28 @@ static void reply_value(fuse_req_t req, const void *value, size_t len,
 		fuse_reply_buf(req, value, len);
 }
 
+/* The counters, in a buffer as large as they need: the text grows with
+ * the counters' digits, so measure, render, and measure again if a counter
+ * grew a digit in between. */
+static void reply_stats(fuse_req_t req, struct sqv_fs *fs, size_t size)
+{
+	size_t len = sqv_fs_format_stats(fs, NULL, 0), cap = 0;
+	char *buf = NULL;
+
+	while (len >= cap) {
+		free(buf);
+		cap = len + 64;
+		buf = malloc(cap);
+		if (!buf) {
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+		len = sqv_fs_format_stats(fs, buf, cap);
+	}
+	reply_value(req, buf, len, size);
+	free(buf);
+}
+
 static void op_getxattr(fuse_req_t req, fuse_ino_t node, const char *name,
 			size_t size)
 {
@@ -407,10 +431,7 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t node, const char *name,
 	if (node == FUSE_ROOT_ID && strcmp(name, SQV_STATS_XATTR) == 0) {
 		/* --stats asking: not counted, so that asking twice shows
 		 * only what the workload did in between. */
-		char buf[4096];
-		len = sqv_fs_format_stats(fs, buf, sizeof(buf));
-		reply_value(req, buf, len < sizeof(buf) ? len : sizeof(buf),
-			    size);
+		reply_stats(req, fs, size);
 		return;
 	}
 	count(fs, OP_GETXATTR);

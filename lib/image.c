@@ -24,16 +24,14 @@
 #include <squashfuse.h>
 
 #include "log.h"
+#include "superblock.h"
 
-#define SUPERBLOCK_SIZE 96
 #define REPORTED_MAX 64
 /* Metadata larger than this is read where it lies, not copied first. */
 #define META_COPY_MAX ((uint64_t)512 << 20)
 #define META_CHUNK ((size_t)4 << 20)
 /* Metadata blocks whose decompressed size md_check() remembers. */
 #define MD_MEMO 256
-
-enum { COMP_GZIP = 1, COMP_LZMA, COMP_LZO, COMP_XZ, COMP_LZ4, COMP_ZSTD };
 
 struct sqv_image {
 	/* Everything libsquashfuse owns; its caches have no locks, so every
@@ -79,17 +77,6 @@ struct sqv_image {
 	unsigned nreported;
 	bool report_suppressed;
 };
-
-static const char *comp_name(int comp)
-{
-	static const char *const names[] = {
-		[COMP_GZIP] = "gzip", [COMP_LZMA] = "lzma", [COMP_LZO] = "lzo",
-		[COMP_XZ] = "xz",     [COMP_LZ4] = "lz4",   [COMP_ZSTD] = "zstd",
-	};
-	if (comp > 0 && comp <= COMP_ZSTD)
-		return names[comp];
-	return "unknown";
-}
 
 /* Log a damaged block once per offset; later ones are counted only. */
 static void report_damage(struct sqv_image *img, uint64_t pos,
@@ -147,75 +134,41 @@ static sqv_err_t pread_exact(struct sqv_image *img, void *buf, size_t size,
 	return 0;
 }
 
-/* Check the superblock ourselves first, so each refusal says why. */
+/* Check the superblock ourselves first (lib/base), so each refusal says
+ * why; then whether this libsquashfuse has the image's decompressor. */
 static sqv_err_t check_superblock(struct sqv_image *img)
 {
-	struct squashfs_super_block sb;
+	unsigned char buf[SQV_SUPERBLOCK_SIZE];
+	struct sqv_superblock sb;
 	const char *name = img->name;
+	char why[160];
 
-	if (img->file_size < SUPERBLOCK_SIZE) {
-		sqv_log(SQV_LOG_ERR, "%s: not a squashfs image (only %llu bytes)",
-			name, (unsigned long long)img->file_size);
-		return -ENOTSUP;
-	}
-	if (pread_exact(img, &sb, sizeof(sb), 0) < 0) {
+	if (img->file_size >= sizeof(buf) &&
+	    pread_exact(img, buf, sizeof(buf), 0) < 0) {
 		sqv_log(SQV_LOG_ERR, "%s: cannot read the superblock", name);
 		return -EIO;
 	}
-	if (le32toh(sb.s_magic) != SQUASHFS_MAGIC) {
-		sqv_log(SQV_LOG_ERR, "%s: not a squashfs image (bad magic)", name);
-		return -ENOTSUP;
+	sqv_err_t err = sqv_superblock_check(buf, img->file_size < sizeof(buf) ?
+					     0 : sizeof(buf),
+					     img->file_size, &sb, why, sizeof(why));
+	if (err < 0) {
+		sqv_log(SQV_LOG_ERR, "%s: %s", name, why);
+		return err;
 	}
-	if (le16toh(sb.s_major) != 4 || le16toh(sb.s_minor) != 0) {
-		sqv_log(SQV_LOG_ERR, "%s: unsupported squashfs version %u.%u",
-			name, le16toh(sb.s_major), le16toh(sb.s_minor));
-		return -ENOTSUP;
-	}
-	img->comp = le16toh(sb.compression);
-	if (img->comp < COMP_GZIP || img->comp > COMP_ZSTD ||
-	    !sqfs_decompressor_get(img->comp)) {
+	img->comp = sb.compression;
+	if (!sqfs_decompressor_get(img->comp)) {
 		sqv_log(SQV_LOG_ERR, "%s: unsupported compression %s (%d)", name,
-			comp_name(img->comp), img->comp);
+			sqv_superblock_comp_name(sb.compression), img->comp);
 		return -ENOTSUP;
 	}
-	uint32_t block_size = le32toh(sb.block_size);
-	uint16_t block_log = le16toh(sb.block_log);
-	if (block_size < 4096 || block_size > SQUASHFS_FILE_MAX_SIZE ||
-	    block_log > 20 || (UINT32_C(1) << block_log) != block_size) {
-		sqv_log(SQV_LOG_ERR, "%s: damaged superblock (block size %u)",
-			name, block_size);
-		return -SQV_ECORRUPT;
-	}
-	uint64_t used = le64toh(sb.bytes_used);
-	if (used > img->file_size) {
-		sqv_log(SQV_LOG_ERR,
-			"%s: truncated (the image says %llu bytes, the file has %llu)",
-			name, (unsigned long long)used,
-			(unsigned long long)img->file_size);
-		return -SQV_ECORRUPT;
-	}
-	uint64_t tables[] = {
-		le64toh(sb.inode_table_start), le64toh(sb.directory_table_start),
-		le64toh(sb.id_table_start),
-	};
-	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
-		if (tables[i] >= used) {
-			sqv_log(SQV_LOG_ERR,
-				"%s: damaged superblock (a table starts past the end)",
-				name);
-			return -SQV_ECORRUPT;
-		}
-	}
-
-	img->info.compression = comp_name(img->comp);
-	img->info.block_size = block_size;
-	img->info.inode_count = le32toh(sb.inodes);
-	img->info.fragment_count = le32toh(sb.fragments);
-	img->info.bytes_used = used;
-	img->info.mkfs_time = le32toh(sb.mkfs_time);
-	img->meta_start = le64toh(sb.inode_table_start);
-	img->info.has_xattrs =
-		(int64_t)le64toh(sb.xattr_id_table_start) != SQUASHFS_INVALID_BLK;
+	img->info.compression = sqv_superblock_comp_name(sb.compression);
+	img->info.block_size = sb.block_size;
+	img->info.inode_count = sb.inodes;
+	img->info.fragment_count = sb.fragments;
+	img->info.bytes_used = sb.bytes_used;
+	img->info.mkfs_time = sb.mkfs_time;
+	img->meta_start = sb.inode_table;
+	img->info.has_xattrs = (int64_t)sb.xattr_id_table != SQUASHFS_INVALID_BLK;
 	img->decompress = sqfs_decompressor_get(img->comp);
 	return 0;
 }
@@ -244,8 +197,8 @@ static int copy_metadata(struct sqv_image *img, uint64_t meta_start)
 	if (!buf || ftruncate(mfd, (off_t)end) < 0)
 		goto fail;
 	/* The superblock and compressor options, then the tables. */
-	if (pread_exact(img, buf, SUPERBLOCK_SIZE, 0) < 0 ||
-	    pwrite(mfd, buf, SUPERBLOCK_SIZE, 0) != SUPERBLOCK_SIZE)
+	if (pread_exact(img, buf, SQV_SUPERBLOCK_SIZE, 0) < 0 ||
+	    pwrite(mfd, buf, SQV_SUPERBLOCK_SIZE, 0) != SQV_SUPERBLOCK_SIZE)
 		goto fail;
 	for (uint64_t pos = meta_start; pos < end;) {
 		size_t n = end - pos < META_CHUNK ? (size_t)(end - pos) : META_CHUNK;
@@ -935,7 +888,7 @@ static struct thread_io *thread_io(void)
 static sqv_err_t decompress(struct sqv_image *img, struct thread_io *t,
 			    size_t insize, void *out, size_t *outsize)
 {
-	if (img->comp == COMP_ZSTD) {
+	if (img->comp == SQV_COMP_ZSTD) {
 		size_t n = ZSTD_decompressDCtx(t->dctx, out, *outsize, t->in,
 					       insize);
 		if (ZSTD_isError(n))

@@ -25,9 +25,4 @@ static inline unsigned sqv_ino_layer(uint64_t st_ino)
 	return (unsigned)(st_ino >> 32);
 }
 
-static inline uint32_t sqv_ino_number(uint64_t st_ino)
-{
-	return (uint32_t)st_ino;
-}
-
 #endif

@@ -600,10 +600,6 @@ static int cmd_ls(char **names, unsigned n, const char *path)
 	return rc;
 }
 
-struct xattr_ctx {
-	int count;
-};
-
 static int cmd_stat(char **names, unsigned n, const char *path)
 {
 	struct stack s;

@@ -18,17 +18,7 @@ import sqvtest as t
 NOBODY = 65534
 
 
-def refuse(label, args, want_in_msg, user=None, mnt=None, pre=None):
-    before = t.daemon_pids(args[-1])
-    cmd = t.as_user([t.SQVENVFS, *args], user, "--clear-groups")
-    if pre:
-        cmd = [*pre, *cmd]
-    t.check_error(label, subprocess.run(cmd, capture_output=True, text=True),
-                  want_in_msg)
-    if mnt:
-        t.check(not t.is_mounted(mnt), f"{label}: nothing mounted")
-    t.check(set(t.daemon_pids(args[-1])) <= set(before),
-            f"{label}: no daemon left")
+refuse = t.refuse
 
 
 def main():
@@ -108,6 +98,18 @@ def main():
                ["mnt", "not a mount point"])
         refuse("--unmount of another file system", ["--unmount", "/proc"],
                ["/proc", "not sqvenvfs"])
+        # The quiet form the systemd unit and the Slurm Prolog run before
+        # every mount: nothing mounted (or no directory) is no error...
+        for where in (mnt, os.path.join(d, "no-such-dir", "mnt")):
+            r = t.cli(["--unmount", "--if-mounted", where])
+            t.check(r.returncode == 0 and r.stdout == "" and r.stderr == "",
+                    f"--unmount --if-mounted {where}: nothing mounted, exit 0 "
+                    f"quietly (rc {r.returncode}, {r.stderr.strip()!r})")
+        # ...but another file system still is.
+        refuse("--unmount --if-mounted of another file system",
+               ["--unmount", "--if-mounted", "/proc"], ["/proc", "not sqvenvfs"])
+        refuse("--if-mounted without --unmount", ["--if-mounted", img, mnt],
+               ["--if-mounted goes with --unmount"], mnt=mnt)
         refuse("--stats of what is not sqvenvfs", ["--stats", d],
                ["not a sqvenvfs mount"])
         r = t.cli(["--help"])

@@ -29,6 +29,11 @@
 
 SPANK_PLUGIN(sqvenvfs, 1);
 
+/* Where sbatch and salloc leave the job's --sqvenv for the job's sruns
+ * (Slurm's SPANK_OPTION_ENV_PREFIX, plugin name, option name); in a batch
+ * script with SLURM_SPANK_ before it. */
+#define SQV_OPTION_ENV "_SLURM_SPANK_OPTION_sqvenvfs_sqvenv"
+
 static char *request;       /* canonical request, local/allocator */
 static int requested;       /* remote: the job asked for an environment */
 static char site_conf[PATH_MAX];
@@ -42,16 +47,57 @@ static struct spank_option sqvenv_option = {
 	1, 0, opt_sqvenv,
 };
 
+/*
+ * srun inside a job (salloc's shell, a batch script) is a step of that job:
+ * the job's mounts were made by the Prolog before it started, and a step
+ * has no Prolog of its own. The job's own --sqvenv comes back to srun
+ * through the environment Slurm sets for it; that one is passed on again
+ * (without salloc's PrologFlags=Alloc the Prolog runs at the first srun and
+ * sees what that srun passes), any other is refused here rather than
+ * failing on the nodes.
+ * 1: the job's own value (checked at submission), 0: not inside a job,
+ * -1: refused.
+ */
+static int step_request(const char *optarg)
+{
+	const char *job = getenv("SLURM_JOB_ID");
+	const char *inherited = getenv(SQV_OPTION_ENV);
+
+	if (!inherited)
+		inherited = getenv("SLURM_SPANK_" SQV_OPTION_ENV);
+
+	if (spank_context() != S_CTX_LOCAL || !job)
+		return 0;
+	if (inherited && strcmp(inherited, optarg) == 0)
+		return 1;
+	if (inherited)
+		slurm_error("sqvenvfs: --sqvenv: job %s already has --sqvenv=%s; srun inside a "
+			    "job cannot change it: give --sqvenv to sbatch or salloc", job,
+			    inherited);
+	else
+		slurm_error("sqvenvfs: --sqvenv: srun inside job %s cannot mount an environment: "
+			    "give --sqvenv to sbatch or salloc", job);
+	return -1;
+}
+
 static int opt_sqvenv(int val, const char *optarg, int remote)
 {
 	char err[SQV_ERRLEN], cwd[PATH_MAX], resolved[PATH_MAX];
 	struct sqv_req req;
-	int missing;
+	int missing, step;
 
 	(void)val;
 	if (remote) {
 		requested = 1;
 		return 0;
+	}
+	step = step_request(optarg);
+	if (step < 0)
+		return -1;
+	if (step > 0) {
+		free(request);
+		request = strdup(optarg);
+		return request ? 0 : -1;
 	}
 	if (!getcwd(cwd, sizeof(cwd)))
 		cwd[0] = '\0';
@@ -156,7 +202,9 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
 		strcpy(host, "this node");
 	host[sizeof(host) - 1] = '\0';
 	if (sqv_site_load(&site, site_conf, err) < 0) {
-		fprintf(stderr, "sqvenvfs: %s: cannot read the site configuration: %s\n", host, err);
+		/* The same words as the Prolog's, which met the same file. */
+		fprintf(stderr, "sqvenvfs: %s: job %u not started: the node's sqvenvfs "
+			"configuration is broken (%s); tell your administrator\n", host, jobid, err);
 		return -1;
 	}
 	snprintf(path, sizeof(path), "%s/jobs/%u.err", site.state_dir, jobid);

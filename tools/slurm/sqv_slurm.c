@@ -18,8 +18,10 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-static void seterr(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void seterr(char *err, const char *fmt, ...)
+#include "size.h"
+#include "superblock.h"
+
+void sqv_errf(char *err, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -30,6 +32,20 @@ static void seterr(char *err, const char *fmt, ...)
 	va_end(ap);
 }
 
+int sqv_pathf(char *out, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	int n = vsnprintf(out, PATH_MAX, fmt, ap);
+	va_end(ap);
+	if (n < 0 || n >= PATH_MAX) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return 0;
+}
+
 char *sqv_path_normalise(const char *path, const char *cwd, char *err)
 {
 	size_t cap;
@@ -37,17 +53,17 @@ char *sqv_path_normalise(const char *path, const char *cwd, char *err)
 	const char *s;
 
 	if (!path || !*path) {
-		seterr(err, "empty path");
+		sqv_errf(err, "empty path");
 		return NULL;
 	}
 	if (path[0] != '/' && !cwd) {
-		seterr(err, "%s: not an absolute path", path);
+		sqv_errf(err, "%s: not an absolute path", path);
 		return NULL;
 	}
 	cap = strlen(path) + (cwd ? strlen(cwd) : 0) + 3;
 	out = malloc(cap);
 	if (!out) {
-		seterr(err, "%s: out of memory", path);
+		sqv_errf(err, "%s: out of memory", path);
 		return NULL;
 	}
 	if (path[0] == '/')
@@ -73,7 +89,7 @@ char *sqv_path_normalise(const char *path, const char *cwd, char *err)
 			continue;
 		}
 		if (len == 2 && s[0] == '.' && s[1] == '.') {
-			seterr(err, "%s: \"..\" is not allowed in the path", path);
+			sqv_errf(err, "%s: \"..\" is not allowed in the path", path);
 			free(out);
 			return NULL;
 		}
@@ -86,7 +102,7 @@ char *sqv_path_normalise(const char *path, const char *cwd, char *err)
 		*p++ = '/';
 	*p = '\0';
 	if (strlen(out) >= PATH_MAX) {
-		seterr(err, "%s: path too long", path);
+		sqv_errf(err, "%s: path too long", path);
 		free(out);
 		return NULL;
 	}
@@ -110,17 +126,17 @@ int sqv_req_parse(const char *s, const char *cwd, struct sqv_req *req, char *err
 
 	memset(req, 0, sizeof(*req));
 	if (!s || !*s) {
-		seterr(err, "--sqvenv: empty value; expected IMAGE[,IMAGE...]:MOUNTPOINT");
+		sqv_errf(err, "--sqvenv: empty value; expected IMAGE[,IMAGE...]:MOUNTPOINT");
 		return -1;
 	}
 	colon = strrchr(s, ':');
 	if (!colon || colon == s || !colon[1]) {
-		seterr(err, "--sqvenv=%s: expected IMAGE[,IMAGE...]:MOUNTPOINT", s);
+		sqv_errf(err, "--sqvenv=%s: expected IMAGE[,IMAGE...]:MOUNTPOINT", s);
 		return -1;
 	}
 	for (const char *c = s; *c; c++) {
 		if (iscntrl((unsigned char)*c)) {
-			seterr(err, "--sqvenv: control character in the value");
+			sqv_errf(err, "--sqvenv: control character in the value");
 			return -1;
 		}
 	}
@@ -129,12 +145,12 @@ int sqv_req_parse(const char *s, const char *cwd, struct sqv_req *req, char *err
 		goto fail;
 	list = strndup(s, (size_t)(colon - s));
 	if (!list) {
-		seterr(err, "--sqvenv: out of memory");
+		sqv_errf(err, "--sqvenv: out of memory");
 		goto fail;
 	}
 	for (tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		if (req->n_images == SQV_MAX_IMAGES) {
-			seterr(err, "--sqvenv: more than %d images", SQV_MAX_IMAGES);
+			sqv_errf(err, "--sqvenv: more than %d images", SQV_MAX_IMAGES);
 			goto fail;
 		}
 		req->images[req->n_images] = sqv_path_normalise(tok, cwd, err);
@@ -143,7 +159,7 @@ int sqv_req_parse(const char *s, const char *cwd, struct sqv_req *req, char *err
 		req->n_images++;
 	}
 	if (req->n_images == 0) {
-		seterr(err, "--sqvenv=%s: no image before ':'", s);
+		sqv_errf(err, "--sqvenv=%s: no image before ':'", s);
 		goto fail;
 	}
 	free(list);
@@ -171,42 +187,30 @@ char *sqv_req_format(const struct sqv_req *req)
 	return out;
 }
 
-/* squashfs 4 superblock: magic "hsqs" at 0, s_major (u16) at 28,
- * bytes_used (u64) at 40, all little-endian. */
 int sqv_check_image_fd(int fd, const char *path, char *err)
 {
-	unsigned char sb[96];
+	unsigned char sb[SQV_SUPERBLOCK_SIZE];
+	struct sqv_superblock info;
 	struct stat st;
-	uint64_t used = 0;
+	char why[160];
 	ssize_t n;
 
 	if (fstat(fd, &st) < 0) {
-		seterr(err, "%s: %s", path, strerror(errno));
+		sqv_errf(err, "%s: %s", path, strerror(errno));
 		return -1;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		seterr(err, "%s: not a regular file", path);
+		sqv_errf(err, "%s: not a regular file", path);
 		return -1;
 	}
 	n = pread(fd, sb, sizeof(sb), 0);
 	if (n < 0) {
-		seterr(err, "%s: %s", path, strerror(errno));
+		sqv_errf(err, "%s: %s", path, strerror(errno));
 		return -1;
 	}
-	if (n < (ssize_t)sizeof(sb) || memcmp(sb, "hsqs", 4) != 0) {
-		seterr(err, "%s: not a squashfs image", path);
-		return -1;
-	}
-	if ((sb[28] | sb[29] << 8) != 4) {
-		seterr(err, "%s: squashfs version %u is not supported (need 4)", path,
-		       (unsigned)(sb[28] | sb[29] << 8));
-		return -1;
-	}
-	for (int i = 7; i >= 0; i--)
-		used = used << 8 | sb[40 + i];
-	if (used > (uint64_t)st.st_size) {
-		seterr(err, "%s: truncated squashfs image (%llu of %llu bytes)", path,
-		       (unsigned long long)st.st_size, (unsigned long long)used);
+	if (sqv_superblock_check(sb, (size_t)n, (uint64_t)st.st_size, &info, why,
+				 sizeof(why)) < 0) {
+		sqv_errf(err, "%s: %s", path, why);
 		return -1;
 	}
 	return 0;
@@ -219,9 +223,9 @@ int sqv_open_image(const char *path, char *err)
 
 	if (fd < 0) {
 		if (errno == EACCES)
-			seterr(err, "%s: not readable by you (permission denied)", path);
+			sqv_errf(err, "%s: not readable by you (permission denied)", path);
 		else
-			seterr(err, "%s: %s", path, strerror(errno));
+			sqv_errf(err, "%s: %s", path, strerror(errno));
 		return -1;
 	}
 	if (sqv_check_image_fd(fd, path, err) < 0) {
@@ -257,259 +261,6 @@ int sqv_path_is_system(const char *path)
 	return 0;
 }
 
-int sqv_user_fuse_mount_at(const char *path, uid_t uid)
-{
-	char line[8192], want[32];
-	int found = 0;
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-
-	if (!f)
-		return 0;
-	snprintf(want, sizeof(want), "user_id=%u", (unsigned)uid);
-	while (fgets(line, sizeof(line), f)) {
-		char *dash = strstr(line, " - "), *mp = line, *o, *in, *opt, *save = NULL;
-
-		if (!dash)
-			continue;
-		*dash = '\0';
-		/* 5th field: the mount point, octal-escaped */
-		for (int fields = 0; *mp && fields < 4; mp++)
-			if (*mp == ' ')
-				fields++;
-		mp[strcspn(mp, " ")] = '\0';
-		for (o = in = mp; *in;) {
-			if (in[0] == '\\' && in[1] && in[2] && in[3]) {
-				*o++ = (char)((in[1] - '0') << 6 | (in[2] - '0') << 3 | (in[3] - '0'));
-				in += 4;
-			} else {
-				*o++ = *in++;
-			}
-		}
-		*o = '\0';
-		if (strcmp(mp, path) != 0)
-			continue;
-		found = 0; /* the last mount on a path is the visible one */
-		if (strncmp(dash + 3, "fuse", 4) != 0)
-			continue;
-		/* "fstype source superoptions" */
-		opt = strrchr(dash + 3, ' ');
-		if (!opt)
-			continue;
-		opt[strcspn(opt, "\n")] = '\0';
-		for (char *t = strtok_r(opt + 1, ",", &save); t; t = strtok_r(NULL, ",", &save))
-			if (strcmp(t, want) == 0)
-				found = 1;
-	}
-	fclose(f);
-	return found;
-}
-
-int sqv_resolve_mountpoint(const char *path, uid_t uid, int create, char *resolved,
-			   int *missing, char *err)
-{
-	char todo[PATH_MAX * 2], done[PATH_MAX];
-	int dirfd, links = 0;
-	struct stat st;
-
-	if (missing)
-		*missing = 0;
-	if (path[0] != '/') {
-		seterr(err, "%s: not an absolute path", path);
-		return -1;
-	}
-	snprintf(todo, sizeof(todo), "%s", path);
-	strcpy(done, "");
-	dirfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (dirfd < 0) {
-		seterr(err, "/: %s", strerror(errno));
-		return -1;
-	}
-	for (;;) {
-		char *s = todo, comp[NAME_MAX + 1];
-		size_t len;
-		int fd;
-
-		while (*s == '/')
-			s++;
-		if (!*s)
-			break;
-		len = strcspn(s, "/");
-		if (len > NAME_MAX) {
-			seterr(err, "%s: path component too long", path);
-			goto fail;
-		}
-		memcpy(comp, s, len);
-		comp[len] = '\0';
-		memmove(todo, s + len, strlen(s + len) + 1);
-		if (strcmp(comp, ".") == 0)
-			continue;
-		if (strcmp(comp, "..") == 0) {
-			/* Only reachable through a root-owned symlink's target. */
-			char *slash = strrchr(done, '/');
-			int up;
-
-			if (slash)
-				*slash = '\0';
-			up = open(*done ? done : "/", O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-			if (up < 0) {
-				seterr(err, "%s: %s", path, strerror(errno));
-				goto fail;
-			}
-			close(dirfd);
-			dirfd = up;
-			continue;
-		}
-		if (fstatat(dirfd, comp, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-			if (errno == ENOTCONN && !*todo) {
-				/* The user's own mount whose daemon died: the
-				 * Prolog clears it. */
-				char cand[PATH_MAX];
-
-				snprintf(cand, sizeof(cand), "%s/%s", done, comp);
-				if (sqv_user_fuse_mount_at(cand, uid) && !sqv_path_is_system(cand)) {
-					snprintf(resolved, PATH_MAX, "%s", cand);
-					close(dirfd);
-					return 0;
-				}
-			}
-			if (errno != ENOENT) {
-				seterr(err, "%s%s/%s: %s", path, "", comp, strerror(errno));
-				goto fail;
-			}
-			if (!create) {
-				snprintf(resolved, PATH_MAX, "%s/%s%s", done, comp, todo);
-				close(dirfd);
-				if (sqv_path_is_system(resolved)) {
-					seterr(err, "%s: %s is a system path; mount under your home "
-					       "or a job directory instead", path, resolved);
-					return -1;
-				}
-				if (missing)
-					*missing = 1;
-				return 0;
-			}
-			if (mkdirat(dirfd, comp, 0755) < 0 && errno != EEXIST) {
-				seterr(err, "%s: cannot create %s/%s: %s", path, done, comp,
-				       strerror(errno));
-				goto fail;
-			}
-			if (fstatat(dirfd, comp, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-				seterr(err, "%s: %s", path, strerror(errno));
-				goto fail;
-			}
-		}
-		if (S_ISLNK(st.st_mode)) {
-			char target[PATH_MAX], rest[PATH_MAX * 2];
-			ssize_t n;
-
-			if (st.st_uid != 0) {
-				seterr(err, "%s: %s/%s is a symbolic link (only root's symlinks are "
-				       "followed; give the real directory)", path, done, comp);
-				goto fail;
-			}
-			if (++links > 40) {
-				seterr(err, "%s: too many levels of symbolic links", path);
-				goto fail;
-			}
-			n = readlinkat(dirfd, comp, target, sizeof(target) - 1);
-			if (n < 0) {
-				seterr(err, "%s: %s", path, strerror(errno));
-				goto fail;
-			}
-			target[n] = '\0';
-			snprintf(rest, sizeof(rest), "%s/%s", target, todo);
-			if (strlen(rest) >= sizeof(todo)) {
-				seterr(err, "%s: path too long", path);
-				goto fail;
-			}
-			strcpy(todo, rest);
-			if (target[0] == '/') {
-				close(dirfd);
-				dirfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
-				if (dirfd < 0) {
-					seterr(err, "/: %s", strerror(errno));
-					return -1;
-				}
-				strcpy(done, "");
-			}
-			continue;
-		}
-		if (!S_ISDIR(st.st_mode)) {
-			seterr(err, "%s: %s/%s is not a directory", path, done, comp);
-			goto fail;
-		}
-		fd = openat(dirfd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0) {
-			seterr(err, "%s: %s/%s: %s", path, done, comp, strerror(errno));
-			goto fail;
-		}
-		close(dirfd);
-		dirfd = fd;
-		if (strlen(done) + len + 2 > sizeof(done)) {
-			seterr(err, "%s: path too long", path);
-			goto fail;
-		}
-		strcat(done, "/");
-		strcat(done, comp);
-	}
-	if (fstat(dirfd, &st) < 0) {
-		seterr(err, "%s: %s", path, strerror(errno));
-		goto fail;
-	}
-	close(dirfd);
-	dirfd = -1;
-	if (!*done)
-		strcpy(done, "/");
-	if (sqv_path_is_system(done)) {
-		seterr(err, "%s: %s is a system path; mount under your home or a job "
-		       "directory instead", path, done);
-		return -1;
-	}
-	/* A directory the user's own sqvenvfs is mounted on shows the image's
-	 * owner; what counts is that the mount is the user's. */
-	if (st.st_uid != uid && !sqv_user_fuse_mount_at(done, uid)) {
-		seterr(err, "%s: the mount point must be a directory you own (owned by uid %u)",
-		       path, (unsigned)st.st_uid);
-		return -1;
-	}
-	snprintf(resolved, PATH_MAX, "%s", done);
-	return 0;
-fail:
-	if (dirfd >= 0)
-		close(dirfd);
-	return -1;
-}
-
-int sqv_parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
-	uint64_t mul = 1;
-
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return -1;
-	switch (toupper((unsigned char)*end)) {
-	case '\0': break;
-	case 'K': mul = 1ULL << 10; end++; break;
-	case 'M': mul = 1ULL << 20; end++; break;
-	case 'G': mul = 1ULL << 30; end++; break;
-	case 'T': mul = 1ULL << 40; end++; break;
-	default: return -1;
-	}
-	if (*end == 'i' || *end == 'B')
-		end++;
-	if (*end == 'B')
-		end++;
-	if (*end)
-		return -1;
-	if (v > UINT64_MAX / mul)
-		return -1;
-	*out = v * mul;
-	return 0;
-}
-
 static char *trim(char *s)
 {
 	char *e;
@@ -522,26 +273,40 @@ static char *trim(char *s)
 	return s;
 }
 
+FILE *sqv_conf_open(const char *path, char *err)
+{
+	FILE *f = fopen(path, "re");
+
+	if (!f && errno != ENOENT) {
+		int e = errno;
+
+		sqv_errf(err, "%s: %s", path, strerror(e));
+		errno = e;
+	}
+	return f;
+}
+
+void sqv_site_defaults(struct sqv_site *site)
+{
+	memset(site, 0, sizeof(*site));
+	strcpy(site->daemon, SQV_DEFAULT_DAEMON);
+	strcpy(site->state_dir, "/run/sqvenvfs");
+	strcpy(site->fusermount, "/bin/fusermount3");
+	site->mount_timeout = 120;
+}
+
 int sqv_site_load(struct sqv_site *site, const char *path, char *err)
 {
 	char line[8192];
 	unsigned lineno = 0;
 	FILE *f;
 
-	memset(site, 0, sizeof(*site));
-	snprintf(site->daemon, sizeof(site->daemon), "%s", SQV_DEFAULT_DAEMON);
-	snprintf(site->state_dir, sizeof(site->state_dir), "/run/sqvenvfs");
-	snprintf(site->fusermount, sizeof(site->fusermount), "/bin/fusermount3");
-	site->mount_timeout = 120;
+	sqv_site_defaults(site);
 	if (!path || !*path)
 		path = SQV_DEFAULT_SITE_CONF;
-	f = fopen(path, "re");
-	if (!f) {
-		if (errno == ENOENT)
-			return 0;
-		seterr(err, "%s: %s", path, strerror(errno));
-		return -1;
-	}
+	f = sqv_conf_open(path, err);
+	if (!f)
+		return errno == ENOENT ? 0 : -1;
 	while (fgets(line, sizeof(line), f)) {
 		char *key, *val, *eq, *hash;
 
@@ -554,7 +319,7 @@ int sqv_site_load(struct sqv_site *site, const char *path, char *err)
 			continue;
 		eq = strchr(key, '=');
 		if (!eq) {
-			seterr(err, "%s:%u: expected KEY = VALUE", path, lineno);
+			sqv_errf(err, "%s:%u: expected KEY = VALUE", path, lineno);
 			goto bad;
 		}
 		*eq = '\0';
@@ -563,7 +328,7 @@ int sqv_site_load(struct sqv_site *site, const char *path, char *err)
 #define STR(name) \
 		if (strcmp(key, #name) == 0) { \
 			if (strlen(val) >= sizeof(site->name)) { \
-				seterr(err, "%s:%u: %s: value too long", path, lineno, key); \
+				sqv_errf(err, "%s:%u: %s: value too long", path, lineno, key); \
 				goto bad; \
 			} \
 			strcpy(site->name, val); \
@@ -577,8 +342,8 @@ int sqv_site_load(struct sqv_site *site, const char *path, char *err)
 		STR(log_file)
 #undef STR
 		if (strcmp(key, "stage_max_size") == 0) {
-			if (sqv_parse_size(val, &site->stage_max_size) < 0) {
-				seterr(err, "%s:%u: stage_max_size: not a size (e.g. 200G): %s",
+			if (sqv_size_parse(val, &site->stage_max_size) < 0) {
+				sqv_errf(err, "%s:%u: stage_max_size: not a size (e.g. 200G): %s",
 				       path, lineno, val);
 				goto bad;
 			}
@@ -589,20 +354,20 @@ int sqv_site_load(struct sqv_site *site, const char *path, char *err)
 			unsigned long v = strtoul(val, &end, 10);
 
 			if (*end || end == val || v == 0 || v > 3600) {
-				seterr(err, "%s:%u: mount_timeout: not a number of seconds (1-3600): %s",
+				sqv_errf(err, "%s:%u: mount_timeout: not a number of seconds (1-3600): %s",
 				       path, lineno, val);
 				goto bad;
 			}
 			site->mount_timeout = (unsigned)v;
 			continue;
 		}
-		seterr(err, "%s:%u: unknown setting \"%s\"", path, lineno, key);
+		sqv_errf(err, "%s:%u: unknown setting \"%s\"", path, lineno, key);
 		goto bad;
 	}
 	fclose(f);
 	if (site->state_dir[0] != '/' || (site->stage_dir[0] && site->stage_dir[0] != '/') ||
 	    site->daemon[0] != '/') {
-		seterr(err, "%s: daemon, state_dir and stage_dir must be absolute paths", path);
+		sqv_errf(err, "%s: daemon, state_dir and stage_dir must be absolute paths", path);
 		return -1;
 	}
 	if (site->stage_dir[0] && site->stage_max_size == 0) {

@@ -11,22 +11,24 @@
 #define SQV_SLURM_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <sys/types.h>
 
-/* meson passes the installed paths */
-#ifndef SQV_DEFAULT_DAEMON
-#define SQV_DEFAULT_DAEMON "/usr/local/bin/sqvenvfs"
-#endif
-#ifndef SQV_DEFAULT_SITE_CONF
-#define SQV_DEFAULT_SITE_CONF "/usr/local/etc/sqvenvfs/slurm.conf"
-#endif
+#include "sqv_config.h" /* the installed paths */
 
 #define SQV_ERRLEN 512
 #define SQV_MAX_IMAGES 32
 /* The name under which the request travels to the Prolog and Epilog
  * (spank_job_control_setenv prefixes it with SPANK_). */
 #define SQV_ENV_NAME "SQVENV"
+
+/* Format a path into out (PATH_MAX bytes): 0, or -1 with errno
+ * ENAMETOOLONG when it does not fit (out is then not to be used). */
+int sqv_pathf(char *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Format a message into err (SQV_ERRLEN bytes); a longer one is cut, which
+ * is all right for a message. err may be NULL. */
+void sqv_errf(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 struct sqv_req {
 	char *images[SQV_MAX_IMAGES]; /* absolute, normalised, bottom first */
@@ -45,8 +47,8 @@ char *sqv_req_format(const struct sqv_req *req);
  * "..", strips a trailing "/". Returns malloc'd text or NULL (err set). */
 char *sqv_path_normalise(const char *path, const char *cwd, char *err);
 
-/* fd is an open image: a regular file with a squashfs 4 superblock whose
- * bytes_used fits in the file. */
+/* fd is an open image: a regular file whose superblock passes lib/base's
+ * sqv_superblock_check (the daemon's own first check). */
 int sqv_check_image_fd(int fd, const char *path, char *err);
 /* Open path read-only (as whoever calls it) and check it as above. Returns
  * the fd or -1. */
@@ -80,9 +82,14 @@ struct sqv_site {
 	char log_file[4096];        /* "" = syslog only */
 };
 
+/* Open a configuration file to read: a missing file is no error (NULL,
+ * err untouched, errno ENOENT); another failure is (NULL, err set). */
+FILE *sqv_conf_open(const char *path, char *err);
+
+/* The built-in settings, which a site file overrides. */
+void sqv_site_defaults(struct sqv_site *site);
 /* Defaults, then the file at path if it exists ("" or NULL: the built-in
  * default path). A missing file is not an error; a bad line is. */
 int sqv_site_load(struct sqv_site *site, const char *path, char *err);
-int sqv_parse_size(const char *s, uint64_t *out);
 
 #endif

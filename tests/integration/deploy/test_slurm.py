@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
 """End-to-end test of the Slurm integration on a real single-node Slurm.
 
-Starts munged, slurmctld and slurmd (Debian's slurm-wlm and munge) with all
-their state in a temporary directory, configured with the sqvenvfs SPANK
-plugin, Prolog and Epilog from the build tree, and submits jobs as an
-unprivileged user. Checks, in order:
+Installs the build (meson install --destdir) and starts munged, slurmctld and
+slurmd (Debian's slurm-wlm and munge) with all their state in a temporary
+directory, configured as docs/guide-slurm-admin.md says: Prolog= and Epilog=
+are the installed sqvenvfs-prolog and sqvenvfs-epilog links, plugstack.conf
+and the site file are the installed *.example files with only paths changed
+(the site file at a conf= path other than the compiled-in default), and
+nothing wraps the Prolog. It submits jobs as an unprivileged user. Checks,
+in order:
 
   submission   bad requests are refused by sbatch (and srun) itself, with
                the reason; srun and salloc take the option too
@@ -25,13 +29,20 @@ unprivileged user. Checks, in order:
                through the plugin (unreadable image, system path, symlinks)
   lru          the cache stays under its size limit by evicting the least
                recently used copy
+  steps        srun --sqvenv inside a job is refused with a message that says
+               to give it to sbatch or salloc, in a job without --sqvenv and
+               in one with another stack
+  many         257 jobs of one user share one mount through the installed
+               Prolog and Epilog run as slurmd runs them: the mount stays
+               until the last Epilog
+  no-init      a daemon that dies between its mount and the kernel's INIT
+               fails the job, and leaves no dead mount behind
 
 Exit 77 only when Slurm cannot start here at all (not root, packages
 missing); SQVENVFS_TEST_NO_SKIP=1 turns that into a failure.
 """
 import argparse
 import os
-import pwd
 import shutil
 import signal
 import socket
@@ -41,18 +52,11 @@ import tempfile
 import time
 import traceback
 
-import sqvtest as t
-from sqvtest import FAILURES as FAILED
-from sqvtest import check, log, mounts_at, mounts_under, skip
+from deploytest import (FAILED, check, daemons, finish, installed, log, meson_install,
+                        mountinfo, run, skip, test_user, wait_for)
 
 TEST_USER = "sqvslurm"
 PY = "/usr/bin/python3"
-
-
-def run(cmd, **kw):
-    kw.setdefault("capture_output", True)
-    kw.setdefault("text", True)
-    return subprocess.run(cmd, **kw)
 
 
 def free_port():
@@ -61,14 +65,12 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_for(pred, what, timeout=120):
-    """Wait for a condition; a hang (not slowness) fails the test."""
-    return t.wait_until(pred, what, timeout)
+def mounts_at(path):
+    return [(t, line) for mp, t, line in mountinfo() if mp == path]
 
 
-def daemons(exe, uid=None):
-    """Processes (not zombies) running the daemon executable."""
-    return t.daemon_pids(exe=exe, uid=uid)
+def mounts_under(path):
+    return [mp for mp, t, line in mountinfo() if mp == path or mp.startswith(path + "/")]
 
 
 class Cluster:
@@ -85,13 +87,22 @@ class Cluster:
         self.env = dict(os.environ, SLURM_CONF=self.conf)
 
     def write_site(self, **extra):
-        lines = [f"daemon = {self.args.daemon}",
-                 f"state_dir = {self.state}",
-                 f"log_file = {self.sqvlog}",
-                 "mount_timeout = 60"]
-        lines += [f"{k} = {v}" for k, v in extra.items()]
+        """The installed sqvenvfs-slurm.conf.example, with the settings it
+        shows commented out given this test's paths (and the staging size
+        limit where a test needs one)."""
+        settings = {"daemon": self.args.daemon, "state_dir": self.state,
+                    "log_file": self.sqvlog, **extra}
+        lines = []
+        with open(self.args.examples["sqvenvfs-slurm.conf.example"]) as f:
+            for line in f:
+                key = line.lstrip("#").split("=", 1)[0].strip()
+                if line.startswith("#") and "=" in line and key in settings:
+                    line = f"{key} = {settings.pop(key)}\n"
+                lines.append(line)
+        if settings:
+            raise RuntimeError(f"the installed example has no line for {sorted(settings)}")
         with open(self.site, "w") as f:
-            f.write("\n".join(lines) + "\n")
+            f.writelines(lines)
 
     def start(self):
         top = self.top
@@ -115,15 +126,20 @@ class Cluster:
 
         host = socket.gethostname().split(".")[0]
         cport, dport = free_port(), free_port()
-        helper = self.args.helper
-        for kind in ("prolog", "epilog"):
-            p = os.path.join(self.etc, f"{kind}.sh")
-            with open(p, "w") as f:
-                f.write(f"#!/bin/sh\nSQVENVFS_SLURM_CONF={self.site} exec {helper} {kind}\n")
-            os.chmod(p, 0o755)
+        # plugstack.conf: the installed example, its plugin path under the
+        # install root and conf= naming this test's site file.
+        with open(self.args.examples["plugstack.conf.example"]) as f:
+            text = f.read()
+        if f"conf={self.args.default_site_conf}" not in text:
+            raise RuntimeError(f"the installed plugstack example names no conf=: {text!r}")
+        text = self.args.relocate(text.replace(f"conf={self.args.default_site_conf}",
+                                               f"conf={self.site}"))
         with open(os.path.join(self.etc, "plugstack.conf"), "w") as f:
-            f.write(f"required {self.args.plugin} conf={self.site}\n")
+            f.write(text)
         self.write_site()
+        # slurm.conf: this cluster, then the installed example's lines.
+        with open(self.args.examples["slurm.conf.example"]) as f:
+            sqv_lines = self.args.relocate(f.read())
         conf = f"""ClusterName=sqvtest
 SlurmctldHost={host}(127.0.0.1)
 SlurmUser=root
@@ -154,11 +170,9 @@ SlurmdParameters=config_overrides
 KillWait=5
 MinJobAge=600
 PlugStackConfig={self.etc}/plugstack.conf
-Prolog={self.etc}/prolog.sh
-Epilog={self.etc}/epilog.sh
 NodeName=sqvnode NodeHostname={host} NodeAddr=127.0.0.1 CPUs=4 RealMemory=1000 State=UNKNOWN
 PartitionName=debug Nodes=sqvnode Default=YES MaxTime=INFINITE State=UP
-"""
+""" + sqv_lines
         with open(self.conf, "w") as f:
             f.write(conf)
         self.spawn(["slurmctld", "-D", "-i", "-f", self.conf], "slurmctld")
@@ -274,40 +288,31 @@ def user_dir(top, *parts, uid, gid):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--plugin", required=True)
-    ap.add_argument("--helper", required=True)
-    ap.add_argument("--daemon", default="")
+    ap.add_argument("--build-root", required=True, help="the meson build directory")
+    ap.add_argument("--prefix", required=True, help="the build's install prefix")
+    ap.add_argument("--default-site-conf", required=True,
+                    help="the site file's compiled-in path")
+    ap.add_argument("--die-shim", required=True,
+                    help="LD_PRELOAD shim: the daemon dies before serving INIT")
     args = ap.parse_args()
-    args.daemon = os.environ.get("SQV_TEST_DAEMON") or args.daemon
-    if args.daemon:
-        args.daemon = os.path.abspath(args.daemon)
-    if not args.daemon:
-        skip("the sqvenvfs daemon is not part of this build")
 
     if os.geteuid() != 0:
         skip("needs root to start munged, slurmctld and slurmd")
-    for prog in ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "sinfo",
+    for prog in ("meson", "munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "sinfo",
                  "mksquashfs", "fusermount3", "setpriv", "useradd"):
         if not shutil.which(prog) and not os.path.exists(f"/usr/sbin/{prog}"):
             skip(f"{prog} is not installed (Debian packages: see .ci/packages/deploy.txt)")
     if not os.path.exists("/dev/fuse"):
         skip("/dev/fuse does not exist")
 
-    try:
-        pw = pwd.getpwnam(TEST_USER)
-    except KeyError:
-        r = run(["useradd", "--no-create-home", "--home-dir", "/nonexistent",
-                 "--shell", "/bin/sh", TEST_USER])
-        if r.returncode != 0:
-            skip(f"cannot create the test user {TEST_USER}: {r.stderr.strip()}")
-        pw = pwd.getpwnam(TEST_USER)
+    pw = test_user(TEST_USER)
     uid, gid = pw.pw_uid, pw.pw_gid
 
     top = tempfile.mkdtemp(prefix="sqv-slurm-", dir="/tmp")
     os.chmod(top, 0o755)
     fuse_mode = os.stat("/dev/fuse").st_mode & 0o7777
     cl = Cluster(top, args)
-    cl.gid = gid
+    cl.uid, cl.gid = uid, gid
     try:
         # The job's user mounts through fusermount3, which needs /dev/fuse.
         os.chmod("/dev/fuse", 0o666)
@@ -324,16 +329,7 @@ def main():
             f.write("not a squashfs image\n" * 10)
         os.chmod(notsq, 0o644)
 
-        # The job's user runs the daemon and loads the plugin in sbatch:
-        # copies in a directory that user can reach, wherever the build is.
-        bindir = os.path.join(top, "bin")
-        os.makedirs(bindir)
-        for attr in ("daemon", "plugin"):
-            dst = os.path.join(bindir, os.path.basename(getattr(args, attr)))
-            shutil.copy(getattr(args, attr), dst)
-            os.chmod(dst, 0o755)
-            setattr(args, attr, dst)
-
+        install(args, os.path.join(top, "root"))
         cl.start()
         log(f"slurm is up in {top}")
         tests(cl, top, work, uid, gid, img, img2, imgs, secret, notsq)
@@ -348,17 +344,42 @@ def main():
         finally:
             for mp in reversed(mounts_under(top)):
                 run(["umount", "-l", mp])
-            for pid in daemons(args.daemon, uid):
+            for pid in daemons(args.daemon, uid) if getattr(args, "daemon", None) else []:
                 os.kill(pid, signal.SIGKILL)
             os.chmod("/dev/fuse", fuse_mode)
             if os.environ.get("SQV_TEST_KEEP") == "1":
                 log(f"state kept in {top} (SQV_TEST_KEEP=1)")
             else:
                 shutil.rmtree(top, ignore_errors=True)
-    if FAILED:
-        log(f"{len(FAILED)} check(s) failed: {FAILED}")
-        return 1
-    return 0
+    return finish()
+
+
+def install(args, root):
+    """meson install into root (the job's user can reach it: top is 0755)
+    and find what the guide has administrators use."""
+    found = meson_install(args.build_root, root)
+    prefix = args.prefix.rstrip("/")
+
+    def one(name, under):
+        return installed(found, name, under)
+    args.daemon = one("sqvenvfs", "/bin/")
+    args.plugin = one("sqvenvfs.so", "/slurm")
+    args.prolog = one("sqvenvfs-prolog", "/sqvenvfs/")
+    args.epilog = one("sqvenvfs-epilog", "/sqvenvfs/")
+    args.examples = {n: one(n, "/share/sqvenvfs/slurm/") for n in
+                     ("slurm.conf.example", "plugstack.conf.example",
+                      "sqvenvfs-slurm.conf.example")}
+    # Installed files name installed paths: under the install root here.
+    args.relocate = lambda text: text.replace(prefix + "/", root + prefix + "/")
+    check(os.path.islink(args.prolog) and os.path.islink(args.epilog),
+          "the Prolog and Epilog are installed as links to sqvenvfs-slurm")
+    helper = os.path.join(os.path.dirname(args.prolog), "sqvenvfs-slurm")
+    r = run([helper, "--help"])
+    check(r.returncode == 0 and r.stdout.startswith("usage: sqvenvfs-slurm prolog|epilog")
+          and "conf=" in r.stdout, f"sqvenvfs-slurm --help: {r.stdout[:80]!r}")
+    r = run([helper, "--version"])
+    check(r.returncode == 0 and r.stdout.startswith("sqvenvfs-slurm ") and
+          len(r.stdout.split()) == 2, f"sqvenvfs-slurm --version: {r.stdout!r}")
 
 
 def import_script(mp, flag=None, release=None):
@@ -653,22 +674,140 @@ def tests(cl, top, work, uid, gid, img, img2, imgs, secret, notsq):
         jobid = 990000 + n
         env = {"PATH": "/usr/bin:/bin", "SLURM_JOB_ID": str(jobid), "SLURM_JOB_UID": str(uid),
                "SLURM_JOB_GID": str(gid), "SLURM_JOB_USER": TEST_USER,
-               "SPANK_SQVENV": spec, "SQVENVFS_SLURM_CONF": cl.site}
-        r = run([cl.args.helper, "prolog"], env=env)
+               "SPANK_SQVENV": spec, "SLURM_CONF": cl.conf}
+        r = run([cl.args.prolog], env=env)
         err = output(os.path.join(cl.state, "jobs", f"{jobid}.err"))
         check(r.returncode == 0 and why in err,
               f"forged SPANK_SQVENV={spec}: the Prolog exits 0 and fails the job ({why}): "
               f"{err.strip()!r}")
-        run([cl.args.helper, "epilog"], env=env)
+        run([cl.args.epilog], env=env)
     check(not os.path.exists(os.path.join(work, "forged")) and not mounts_under(top) and
           not daemons(cl.args.daemon, uid), "forged requests: nothing created or mounted")
     check(cl.count_log(f"staged {secret}") == 0, "forged requests: the unreadable image "
           "was not copied")
 
+    bad_site(cl, work, img, mp)
+    steps(cl, work, img, img2, mp)
+    many(cl, top, img, uid, gid, mp("many"))
+    no_init(cl, top, img, uid, gid, mp("no-init"))
+
     check(cl.node_state() == "idle", f"the node is idle at the end ({cl.node_state()})")
     left = [n for n in os.listdir(os.path.join(cl.state, "jobs"))]
     check(not left, f"no job records are left on the node: {left}")
     check(not os.listdir(os.path.join(cl.state, "mounts")), "no mount records are left")
+
+
+def bad_site(cl, work, img, mp):
+    """A bad line in the site file fails every --sqvenv job with the words
+    the admin guide quotes, and never drains the node."""
+    cl.write_site()
+    with open(cl.site, "a") as f:
+        f.write("bogus = 1\n")
+    lineno = len(open(cl.site).read().splitlines())
+    m = mp("bad-site")
+    out = f"{work}/bad-site.out"
+    jid, r = cl.sbatch([f"--sqvenv={img}:{m}", "-o", out], "true", work)
+    if check(jid is not None, f"bad site file: job submitted {r.stderr.strip()}"):
+        st = cl.wait_job(jid)
+        host = socket.gethostname()
+        want = (f"sqvenvfs: {host}: job {jid} not started: the node's sqvenvfs configuration "
+                f"is broken ({cl.site}:{lineno}: unknown setting \"bogus\"); tell your "
+                f"administrator")
+        text = output(out)
+        check(st == "FAILED" and text.splitlines()[:1] == [want],
+              f"bad site file: the job fails with the guide's words ({st}): {text!r}")
+        check(cl.node_state() == "idle", f"bad site file: the node is not drained "
+              f"({cl.node_state()})")
+    cl.write_site()
+
+
+def steps(cl, work, img, img2, mp):
+    """srun --sqvenv inside a job: a step has no Prolog of its own, so it is
+    refused at once, saying where the option belongs."""
+    m = mp("steps")
+    cases = [
+        ("without", [], f"srun --sqvenv={img}:{m} true",
+         "srun inside job", "give --sqvenv to sbatch or salloc"),
+        ("with another stack", [f"--sqvenv={img}:{m}"], f"srun --sqvenv={img2}:{m} true",
+         "already has --sqvenv", "give --sqvenv to sbatch or salloc"),
+    ]
+    for label, opts, step, *want in cases:
+        out = f"{work}/steps-{len(opts)}.out"
+        jid, r = cl.sbatch(opts + ["-o", out], f"{step}; echo step-rc=$?", work)
+        if not check(jid is not None, f"steps: job {label} --sqvenv submitted {r.stderr}"):
+            continue
+        st = cl.wait_job(jid)
+        text = output(out)
+        check(st == "COMPLETED" and "step-rc=0" not in text and "step-rc=" in text and
+              all(w in text for w in want) and "Prolog configured" not in text,
+              f"steps: srun --sqvenv in a job {label} --sqvenv is refused, saying why "
+              f"({st}): {text.strip()!r}")
+    clean_after(cl, m, cl.uid, "steps")
+
+
+def slurmd_env(cl, jobid, uid, gid, spec=None):
+    """The environment slurmd gives the Prolog and Epilog: a fresh one."""
+    env = {"PATH": "/usr/bin:/bin", "SLURM_CONF": cl.conf, "SLURM_JOB_ID": str(jobid),
+           "SLURM_JOBID": str(jobid), "SLURM_JOB_UID": str(uid), "SLURM_JOB_GID": str(gid),
+           "SLURM_JOB_USER": TEST_USER, "SLURMD_NODENAME": "sqvnode",
+           "SLURM_CLUSTER_NAME": "sqvtest"}
+    if spec:
+        env["SPANK_SQVENV"] = spec
+    return env
+
+
+def many(cl, top, img, uid, gid, m):
+    """More jobs on one mount than the old fixed table of 256 held: a
+    256-core node running a job array of one user."""
+    n = 257
+    first = 880000
+    spec = f"{img}:{m}"
+    for j in range(first, first + n):
+        r = run([cl.args.prolog], env=slurmd_env(cl, j, uid, gid, spec))
+        if r.returncode != 0 or os.path.exists(os.path.join(cl.state, "jobs", f"{j}.err")):
+            check(False, f"many: Prolog of job {j}: rc {r.returncode} "
+                  f"{output(os.path.join(cl.state, 'jobs', f'{j}.err'))!r}")
+            break
+    check(len(mounts_at(m)) == 1 and len(daemons(cl.args.daemon, uid)) == 1,
+          f"many: {n} Prologs, one mount and one daemon")
+    for j in range(first, first + n - 1):
+        run([cl.args.epilog], env=slurmd_env(cl, j, uid, gid))
+    # As the job's user: root has no access to another user's FUSE mount.
+    r = cl.as_user([f"{m}/bin/python", "-c", "import sqvprobe; print(sqvprobe.VALUE)"], "/")
+    alive = len(mounts_at(m)) == 1 and len(daemons(cl.args.daemon, uid)) == 1
+    check(alive and r.stdout.strip() == "sqvenvfs-slurm-ok",
+          f"many: after {n - 1} Epilogs the mount still serves job {first + n - 1}: "
+          f"{r.stdout.strip()!r} {r.stderr.strip()!r}")
+    run([cl.args.epilog], env=slurmd_env(cl, first + n - 1, uid, gid))
+    clean_after(cl, m, uid, "many: the last Epilog")
+
+
+def no_init(cl, top, img, uid, gid, m):
+    """A daemon that mounts and dies before it answers the kernel's INIT:
+    the mount is in mountinfo but will never serve. The Prolog waits for the
+    daemon's READY=1, so the job fails and the dead mount is cleared."""
+    # The daemon as the site file names it, run with the shim (where the
+    # job's user can read it); exec keeps the pid the Prolog waits on.
+    bindir = os.path.join(top, "bin")
+    os.makedirs(bindir, exist_ok=True)
+    shim = os.path.join(bindir, os.path.basename(cl.args.die_shim))
+    shutil.copy(cl.args.die_shim, shim)
+    os.chmod(shim, 0o755)
+    wrapper = os.path.join(bindir, "sqvenvfs-dies")
+    with open(wrapper, "w") as f:
+        f.write(f"#!/bin/sh\nLD_PRELOAD={shim} exec {cl.args.daemon} \"$@\"\n")
+    os.chmod(wrapper, 0o755)
+    cl.write_site(daemon=wrapper)
+    jobid = 870000
+    r = run([cl.args.prolog], env=slurmd_env(cl, jobid, uid, gid, f"{img}:{m}"))
+    err = output(os.path.join(cl.state, "jobs", f"{jobid}.err"))
+    check(r.returncode == 0 and f"mounting at {m} failed" in err and
+          "before the mount was usable" in err,
+          f"no-init: the Prolog exits 0 and fails the job, saying why: {err.strip()!r}")
+    check(not mounts_at(m), f"no-init: no dead mount is left at {m}: {mounts_at(m)}")
+    run([cl.args.epilog], env=slurmd_env(cl, jobid, uid, gid))
+    clean_after(cl, m, uid, "no-init")
+    cl.write_site()
 
 
 if __name__ == "__main__":

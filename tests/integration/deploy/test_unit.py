@@ -16,7 +16,8 @@ import subprocess
 import sys
 import tempfile
 
-import sqvtest as t
+from sqvtest import FAILURES as FAILED
+from sqvtest import check, skip
 
 
 def directives(text):
@@ -37,33 +38,36 @@ def main():
     ap.add_argument("--daemon", default="")
     a = ap.parse_args()
     if not a.daemon:
-        t.skip("the sqvenvfs daemon is not part of this build")
+        skip("the sqvenvfs daemon is not part of this build")
     sa = shutil.which("systemd-analyze")
     if not sa:
-        t.skip("systemd-analyze is not installed (Debian package systemd)")
+        skip("systemd-analyze is not installed (Debian package systemd)")
 
     text = open(a.unit).read()
     d = directives(text)
     daemon = os.path.realpath(a.daemon)
-    t.check(d.get("Type") == ["notify"], "Type=notify")
-    t.check(d.get("NotifyAccess") == ["main"], "NotifyAccess=main")
-    t.check(d.get("Restart") == ["on-failure"], "Restart=on-failure")
-    t.check(d.get("EnvironmentFile") == ["%h/.config/sqvenvfs/%i.conf"],
-            "the instance names ~/.config/sqvenvfs/NAME.conf")
+    check(d.get("Type") == ["notify"], "Type=notify")
+    check(d.get("NotifyAccess") == ["main"], "NotifyAccess=main")
+    check(d.get("Restart") == ["on-failure"], "Restart=on-failure")
+    check(d.get("EnvironmentFile") == ["%h/.config/sqvenvfs/%i.conf"],
+          "the instance names ~/.config/sqvenvfs/NAME.conf")
     pre = d.get("ExecStartPre", [])
-    t.check(any(re.fullmatch(r"-\S*/sqvenvfs --unmount \$\{MOUNTPOINT\}", p) for p in pre),
-            "ExecStartPre clears a stale mount, tolerating 'not mounted'")
+    check(any(re.fullmatch(r"\S*/sqvenvfs --unmount --if-mounted \$\{MOUNTPOINT\}", p)
+              for p in pre),
+          "ExecStartPre clears a stale mount; --if-mounted: nothing mounted is no failure")
+    check(d.get("StartLimitIntervalSec") == ["30"] and d.get("StartLimitBurst") == ["3"],
+          "a permanent error ends in 'failed': 3 starts in 30 s at most")
     start = d.get("ExecStart", [""])[0].split()
-    t.check(len(start) > 1 and os.path.realpath(start[0]) == daemon and start[1] == "-f"
-            and start[-1] == "${MOUNTPOINT}" and "$IMAGES" in start,
-            f"ExecStart runs the daemon in the foreground: {start}")
-    t.check("WantedBy=default.target" in text, "enable starts it at login (default.target)")
+    check(len(start) > 1 and os.path.realpath(start[0]) == daemon and start[1] == "-f"
+          and start[-1] == "${MOUNTPOINT}" and "$IMAGES" in start,
+          f"ExecStart runs the daemon in the foreground: {start}")
+    check("WantedBy=default.target" in text, "enable starts it at login (default.target)")
 
     inst = open(a.installed_unit).read()
-    t.check(inst.replace(os.path.dirname(start[0]) if start else "", "@X@") ==
-            inst and len(inst.splitlines()) == len(text.splitlines()) and
-            re.sub(r"\S*/sqvenvfs\b", "SQV", inst) == re.sub(r"\S*/sqvenvfs\b", "SQV", text),
-            "the installed unit differs from the tested one only in the daemon's path")
+    check(inst.replace(os.path.dirname(start[0]) if start else "", "@X@") ==
+          inst and len(inst.splitlines()) == len(text.splitlines()) and
+          re.sub(r"\S*/sqvenvfs\b", "SQV", inst) == re.sub(r"\S*/sqvenvfs\b", "SQV", text),
+          "the installed unit differs from the tested one only in the daemon's path")
 
     with tempfile.TemporaryDirectory(prefix="sqv-unit-") as tmp:
         rt = os.path.join(tmp, "runtime")
@@ -75,16 +79,16 @@ def main():
             r = subprocess.run([sa, "--user", "verify", p], capture_output=True, text=True,
                                env=env, cwd=tmp)
             msg = (r.stdout + r.stderr).strip()
-            t.check(r.returncode == 0 and not msg,
-                    f"systemd-analyze --user verify {name}: rc={r.returncode} {msg!r}")
+            check(r.returncode == 0 and not msg,
+                  f"systemd-analyze --user verify {name}: rc={r.returncode} {msg!r}")
         # The check above must be able to fail: a broken copy is refused.
         p = os.path.join(tmp, "sqvenvfs@broken.service")
         with open(p, "w") as f:
             f.write(text.replace(f"{start[0]} -f", "/nonexistent/sqvenvfs -f"))
         r = subprocess.run([sa, "--user", "verify", p], capture_output=True, text=True,
                            env=env, cwd=tmp)
-        t.check(r.returncode != 0, "verify refuses a unit whose daemon does not exist")
-    t.finish()
+        check(r.returncode != 0, "verify refuses a unit whose daemon does not exist")
+    return 1 if FAILED else 0
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import traceback
 
 __all__ = [
     "FAILURES", "DEADLINE", "log", "skip", "require", "check", "check_error",
-    "finish",
+    "verdict", "finish",
     "main", "wait_for", "wait_until", "clean_env", "run"
 ]
 
@@ -87,13 +87,18 @@ def check_error(label, r, want, prefix="sqvenvfs: ", status=None):
                  f"exit {r.returncode}, stdout {r.stdout!r}, stderr {lines}")
 
 
+def verdict():
+    """The exit status the checks made so far call for: 1 if one failed."""
+    if FAILURES:
+        log(f"{len(FAILURES)} check(s) failed: {FAILURES}")
+        return 1
+    log("all checks passed")
+    return 0
+
+
 def finish():
     """Exit with the verdict of the checks made."""
-    if FAILURES:
-        log(f"{len(FAILURES)} check(s) failed")
-        sys.exit(1)
-    log("all checks passed")
-    sys.exit(0)
+    sys.exit(verdict())
 
 
 def main(test):

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import tempfile
 
-from .harness import DEADLINE, check, skip, wait_for
+from .harness import DEADLINE, check, check_error, skip, wait_for
 
 __all__ = [
     "SQVENVFS", "MountEntry", "mountinfo", "mounts_at", "mounts_under",
@@ -19,12 +19,16 @@ __all__ = [
     "require_mount_capability", "tempdir", "cli", "as_user", "mount",
     "unmount", "mounted", "pids_naming", "daemon_pids", "wait_daemons_gone",
     "pid_gone", "kill_daemon_of", "stats", "peak_rss_kib", "Foreground",
-    "foreground", "mount_type"
+    "foreground", "mount_type", "refuse"
 ]
 
 SQVENVFS = os.environ.get("SQVENVFS", "sqvenvfs")
 
-MountEntry = collections.namedtuple("MountEntry", "point fstype source line")
+# options: the per-mount ones (ro, nosuid, ...), super_options: the file
+# system's (max_read=, allow_other, ...), both sets; line: as the kernel
+# wrote it.
+MountEntry = collections.namedtuple(
+    "MountEntry", "point fstype source options super_options line")
 
 
 def _unescape(field):
@@ -35,16 +39,19 @@ def _unescape(field):
                               os.fsencode(field)))
 
 
-def mountinfo():
-    """Every mount of this mount namespace, in mount order."""
+def mountinfo(pid="self"):
+    """Every mount of pid's mount namespace (this one's by default), in
+    mount order."""
     out = []
-    with open("/proc/self/mountinfo", "rb") as f:
+    with open(f"/proc/{pid}/mountinfo", "rb") as f:
         for raw in f:
             line = os.fsdecode(raw.rstrip(b"\n"))
             before, _, after = line.partition(" - ")
-            rest = after.split(" ")
-            out.append(MountEntry(_unescape(before.split(" ")[4]), rest[0],
-                                  _unescape(rest[1]), line))
+            fields, rest = before.split(" "), after.split(" ")
+            out.append(MountEntry(_unescape(fields[4]), rest[0],
+                                  _unescape(rest[1]),
+                                  set(fields[5].split(",")),
+                                  set(rest[2].split(",")), line))
     return out
 
 
@@ -107,6 +114,20 @@ def tempdir(prefix="sqvtest-"):
         for mnt in reversed(mounts_under(d)):
             subprocess.run(["umount", "-l", mnt], capture_output=True)
         shutil.rmtree(d, ignore_errors=True)
+
+
+def refuse(label, args, want_in_msg, user=None, mnt=None, pre=None):
+    """sqvenvfs ARGS (as user, after the command prefix pre) must fail:
+    check_error(), and no mount at mnt, no daemon left naming ARGS[-1]."""
+    before = daemon_pids(args[-1])
+    cmd = as_user([SQVENVFS, *args], user, "--clear-groups")
+    check_error(label, subprocess.run([*(pre or ()), *cmd],
+                                      capture_output=True, text=True),
+                want_in_msg)
+    if mnt:
+        check(not is_mounted(mnt), f"{label}: nothing mounted")
+    check(set(daemon_pids(args[-1])) <= set(before),
+          f"{label}: no daemon left")
 
 
 def cli(args, **kw):

@@ -17,15 +17,6 @@ typedef int sqv_err_t;
 /* "Structure needs cleaning": what the kernel's file systems say of damage. */
 #define SQV_ECORRUPT EUCLEAN
 
-/* Return err from the current function when cond holds, leaving a debug trail. */
-#define SQV_RET_IF(cond, err, ...)                                             \
-	do {                                                                   \
-		if (cond) {                                                    \
-			sqv_log(SQV_LOG_DEBUG, "%s:%d: " __VA_ARGS__);         \
-			return (err);                                          \
-		}                                                              \
-	} while (0)
-
 /* Evaluate expr (an sqv_err_t) and return it from the caller if negative. */
 #define SQV_TRY(expr)                                                          \
 	do {                                                                   \

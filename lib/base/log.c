@@ -1,11 +1,14 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * log: the one place messages leave lib/. The sink and level are set once
- * at start-up, before any thread starts, and only read afterwards.
+ * log: the one place messages leave lib/ and the programs. The sink, level
+ * and ident are set once at start-up, before any thread starts, and only
+ * read afterwards.
  */
 #include "log.h"
 
 #include <stdio.h>
 #include <string.h>
+#include <syslog.h>
 
 static sqv_log_sink_fn log_sink;
 static void *log_ctx;
@@ -23,14 +26,21 @@ void sqv_log_set_level(int level)
 	log_level = level;
 }
 
-int sqv_log_get_level(void)
-{
-	return log_level;
-}
-
 void sqv_log_set_ident(const char *ident)
 {
 	log_ident = ident;
+}
+
+void sqv_log_sink_journal(int level, const char *msg, void *ctx)
+{
+	(void)ctx;
+	fprintf(stderr, "<%d>%s\n", level, msg);
+}
+
+void sqv_log_sink_syslog(int level, const char *msg, void *ctx)
+{
+	(void)ctx;
+	syslog(level, "%s", msg);
 }
 
 void sqv_vlog(int level, const char *fmt, va_list ap)

@@ -1,7 +1,8 @@
 /*
  * One logging function for lib/, the daemon and the tools. lib/ never prints
- * on its own: everything goes through sqv_log(), whose sink the program sets
- * (stderr, the journal's <N> prefix, or syslog once daemonised).
+ * on its own: everything goes through sqv_log(), whose sink the program sets.
+ * The sinks every program needs are here: plain lines on stderr (the
+ * default), the journal's <N> prefix, syslog.
  */
 #ifndef SQV_LOG_H
 #define SQV_LOG_H
@@ -23,9 +24,14 @@ typedef void (*sqv_log_sink_fn)(int level, const char *msg, void *ctx);
 void sqv_log_set_sink(sqv_log_sink_fn sink, void *ctx);
 /* Messages above this level are dropped (default SQV_LOG_NOTICE). */
 void sqv_log_set_level(int level);
-int sqv_log_get_level(void);
 /* The program name that the stderr sink puts before each line. */
 void sqv_log_set_ident(const char *ident);
+
+/* "<N>msg" on stderr: what the journal reads from a service's stderr
+ * (JOURNAL_STREAM set). */
+void sqv_log_sink_journal(int level, const char *msg, void *ctx);
+/* syslog(3); the program calls openlog() first. */
+void sqv_log_sink_syslog(int level, const char *msg, void *ctx);
 
 void sqv_log(int level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

@@ -1,0 +1,473 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * The command line, parsed with libfuse's fuse_opt so that it reads the way
+ * every FUSE file system's does: `sqvenvfs IMAGE MNT -o a,b=c` works in any
+ * order, which is how mount.fuse3 calls us for `mount -t fuse.sqvenvfs` and
+ * for fstab lines.
+ *
+ * Every option is one row of `table` with a key saying what becomes of it:
+ * ours (validated here), libfuse's (passed on to fuse_session_new), always
+ * in effect (ro, nosuid, nodev: the mount never becomes writable, setuid or
+ * a device host, whatever mount(8) sends), mount(8)'s own bookkeeping
+ * (ignored), or refused with a reason. To add an option: a KEY_, a row, a
+ * case in option_proc, a line in usage and in the man page (a test compares
+ * the two).
+ */
+#include "options.h"
+
+#define FUSE_USE_VERSION 314
+#include <fuse_opt.h>
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "index.h"
+#include "size.h"
+#include "sqv_config.h"
+
+enum {
+	KEY_HELP,
+	KEY_VERSION,
+	KEY_FOREGROUND,
+	KEY_DEBUG,
+	KEY_UNMOUNT,
+	KEY_STATS,
+	KEY_JSON,
+	KEY_IF_MOUNTED,
+	KEY_THREADS,
+	KEY_CACHE_SIZE,
+	KEY_MAX_READ,
+	KEY_FSNAME,
+	KEY_SUBTYPE,
+	KEY_FUSE,   /* libfuse's own: passed on unchanged */
+	KEY_ALWAYS, /* ro, nosuid, nodev and their opposites: ignored */
+	KEY_MOUNT8, /* mount(8)'s and fstab's bookkeeping: ignored */
+	KEY_REFUSE, /* + index into refusals[] */
+};
+
+static const char *const refusals[] = {
+	"sqvenvfs serves image files, not block devices",
+	"a mounted stack cannot be changed; unmount it and mount again",
+	"not needed: sqvenvfs reads the image file itself",
+	"is mount.fuse3's option; use mount -t fuse.sqvenvfs",
+};
+
+static const struct fuse_opt table[] = {
+	FUSE_OPT_KEY("-h", KEY_HELP),
+	FUSE_OPT_KEY("--help", KEY_HELP),
+	FUSE_OPT_KEY("-V", KEY_VERSION),
+	FUSE_OPT_KEY("--version", KEY_VERSION),
+	FUSE_OPT_KEY("-f", KEY_FOREGROUND),
+	FUSE_OPT_KEY("--foreground", KEY_FOREGROUND),
+	FUSE_OPT_KEY("-d", KEY_DEBUG),
+	FUSE_OPT_KEY("--debug", KEY_DEBUG),
+	FUSE_OPT_KEY("debug", KEY_DEBUG),
+	FUSE_OPT_KEY("-u", KEY_UNMOUNT),
+	FUSE_OPT_KEY("--unmount", KEY_UNMOUNT),
+	FUSE_OPT_KEY("-s", KEY_STATS),
+	FUSE_OPT_KEY("--stats", KEY_STATS),
+	FUSE_OPT_KEY("--json", KEY_JSON),
+	FUSE_OPT_KEY("--if-mounted", KEY_IF_MOUNTED),
+
+	FUSE_OPT_KEY("threads=", KEY_THREADS),
+	FUSE_OPT_KEY("cache_size=", KEY_CACHE_SIZE),
+	FUSE_OPT_KEY("fsname=", KEY_FSNAME),
+	FUSE_OPT_KEY("subtype=", KEY_SUBTYPE),
+
+	FUSE_OPT_KEY("allow_other", KEY_FUSE),
+	FUSE_OPT_KEY("allow_root", KEY_FUSE),
+	FUSE_OPT_KEY("auto_unmount", KEY_FUSE),
+	FUSE_OPT_KEY("max_read=", KEY_MAX_READ),
+	FUSE_OPT_KEY("exec", KEY_FUSE),
+	FUSE_OPT_KEY("noexec", KEY_FUSE),
+	FUSE_OPT_KEY("atime", KEY_FUSE),
+	FUSE_OPT_KEY("noatime", KEY_FUSE),
+	FUSE_OPT_KEY("diratime", KEY_FUSE),
+	FUSE_OPT_KEY("nodiratime", KEY_FUSE),
+	FUSE_OPT_KEY("relatime", KEY_FUSE),
+	FUSE_OPT_KEY("norelatime", KEY_FUSE),
+	FUSE_OPT_KEY("strictatime", KEY_FUSE),
+	FUSE_OPT_KEY("nostrictatime", KEY_FUSE),
+	FUSE_OPT_KEY("lazytime", KEY_FUSE),
+	FUSE_OPT_KEY("nolazytime", KEY_FUSE),
+	FUSE_OPT_KEY("sync", KEY_FUSE),
+	FUSE_OPT_KEY("async", KEY_FUSE),
+	FUSE_OPT_KEY("dirsync", KEY_FUSE),
+	FUSE_OPT_KEY("context=", KEY_FUSE),
+	FUSE_OPT_KEY("fscontext=", KEY_FUSE),
+	FUSE_OPT_KEY("defcontext=", KEY_FUSE),
+	FUSE_OPT_KEY("rootcontext=", KEY_FUSE),
+	/* mount(8) names the mounting user of a `user` fstab line this way;
+	 * libfuse records it for umount(8). */
+	FUSE_OPT_KEY("user=", KEY_FUSE),
+
+	FUSE_OPT_KEY("ro", KEY_ALWAYS),
+	FUSE_OPT_KEY("rw", KEY_ALWAYS),
+	FUSE_OPT_KEY("nosuid", KEY_ALWAYS),
+	FUSE_OPT_KEY("suid", KEY_ALWAYS),
+	FUSE_OPT_KEY("nodev", KEY_ALWAYS),
+	FUSE_OPT_KEY("dev", KEY_ALWAYS),
+	FUSE_OPT_KEY("default_permissions", KEY_ALWAYS),
+	FUSE_OPT_KEY("nonempty", KEY_ALWAYS),
+
+	FUSE_OPT_KEY("defaults", KEY_MOUNT8),
+	FUSE_OPT_KEY("auto", KEY_MOUNT8),
+	FUSE_OPT_KEY("noauto", KEY_MOUNT8),
+	FUSE_OPT_KEY("user", KEY_MOUNT8),
+	FUSE_OPT_KEY("users", KEY_MOUNT8),
+	FUSE_OPT_KEY("nouser", KEY_MOUNT8),
+	FUSE_OPT_KEY("owner", KEY_MOUNT8),
+	FUSE_OPT_KEY("group", KEY_MOUNT8),
+	FUSE_OPT_KEY("_netdev", KEY_MOUNT8),
+	FUSE_OPT_KEY("nofail", KEY_MOUNT8),
+	FUSE_OPT_KEY("comment=", KEY_MOUNT8),
+	/* x-* (x-systemd.automount, ...) is matched in option_proc */
+
+	FUSE_OPT_KEY("blkdev", KEY_REFUSE + 0),
+	FUSE_OPT_KEY("remount", KEY_REFUSE + 1),
+	FUSE_OPT_KEY("loop", KEY_REFUSE + 2),
+	FUSE_OPT_KEY("loop=", KEY_REFUSE + 2),
+	FUSE_OPT_KEY("drop_privileges", KEY_REFUSE + 3),
+	FUSE_OPT_KEY("setuid=", KEY_REFUSE + 3),
+	FUSE_OPT_END
+};
+
+void sqv_options_usage(FILE *out)
+{
+	fprintf(out,
+		"usage: sqvenvfs [OPTIONS] IMAGE[,IMAGE...] [IMAGE...] MOUNTPOINT\n"
+		"       sqvenvfs --unmount [--if-mounted] MOUNTPOINT\n"
+		"       sqvenvfs --stats [--json] MOUNTPOINT\n"
+		"       mount -t fuse.sqvenvfs [-o OPT,...] IMAGE[,IMAGE...] MOUNTPOINT\n"
+		"\n"
+		"Mount squashfs images of a Python environment as one read-only tree.\n"
+		"Images are listed bottom first: a later image overrides an earlier one\n"
+		"(OCI whiteouts .wh.NAME and opaque directories .wh..wh..opq apply,\n"
+		"and overlayfs's: character devices 0:0, the overlay.opaque xattr).\n"
+		"Returns once the mount is usable; the daemon stays in the background.\n"
+		"See sqvenvfs(1).\n"
+		"\n"
+		"options:\n"
+		"  -f, --foreground     stay in the foreground\n"
+		"  -d, --debug          log every request (implies -f)\n"
+		"  -u, --unmount        unmount MOUNTPOINT (also a stale mount)\n"
+		"      --if-mounted     with --unmount: exit 0 quietly if nothing is mounted\n"
+		"  -s, --stats          print the counters of the daemon serving MOUNTPOINT\n"
+		"      --json           with --stats: one JSON object\n"
+		"  -o OPT[,OPT...]      mount options, below\n"
+		"  -h, --help           this help\n"
+		"  -V, --version        print the version\n"
+		"\n"
+		"mount options of sqvenvfs:\n"
+		"  threads=N            FUSE worker threads, 1 to %d (default %d)\n"
+		"  cache_size=SIZE      decompressed-block cache, e.g. 64M, at most the\n"
+		"                       machine's memory (default 64M)\n"
+		"  debug                as -d\n"
+		"mount options of libfuse, passed on:\n"
+		"  allow_other          let other users use the mount (see docs/security.md)\n"
+		"  allow_root           let root use the mount too\n"
+		"  auto_unmount         unmount when the daemon dies, even by kill -9\n"
+		"  fsname=NAME          the mount's source (default: the top image's path)\n"
+		"  subtype=TYPE         the mount's type becomes fuse.TYPE (default sqvenvfs)\n"
+		"  max_read=N           largest read request, in bytes\n"
+		"  exec, noexec, atime, noatime, diratime, nodiratime, relatime,\n"
+		"  norelatime, strictatime, nostrictatime, lazytime, nolazytime,\n"
+		"  sync, async, dirsync kernel mount flags\n"
+		"  context=, fscontext=, defcontext=, rootcontext=\n"
+		"                       SELinux contexts\n"
+		"  user=NAME            set by mount(8) for a user mount\n"
+		"always in effect; accepted, the mount stays read-only, nosuid, nodev:\n"
+		"  ro, rw, nosuid, suid, nodev, dev, default_permissions, nonempty\n"
+		"of mount(8) and fstab, ignored:\n"
+		"  defaults, auto, noauto, user, users, nouser, owner, group, _netdev,\n"
+		"  nofail, comment=TEXT, x-*\n",
+		SQV_MAX_THREADS, SQV_DEFAULT_THREADS);
+}
+
+/* A size in the grammar of docs/sizes.md (lib/base/size.c) that fits in
+ * size_t; false otherwise. */
+static bool parse_size(const char *s, size_t *out)
+{
+	uint64_t v;
+
+	if (sqv_size_parse(s, &v) < 0 || v > SIZE_MAX)
+		return false;
+	*out = (size_t)v;
+	return true;
+}
+
+/* Parse state beyond struct options: what only the parser needs. */
+struct parse {
+	struct options *o;
+	bool unmount, stats;
+	bool done;      /* --help or --version answered */
+	char **pos;     /* positional arguments, images split */
+	int npos, cap;
+};
+
+static int bad(const char *arg, const char *why)
+{
+	fprintf(stderr, "sqvenvfs: %s%s: %s\n", arg[0] == '-' ? "" : "-o ", arg,
+		why);
+	return -1;
+}
+
+static int add_pos(struct parse *p, const char *s, size_t len)
+{
+	if (p->npos + 2 > p->cap) {
+		int cap = p->cap ? p->cap * 2 : 8;
+		char **n = realloc(p->pos, (size_t)cap * sizeof(*n));
+		if (!n)
+			return -1;
+		p->pos = n;
+		p->cap = cap;
+	}
+	p->pos[p->npos] = strndup(s, len);
+	if (!p->pos[p->npos])
+		return -1;
+	p->pos[++p->npos] = NULL;
+	return 0;
+}
+
+/*
+ * A positional argument. "a.sqfs,b.sqfs" is a stack given as one argument,
+ * bottom first, as in Slurm's --sqvenv and in an fstab line's one source
+ * field; a path that exists as named is never split, so an image whose name
+ * has a comma still works.
+ */
+static int add_nonopt(struct parse *p, const char *arg)
+{
+	struct stat st;
+
+	if (!strchr(arg, ',') || stat(arg, &st) == 0)
+		return add_pos(p, arg, strlen(arg));
+	for (const char *s = arg;;) {
+		const char *comma = strchrnul(s, ',');
+		if (comma == s) {
+			fprintf(stderr, "sqvenvfs: %s: an empty image name in the stack\n",
+				arg);
+			return -1;
+		}
+		if (add_pos(p, s, (size_t)(comma - s)) < 0)
+			return -1;
+		if (!*comma)
+			return 0;
+		s = comma + 1;
+	}
+}
+
+static int set_string(char **dst, const char *value)
+{
+	char *copy = strdup(value);
+
+	if (!copy)
+		return -1;
+	free(*dst);
+	*dst = copy;
+	return 0;
+}
+
+/* Options no row matched: say which mistake it is. */
+static int unknown(const char *arg)
+{
+	const char *eq = strchr(arg, '=');
+	char name[256];
+
+	if (arg[0] == '-')
+		return bad(arg, "unknown option (see --help)");
+	if (strncmp(arg, "x-", 2) == 0)
+		return 0; /* x-systemd.automount and friends: for other readers */
+	if (!eq) {
+		snprintf(name, sizeof(name), "%s=", arg);
+		if (fuse_opt_match(table, name))
+			return bad(arg, "needs a value (see --help)");
+	} else {
+		snprintf(name, sizeof(name), "%.*s", (int)(eq - arg), arg);
+		if (fuse_opt_match(table, name))
+			return bad(arg, "takes no value");
+	}
+	return bad(arg, "unknown option (see --help)");
+}
+
+static size_t machine_memory(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+
+	if (pages <= 0 || size <= 0)
+		return SIZE_MAX;
+	return (size_t)pages * (size_t)size;
+}
+
+static int option_proc(void *data, const char *arg, int key,
+		       struct fuse_args *outargs)
+{
+	struct parse *p = data;
+	struct options *o = p->o;
+	const char *value = strchr(arg, '=');
+
+	(void)outargs;
+	value = value ? value + 1 : "";
+	switch (key) {
+	case FUSE_OPT_KEY_NONOPT:
+		return add_nonopt(p, arg) < 0 ? -1 : 0;
+	case FUSE_OPT_KEY_OPT:
+		return unknown(arg);
+	case KEY_HELP:
+		sqv_options_usage(stdout);
+		p->done = true;
+		return 0;
+	case KEY_VERSION:
+		printf("sqvenvfs %s\n", SQV_VERSION);
+		p->done = true;
+		return 0;
+	case KEY_FOREGROUND:
+		o->foreground = true;
+		return 0;
+	case KEY_DEBUG:
+		o->debug = true;
+		o->foreground = true;
+		return 0;
+	case KEY_UNMOUNT:
+		p->unmount = true;
+		return 0;
+	case KEY_STATS:
+		p->stats = true;
+		return 0;
+	case KEY_JSON:
+		o->json = true;
+		return 0;
+	case KEY_IF_MOUNTED:
+		o->if_mounted = true;
+		return 0;
+	case KEY_THREADS: {
+		char *end;
+		errno = 0;
+		unsigned long n = strtoul(value, &end, 10);
+		if (*value < '0' || *value > '9' || *end || errno ||
+		    n < 1 || n > SQV_MAX_THREADS) {
+			fprintf(stderr,
+				"sqvenvfs: -o %s: not a number from 1 to %d\n",
+				arg, SQV_MAX_THREADS);
+			return -1;
+		}
+		o->threads = (unsigned)n;
+		return 0;
+	}
+	case KEY_CACHE_SIZE: {
+		size_t mem = machine_memory();
+		if (!parse_size(value, &o->cache_bytes))
+			return bad(arg, "not a size (examples: 0, 512K, 64M, 1G)");
+		if (o->cache_bytes > mem) {
+			fprintf(stderr,
+				"sqvenvfs: -o %s: more than this machine's memory (%zu MiB)\n",
+				arg, mem >> 20);
+			return -1;
+		}
+		o->cache_size_given = true;
+		return 0;
+	}
+	case KEY_MAX_READ: {
+		char *end;
+		errno = 0;
+		unsigned long n = strtoul(value, &end, 10);
+		if (*value < '0' || *value > '9' || *end || errno || n < 4096 ||
+		    n > UINT32_MAX)
+			return bad(arg, "not a number of bytes from 4096 up");
+		o->max_read = (unsigned)n;
+		return fuse_opt_add_opt(&o->fuse_opts, arg);
+	}
+	case KEY_FSNAME:
+		if (!*value)
+			return bad(arg, "needs a name");
+		return set_string(&o->fsname, value);
+	case KEY_SUBTYPE:
+		if (!*value || strpbrk(value, " /"))
+			return bad(arg, "needs a type name (no space, no '/')");
+		return set_string(&o->subtype, value);
+	case KEY_FUSE:
+		return fuse_opt_add_opt_escaped(&o->fuse_opts, arg);
+	case KEY_ALWAYS:
+	case KEY_MOUNT8:
+		return 0;
+	default:
+		if (key >= KEY_REFUSE &&
+		    key - KEY_REFUSE < (int)(sizeof(refusals) / sizeof(*refusals)))
+			return bad(arg, refusals[key - KEY_REFUSE]);
+		return bad(arg, "internal error: no rule for this option");
+	}
+}
+
+static int check_mode(struct parse *p)
+{
+	struct options *o = p->o;
+
+	if (p->unmount && p->stats) {
+		fprintf(stderr, "sqvenvfs: --unmount and --stats do not go together\n");
+		return -1;
+	}
+	if (o->json && !p->stats) {
+		fprintf(stderr, "sqvenvfs: --json goes with --stats\n");
+		return -1;
+	}
+	if (o->if_mounted && !p->unmount) {
+		fprintf(stderr, "sqvenvfs: --if-mounted goes with --unmount\n");
+		return -1;
+	}
+	if (p->unmount || p->stats) {
+		o->mode = p->unmount ? MODE_UNMOUNT : MODE_STATS;
+		if (o->npaths != 1) {
+			fprintf(stderr, "sqvenvfs: --%s takes one MOUNTPOINT\n",
+				p->unmount ? "unmount" : "stats");
+			return -1;
+		}
+		return 0;
+	}
+	if (o->npaths < 2) {
+		fprintf(stderr, o->npaths == 0 ?
+			"sqvenvfs: no IMAGE and MOUNTPOINT given (see --help)\n" :
+			"sqvenvfs: no MOUNTPOINT given after the image (see --help)\n");
+		return -1;
+	}
+	if (o->npaths - 1 > SQV_INDEX_MAX_LAYERS) {
+		fprintf(stderr, "sqvenvfs: at most %d images in one stack\n",
+			SQV_INDEX_MAX_LAYERS);
+		return -1;
+	}
+	return 0;
+}
+
+int sqv_options_parse(int argc, char **argv, struct options *o)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct parse p = { .o = o };
+	int rc;
+
+	*o = (struct options){
+		.threads = SQV_DEFAULT_THREADS,
+		.cache_bytes = SQV_DEFAULT_CACHE_BYTES,
+	};
+	rc = fuse_opt_parse(&args, &p, table, option_proc);
+	fuse_opt_free_args(&args);
+	o->paths = p.pos;
+	o->npaths = p.npos;
+	if (rc < 0)
+		return -1;
+	if (p.done)
+		return 1;
+	return check_mode(&p);
+}
+
+void sqv_options_free(struct options *o)
+{
+	for (int i = 0; i < o->npaths; i++)
+		free(o->paths[i]);
+	free(o->paths);
+	free(o->fsname);
+	free(o->subtype);
+	free(o->fuse_opts);
+	*o = (struct options){ 0 };
+}

@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * mountinfo: what is mounted where, from /proc/self/mountinfo through
+ * util-linux's libmount (no hand parser: long lines, octal escapes and
+ * optional fields are its business). Paths are compared as the kernel shows
+ * them, never resolved, so asking about a dead FUSE mount does not hang or
+ * fail on ENOTCONN.
+ */
+#ifndef SQV_MOUNTINFO_H
+#define SQV_MOUNTINFO_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+struct sqv_mount {
+	char fstype[64];   /* "fuse.sqvenvfs", "ext4", ... (cut to fit) */
+	bool has_user_id;  /* a FUSE mount names the user who mounted it */
+	uid_t user_id;
+};
+
+/*
+ * The topmost mount at path (absolute, without a trailing slash): 1 and *m
+ * filled when something is mounted there, 0 when nothing is, -errno when
+ * mountinfo cannot be read.
+ */
+int sqv_mountinfo_find(const char *path, struct sqv_mount *m);
+
+#endif
