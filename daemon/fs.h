@@ -11,6 +11,7 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <sys/ioctl.h>
 #include <time.h>
 
 #include "image.h"
@@ -38,8 +39,14 @@ enum sqv_op {
 	OP_COUNT
 };
 
-/* The xattr on the mount's root through which --stats asks the daemon. */
-#define SQV_STATS_XATTR "user.sqvenvfs.stats"
+/*
+ * How --stats asks the daemon: an ioctl on the mount's root directory (a
+ * "restricted" FUSE ioctl: the kernel copies out the size the number
+ * encodes). Not an extended attribute, because a stack without any answers
+ * every xattr request with ENOSYS so that the kernel stops sending them.
+ */
+#define SQV_STATS_MAX 8192
+#define SQV_STATS_IOCTL _IOR('Q', 0x51, char[SQV_STATS_MAX])
 
 struct sqv_fs {
 	struct sqv_image *layers[SQV_INDEX_MAX_LAYERS];
@@ -47,6 +54,9 @@ struct sqv_fs {
 	struct sqv_index *index;
 	struct sqv_reader *reader;
 	struct timespec mounted_at;
+	/* Some layer stores extended attributes; if none does, xattr
+	 * requests get ENOSYS and the kernel stops sending them. */
+	bool has_xattrs;
 
 	/* Set once by op_init, before any other request is handled. */
 	bool zero_open;    /* the kernel lets open/opendir be skipped */

@@ -16,10 +16,13 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
@@ -33,7 +36,11 @@
 #include "log.h"
 #include "mountinfo.h"
 #include "options.h"
+#include "rlimits.h"
 #include "sqv_config.h"
+
+/* How long --stats waits for a daemon that may be stopped or hung. */
+#define STATS_TIMEOUT_S 10
 
 /* Log lines (lib/base/log.c): plain on a terminal, <N>-prefixed for the
  * journal, syslog once daemonised. The sink is chosen before any thread
@@ -88,6 +95,41 @@ static char *mount_path(const char *arg)
 	return out;
 }
 
+/*
+ * The mount point as the kernel will record it: every symlink resolved, so
+ * that a mount through a link and one through its target are seen as the
+ * same place. realpath() fails on a dead mount (or a link to one); then
+ * resolve the links that lead there and leave the last component alone.
+ */
+static char *resolve_mount_path(const char *arg)
+{
+	char *out = realpath(arg, NULL);
+	char *cur = strdup(arg);
+
+	for (int depth = 0; !out && cur && depth < 40; depth++) {
+		char target[PATH_MAX];
+		ssize_t n = readlink(cur, target, sizeof(target) - 1);
+		if (n < 0)
+			break; /* not a link: its parent is resolved below */
+		target[n] = '\0';
+		char *next = NULL;
+		char *slash = strrchr(cur, '/');
+		if (target[0] == '/' || !slash)
+			next = strdup(target);
+		else if (asprintf(&next, "%.*s/%s", (int)(slash - cur), cur,
+				  target) < 0)
+			next = NULL;
+		free(cur);
+		cur = next;
+		if (cur)
+			out = realpath(cur, NULL);
+	}
+	if (!out && cur)
+		out = mount_path(cur);
+	free(cur);
+	return out;
+}
+
 /* Is path a mount point? *fstype gets its type (the topmost mount's). */
 static bool find_mount(const char *path, char *fstype, size_t fstype_size)
 {
@@ -102,7 +144,7 @@ static bool find_mount(const char *path, char *fstype, size_t fstype_size)
 static int do_unmount(const char *arg, bool if_mounted)
 {
 	char fstype[256];
-	char *path = mount_path(arg);
+	char *path = resolve_mount_path(arg);
 	int rc = 1;
 
 	if (!path) {
@@ -174,64 +216,133 @@ static void print_json_stats(const char *text)
 	printf("}\n");
 }
 
-/* The stats xattr, however long: ask its length, read, and ask again if it
- * grew in between (ERANGE). malloc'd text, or NULL with errno set. */
-static char *read_stats(const char *mnt)
+/* One --stats question, asked from its own thread so that a daemon that
+ * does not answer (stopped, hung) cannot hold the caller. */
+struct stats_query {
+	const char *path;
+	char buf[SQV_STATS_MAX];
+	int err; /* 0 or an errno */
+	bool done; /* under lock */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+};
+
+static void *ask_stats(void *arg)
 {
-	for (int tries = 0; tries < 8; tries++) {
-		ssize_t n = getxattr(mnt, SQV_STATS_XATTR, NULL, 0);
-		if (n < 0)
-			return NULL;
-		size_t cap = (size_t)n + 256;
-		char *buf = malloc(cap);
-		if (!buf)
-			return NULL;
-		n = getxattr(mnt, SQV_STATS_XATTR, buf, cap - 1);
-		if (n >= 0) {
-			buf[n] = '\0';
-			return buf;
-		}
-		int e = errno;
-		free(buf);
-		if (e != ERANGE) {
-			errno = e;
-			return NULL;
-		}
+	struct stats_query *q = arg;
+	int fd = open(q->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int err = 0;
+
+	if (fd < 0) {
+		err = errno;
+	} else {
+		if (ioctl(fd, SQV_STATS_IOCTL, q->buf) < 0)
+			err = errno;
+		close(fd);
 	}
-	errno = ERANGE;
+	pthread_mutex_lock(&q->lock);
+	q->err = err;
+	q->done = true;
+	pthread_cond_signal(&q->cond);
+	pthread_mutex_unlock(&q->lock);
 	return NULL;
 }
 
 static int do_stats(const struct options *o)
 {
 	const char *mnt = o->paths[0];
-	char *buf = read_stats(mnt);
+	char fstype[256];
+	char *path = resolve_mount_path(mnt);
+	struct timespec deadline;
+	pthread_t th;
+	int rc = 1;
 
-	if (!buf) {
-		switch (errno) {
-		case ENOTCONN:
-			return fail(mnt, "stale mount: its daemon is gone (sqvenvfs --unmount it)");
-		case ENODATA:
-		case ENOTSUP:
-			return fail(mnt, "not a sqvenvfs mount");
-		default:
-			return fail(mnt, strerror(errno));
-		}
+	if (!path)
+		return fail(mnt, strerror(errno ? errno : ENOMEM));
+	if (!find_mount(path, fstype, sizeof(fstype))) {
+		free(path);
+		return fail(mnt, "not a sqvenvfs mount (not a mount point)");
 	}
-	if (o->json)
-		print_json_stats(buf);
-	else
-		fputs(buf, stdout);
-	free(buf);
-	return 0;
+	if (strcmp(fstype, "fuse.sqvenvfs") != 0) {
+		char why[320];
+		snprintf(why, sizeof(why), "not a sqvenvfs mount (%s)", fstype);
+		free(path);
+		return fail(mnt, why);
+	}
+	/* Freed only when the thread is done: a thread still waiting on a
+	 * stopped daemon ends with the process. */
+	struct stats_query *q = calloc(1, sizeof(*q));
+	if (!q) {
+		free(path);
+		return fail(mnt, strerror(ENOMEM));
+	}
+	q->path = path;
+	pthread_mutex_init(&q->lock, NULL);
+	pthread_cond_init(&q->cond, NULL);
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += STATS_TIMEOUT_S;
+	if (pthread_create(&th, NULL, ask_stats, q) != 0) {
+		free(path);
+		free(q);
+		return fail("thread", strerror(EAGAIN));
+	}
+	pthread_mutex_lock(&q->lock);
+	while (!q->done)
+		if (pthread_cond_timedwait(&q->cond, &q->lock, &deadline) ==
+		    ETIMEDOUT)
+			break;
+	bool done = q->done;
+	pthread_mutex_unlock(&q->lock);
+	if (!done) {
+		char why[96];
+		snprintf(why, sizeof(why),
+			 "its daemon did not answer within %d s (stopped or hung?)",
+			 STATS_TIMEOUT_S);
+		fail(mnt, why);
+		/* Leave now: the asking thread stays stuck in the kernel until
+		 * the process dies, and exit handlers (a leak checker stopping
+		 * every thread) would wait for it. */
+		fflush(NULL);
+		_exit(1);
+	}
+	pthread_join(th, NULL);
+	switch (q->err) {
+	case 0:
+		q->buf[sizeof(q->buf) - 1] = '\0';
+		if (o->json)
+			print_json_stats(q->buf);
+		else
+			fputs(q->buf, stdout);
+		rc = 0;
+		break;
+	case ENOTCONN:
+		fail(mnt, "stale mount: its daemon is gone (sqvenvfs --unmount it)");
+		break;
+	case ENOTTY:
+	case ENOSYS:
+		fail(mnt, "its daemon does not answer --stats (an older sqvenvfs?)");
+		break;
+	default:
+		fail(mnt, strerror(q->err));
+	}
+	free(path);
+	free(q);
+	return rc;
 }
 
-/* Check the mount point before any work; 0 or 1 with the reason logged. */
-static int check_mountpoint(const char *arg, const char *path)
+/*
+ * Check the mount point before any work; 0 or 1 with the reason logged.
+ * *lock_fd gets a descriptor of the directory, flock()ed: concurrent
+ * mounts on one point (a script that mounts from every rank) queue on it,
+ * and each one after the first finds the mount there when its turn comes.
+ * It is held until the mount is in the kernel's table (or has failed).
+ */
+static int check_mountpoint(const char *arg, const char *path, int *lock_fd)
 {
 	struct stat st;
 	char fstype[256];
 
+	*lock_fd = -1;
 	if (stat(arg, &st) < 0) {
 		if (errno == ENOTCONN)
 			return fail(arg, "a stale mount whose daemon died; run sqvenvfs --unmount first");
@@ -241,13 +352,23 @@ static int check_mountpoint(const char *arg, const char *path)
 	}
 	if (!S_ISDIR(st.st_mode))
 		return fail(arg, "mount point is not a directory");
+	/* A directory we may not read cannot be locked; such a mount point
+	 * is rare (fusermount3 wants it writable), and goes unserialised. */
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		while (flock(fd, LOCK_EX) < 0 && errno == EINTR)
+			;
+	}
 	if (find_mount(path, fstype, sizeof(fstype))) {
 		char why[320];
-		snprintf(why, sizeof(why), "already a mount point (%s)%s", fstype,
+		if (fd >= 0)
+			close(fd);
+		snprintf(why, sizeof(why), "already mounted (%s)%s", fstype,
 			 strcmp(fstype, "fuse.sqvenvfs") == 0 ?
 			 "; sqvenvfs --unmount it first" : "");
 		return fail(arg, why);
 	}
+	*lock_fd = fd;
 	return 0;
 }
 
@@ -268,26 +389,58 @@ static int check_fuse_device(void)
 	return 0;
 }
 
+/*
+ * Open an image for reading. O_NONBLOCK, so that a FIFO given by mistake
+ * is refused at once instead of waiting for a writer; a socket cannot be
+ * opened at all (ENXIO). Returns the fd or -1 with the reason logged.
+ */
+static int open_image(const char *path)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+
+	if (fd < 0) {
+		int err = errno;
+		if (err == ENOENT)
+			return fail(path, "image does not exist"), -1;
+		if (err == EACCES)
+			return fail(path, "image is not readable (permission denied)"), -1;
+		if (err == ENXIO && stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+			return fail(path, "not a regular file (a socket)"), -1;
+		return fail(path, strerror(err)), -1;
+	}
+	if (fstat(fd, &st) < 0) {
+		fail(path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	const char *what = S_ISDIR(st.st_mode)  ? "is a directory, not a squashfs image" :
+			   S_ISFIFO(st.st_mode) ? "not a regular file (a FIFO)" :
+			   S_ISCHR(st.st_mode)  ? "not a regular file (a character device)" :
+			   S_ISSOCK(st.st_mode) ? "not a regular file (a socket)" :
+			   NULL;
+	if (what) {
+		fail(path, what);
+		close(fd);
+		return -1;
+	}
+	/* Regular files and block devices: back to plain blocking reads. */
+	(void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	return fd;
+}
+
 static int open_layers(struct sqv_fs *fs, char **images, int n)
 {
 	for (int i = 0; i < n; i++) {
-		int fd = open(images[i], O_RDONLY | O_CLOEXEC);
-		if (fd < 0) {
-			if (errno == ENOENT)
-				return fail(images[i], "image does not exist");
-			if (errno == EACCES)
-				return fail(images[i], "image is not readable (permission denied)");
-			return fail(images[i], strerror(errno));
-		}
-		struct stat st;
-		if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
-			close(fd);
-			return fail(images[i], "is a directory, not a squashfs image");
-		}
+		int fd = open_image(images[i]);
+		if (fd < 0)
+			return 1;
 		/* sqv_image_open says what is wrong in its own line. */
 		if (sqv_image_open(fd, images[i], &fs->layers[i]) < 0)
 			return 1;
 		fs->nlayers = (unsigned)i + 1;
+		if (sqv_image_info(fs->layers[i])->has_xattrs)
+			fs->has_xattrs = true;
 	}
 	return 0;
 }
@@ -343,7 +496,8 @@ static void detach_stdio(void)
 	dup2(fd, STDERR_FILENO);
 	if (fd > STDERR_FILENO)
 		close(fd);
-	openlog("sqvenvfs", LOG_PID, LOG_DAEMON);
+	/* Connected now, while a descriptor is sure to be free. */
+	openlog("sqvenvfs", LOG_PID | LOG_NDELAY, LOG_DAEMON);
 	sqv_log_set_sink(sqv_log_sink_syslog, NULL);
 }
 
@@ -451,28 +605,58 @@ static int mount_one_line(struct fuse_session *se, const char *mnt)
 
 /* The mount's default source: the stack as one fstab source field,
  * "bottom.sqfs,top.sqfs", which sqvenvfs and mount(8) take back as is. */
-static char *join_images(const struct options *o)
+/* The image's path as mountinfo should show it: absolute, so that it
+ * still names the file from any directory. */
+static char *absolute_path(const char *path)
 {
-	size_t len = 1;
-	char *out;
+	char *out = realpath(path, NULL);
 
-	for (int i = 0; i < o->npaths - 1; i++)
-		len += strlen(o->paths[i]) + 1;
-	out = malloc(len);
-	if (!out)
-		return NULL;
-	*out = '\0';
-	for (int i = 0; i < o->npaths - 1; i++) {
-		if (i)
-			strcat(out, ",");
-		strcat(out, o->paths[i]);
+	if (!out && path[0] != '/') {
+		char *cwd = getcwd(NULL, 0);
+		if (cwd && asprintf(&out, "%s/%s", cwd, path) < 0)
+			out = NULL;
+		free(cwd);
+	} else if (!out) {
+		out = strdup(path);
 	}
 	return out;
 }
 
-static int serve(struct sqv_fs *fs, const struct options *o,
-		 const char *mnt)
+/* The mount's source: the images, bottom first, comma-separated, each as
+ * an absolute path. */
+static char *join_images(const struct options *o)
 {
+	char *out = strdup("");
+
+	for (int i = 0; out && i < o->npaths - 1; i++) {
+		char *abs = absolute_path(o->paths[i]), *next = NULL;
+		if (!abs || asprintf(&next, "%s%s%s", out, i ? "," : "", abs) < 0)
+			next = NULL;
+		free(abs);
+		free(out);
+		out = next;
+	}
+	return out;
+}
+
+/* What do_mount hands to serve besides the options. */
+struct mount_plan {
+	const char *mnt;     /* resolved mount point */
+	int lock_fd;         /* check_mountpoint's lock, or -1 */
+	struct sqv_fd_plan fds;
+};
+
+static void unlock_mountpoint(struct mount_plan *p)
+{
+	if (p->lock_fd >= 0)
+		close(p->lock_fd);
+	p->lock_fd = -1;
+}
+
+static int serve(struct sqv_fs *fs, const struct options *o,
+		 struct mount_plan *p)
+{
+	const char *mnt = p->mnt;
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct fuse_session *se = NULL;
 	struct fuse_loop_config *loop = NULL;
@@ -510,7 +694,11 @@ static int serve(struct sqv_fs *fs, const struct options *o,
 	}
 	/* A hang-up is no reason to pull a file system from under its users. */
 	signal(SIGHUP, SIG_IGN);
-	if (mount_one_line(se, mnt) < 0)
+	int merr = mount_one_line(se, mnt);
+	/* In the kernel's table now (or not at all): the next mount on this
+	 * point may look. */
+	unlock_mountpoint(p);
+	if (merr < 0)
 		goto out_signals;
 	if (!o->foreground && go_background() != 0)
 		goto out_unmount;
@@ -520,15 +708,17 @@ static int serve(struct sqv_fs *fs, const struct options *o,
 		fail("sqvenvfs", "out of memory");
 		goto out_unmount;
 	}
-	fuse_loop_cfg_set_clone_fd(loop, 1);
+	fuse_loop_cfg_set_clone_fd(loop, p->fds.clone_fd);
 	fuse_loop_cfg_set_max_threads(loop, o->threads);
 	fuse_loop_cfg_set_idle_threads(loop, o->threads);
 	int err = o->threads > 1 ? fuse_session_loop_mt(se, loop)
 				  : fuse_session_loop(se);
 	rc = err < 0 ? 1 : 0;
-	sd_notify_send("STOPPING=1");
 	fuse_loop_cfg_destroy(loop);
 out_unmount:
+	/* The way out must not fail for want of a descriptor. */
+	sqv_limits_release_fds(&p->fds);
+	sd_notify_send("STOPPING=1");
 	fuse_session_unmount(se);
 out_signals:
 	fuse_remove_signal_handlers(se);
@@ -553,16 +743,23 @@ static int do_mount(struct options *o)
 {
 	static struct sqv_fs fs; /* lives as long as the process */
 	const char *mnt_arg = o->paths[o->npaths - 1];
-	char *mnt = mount_path(mnt_arg);
+	unsigned nimages = (unsigned)o->npaths - 1;
+	char *mnt = resolve_mount_path(mnt_arg);
+	struct mount_plan plan = { .mnt = mnt, .lock_fd = -1 };
 	int rc = 1;
 
+	for (int i = 0; i < SQV_FD_RESERVE; i++)
+		plan.fds.reserve[i] = -1;
 	if (!mnt) {
 		rc = fail(mnt_arg, strerror(errno ? errno : ENOMEM));
 		goto out;
 	}
-	if (check_mountpoint(mnt_arg, mnt) != 0 || check_fuse_device() != 0)
+	if (sqv_limits_fds(nimages, o->threads, &plan.fds) != 0)
 		goto out;
-	if (open_layers(&fs, o->paths, o->npaths - 1) != 0)
+	if (check_mountpoint(mnt_arg, mnt, &plan.lock_fd) != 0 ||
+	    check_fuse_device() != 0)
+		goto out;
+	if (open_layers(&fs, o->paths, (int)nimages) != 0)
 		goto out_fs;
 	sqv_err_t ierr = sqv_index_build(fs.layers, fs.nlayers, 0, &fs.index);
 	if (ierr < 0) {
@@ -584,6 +781,13 @@ static int do_mount(struct options *o)
 	 * before: the index build has libsquashfuse make a zstd context
 	 * (~160 KiB) per metadata block, which must stay on the heap. */
 	mallopt(M_MMAP_THRESHOLD, 64 * 1024);
+	uint32_t block_size = 0;
+	for (unsigned i = 0; i < fs.nlayers; i++)
+		if (sqv_image_info(fs.layers[i])->block_size > block_size)
+			block_size = sqv_image_info(fs.layers[i])->block_size;
+	if (sqv_limits_cache(&o->cache_bytes, o->cache_size_given, o->threads,
+			     block_size) != 0)
+		goto out_fs;
 	if (sqv_reader_new(fs.index, o->cache_bytes, &fs.reader) < 0) {
 		fail("sqvenvfs", "out of memory for the block cache");
 		goto out_fs;
@@ -594,10 +798,12 @@ static int do_mount(struct options *o)
 	clock_gettime(CLOCK_MONOTONIC, &fs.mounted_at);
 	fs.on_ready = on_ready;
 	fs.max_read = o->max_read;
-	rc = serve(&fs, o, mnt);
+	rc = serve(&fs, o, &plan);
 out_fs:
 	fs_free(&fs);
 out:
+	unlock_mountpoint(&plan);
+	sqv_limits_release_fds(&plan.fds);
 	free(mnt);
 	return rc;
 }

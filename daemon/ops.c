@@ -398,26 +398,24 @@ static void reply_value(fuse_req_t req, const void *value, size_t len,
 		fuse_reply_buf(req, value, len);
 }
 
-/* The counters, in a buffer as large as they need: the text grows with
- * the counters' digits, so measure, render, and measure again if a counter
- * grew a digit in between. */
-static void reply_stats(fuse_req_t req, struct sqv_fs *fs, size_t size)
+/*
+ * The counters for --stats: at most SQV_STATS_MAX bytes with the final NUL,
+ * which is what the ioctl's number lets the kernel copy out. They take
+ * about 1 KiB; should they ever outgrow it, whole lines are dropped from
+ * the end, never half a line.
+ */
+static void reply_stats(fuse_req_t req, struct sqv_fs *fs)
 {
-	size_t len = sqv_fs_format_stats(fs, NULL, 0), cap = 0;
-	char *buf = NULL;
+	char buf[SQV_STATS_MAX];
+	size_t len = sqv_fs_format_stats(fs, buf, sizeof(buf));
 
-	while (len >= cap) {
-		free(buf);
-		cap = len + 64;
-		buf = malloc(cap);
-		if (!buf) {
-			fuse_reply_err(req, ENOMEM);
-			return;
-		}
-		len = sqv_fs_format_stats(fs, buf, cap);
+	if (len >= sizeof(buf)) {
+		buf[sizeof(buf) - 1] = '\0';
+		char *nl = strrchr(buf, '\n');
+		len = nl ? (size_t)(nl - buf) + 1 : 0;
 	}
-	reply_value(req, buf, len, size);
-	free(buf);
+	buf[len] = '\0';
+	fuse_reply_ioctl(req, 0, buf, len + 1);
 }
 
 static void op_getxattr(fuse_req_t req, fuse_ino_t node, const char *name,
@@ -428,13 +426,13 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t node, const char *name,
 	size_t len;
 	sqv_ino_t ino;
 
-	if (node == FUSE_ROOT_ID && strcmp(name, SQV_STATS_XATTR) == 0) {
-		/* --stats asking: not counted, so that asking twice shows
-		 * only what the workload did in between. */
-		reply_stats(req, fs, size);
+	count(fs, OP_GETXATTR);
+	if (!fs->has_xattrs) {
+		/* The kernel never caches xattrs: `ls -l` would ask twice per
+		 * entry. ENOSYS makes it stop asking for good. */
+		fuse_reply_err(req, ENOSYS);
 		return;
 	}
-	count(fs, OP_GETXATTR);
 	if (!to_ino(fs, node, &ino)) {
 		fuse_reply_err(req, ESTALE);
 		return;
@@ -453,6 +451,10 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t node, size_t size)
 	size_t needed;
 
 	count(fs, OP_LISTXATTR);
+	if (!fs->has_xattrs) {
+		fuse_reply_err(req, ENOSYS); /* as in op_getxattr */
+		return;
+	}
 	if (!to_ino(fs, node, &ino)) {
 		fuse_reply_err(req, ESTALE);
 		return;
@@ -487,18 +489,23 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t node, unsigned int cmd,
 		     void *arg, struct fuse_file_info *fi, unsigned flags,
 		     const void *in_buf, size_t in_bufsz, size_t out_bufsz)
 {
-	(void)node;
-	(void)cmd;
+	struct sqv_fs *fs = fs_of(req);
+
 	(void)arg;
 	(void)fi;
-	(void)flags;
 	(void)in_buf;
 	(void)in_bufsz;
-	(void)out_bufsz;
+	if (node == FUSE_ROOT_ID && cmd == SQV_STATS_IOCTL &&
+	    !(flags & FUSE_IOCTL_COMPAT) && out_bufsz == SQV_STATS_MAX) {
+		/* --stats asking: not counted, so that asking twice shows
+		 * only what the workload did in between. */
+		reply_stats(req, fs);
+		return;
+	}
 	/* CPython asks isatty() (TCGETS) of every file it imports, and the
 	 * kernel never caches the answer: give it at once. No file here is
 	 * a terminal, and no other ioctl applies to a read-only tree. */
-	count(fs_of(req), OP_IOCTL);
+	count(fs, OP_IOCTL);
 	fuse_reply_err(req, ENOTTY);
 }
 

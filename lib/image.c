@@ -8,6 +8,8 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -306,6 +308,14 @@ sqv_err_t sqv_image_open(int fd, const char *name, struct sqv_image **out)
 		goto fail;
 	}
 	img->file_size = (uint64_t)st.st_size;
+	if (S_ISBLK(st.st_mode) &&
+	    ioctl(fd, BLKGETSIZE64, &img->file_size) < 0) {
+		/* st_size of a block device is 0: ask the device. */
+		sqv_log(SQV_LOG_ERR, "%s: block device of unknown size (%s)",
+			name, strerror(errno));
+		err = -EIO;
+		goto fail;
+	}
 	err = check_superblock(img);
 	if (err < 0)
 		goto fail;

@@ -77,7 +77,7 @@ def main():
         refuse("mount point is a file", [img, text],
                ["text.sqfs", "not a directory"])
         with t.mounted([img], mnt):
-            refuse("already a mount", [img, mnt], ["mnt", "already a mount"])
+            refuse("already a mount", [img, mnt], ["mnt", "already mounted"])
         if os.geteuid() == 0 and shutil.which("unshare"):
             # A private mount namespace whose /dev has no fuse device.
             refuse("no /dev/fuse", [img, mnt], ["/dev/fuse"],

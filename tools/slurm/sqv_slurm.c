@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -295,23 +296,60 @@ void sqv_site_defaults(struct sqv_site *site)
 	site->mount_timeout = 120;
 }
 
-int sqv_site_load(struct sqv_site *site, const char *path, char *err)
+/* One KEY = VALUE of the site file: 0, or -1 with the reason in why. */
+static int site_set(struct sqv_site *site, const char *key, const char *val, char *why)
 {
-	char line[8192];
-	unsigned lineno = 0;
-	FILE *f;
+	static const struct {
+		const char *name;
+		size_t off, size;
+	} strs[] = {
+#define STR(f) { #f, offsetof(struct sqv_site, f), sizeof(((struct sqv_site *)0)->f) }
+		STR(daemon), STR(daemon_options), STR(state_dir), STR(stage_dir), STR(fusermount),
+		STR(log_file),
+#undef STR
+	};
 
-	sqv_site_defaults(site);
-	if (!path || !*path)
-		path = SQV_DEFAULT_SITE_CONF;
-	f = sqv_conf_open(path, err);
-	if (!f)
-		return errno == ENOENT ? 0 : -1;
+	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
+		if (strcmp(key, strs[i].name) != 0)
+			continue;
+		if (strlen(val) >= strs[i].size) {
+			sqv_errf(why, "%s: value too long", key);
+			return -1;
+		}
+		strcpy((char *)site + strs[i].off, val);
+		return 0;
+	}
+	if (strcmp(key, "stage_max_size") == 0) {
+		if (sqv_size_parse(val, &site->stage_max_size) == 0)
+			return 0;
+		sqv_errf(why, "stage_max_size: not a size (e.g. 200G): %s", val);
+		return -1;
+	}
+	if (strcmp(key, "mount_timeout") == 0) {
+		char *end;
+		unsigned long v = strtoul(val, &end, 10);
+
+		if (*end || end == val || v == 0 || v > 3600) {
+			sqv_errf(why, "mount_timeout: not a number of seconds (1-3600): %s", val);
+			return -1;
+		}
+		site->mount_timeout = (unsigned)v;
+		return 0;
+	}
+	sqv_errf(why, "unknown setting \"%s\"", key);
+	return -1;
+}
+
+/* Every line: 0, or -1 with err "PATH:LINE: reason". */
+static int site_lines(struct sqv_site *site, FILE *f, const char *path, char *err)
+{
+	char line[8192], why[SQV_ERRLEN];
+	unsigned lineno = 0;
+
 	while (fgets(line, sizeof(line), f)) {
-		char *key, *val, *eq, *hash;
+		char *key, *eq, *hash = strchr(line, '#');
 
 		lineno++;
-		hash = strchr(line, '#');
 		if (hash)
 			*hash = '\0';
 		key = trim(line);
@@ -320,51 +358,32 @@ int sqv_site_load(struct sqv_site *site, const char *path, char *err)
 		eq = strchr(key, '=');
 		if (!eq) {
 			sqv_errf(err, "%s:%u: expected KEY = VALUE", path, lineno);
-			goto bad;
+			return -1;
 		}
 		*eq = '\0';
-		key = trim(key);
-		val = trim(eq + 1);
-#define STR(name) \
-		if (strcmp(key, #name) == 0) { \
-			if (strlen(val) >= sizeof(site->name)) { \
-				sqv_errf(err, "%s:%u: %s: value too long", path, lineno, key); \
-				goto bad; \
-			} \
-			strcpy(site->name, val); \
-			continue; \
+		if (site_set(site, trim(key), trim(eq + 1), why) < 0) {
+			sqv_errf(err, "%s:%u: %s", path, lineno, why);
+			return -1;
 		}
-		STR(daemon)
-		STR(daemon_options)
-		STR(state_dir)
-		STR(stage_dir)
-		STR(fusermount)
-		STR(log_file)
-#undef STR
-		if (strcmp(key, "stage_max_size") == 0) {
-			if (sqv_size_parse(val, &site->stage_max_size) < 0) {
-				sqv_errf(err, "%s:%u: stage_max_size: not a size (e.g. 200G): %s",
-				       path, lineno, val);
-				goto bad;
-			}
-			continue;
-		}
-		if (strcmp(key, "mount_timeout") == 0) {
-			char *end;
-			unsigned long v = strtoul(val, &end, 10);
-
-			if (*end || end == val || v == 0 || v > 3600) {
-				sqv_errf(err, "%s:%u: mount_timeout: not a number of seconds (1-3600): %s",
-				       path, lineno, val);
-				goto bad;
-			}
-			site->mount_timeout = (unsigned)v;
-			continue;
-		}
-		sqv_errf(err, "%s:%u: unknown setting \"%s\"", path, lineno, key);
-		goto bad;
 	}
+	return 0;
+}
+
+int sqv_site_load(struct sqv_site *site, const char *path, char *err)
+{
+	FILE *f;
+	int rc;
+
+	sqv_site_defaults(site);
+	if (!path || !*path)
+		path = SQV_DEFAULT_SITE_CONF;
+	f = sqv_conf_open(path, err);
+	if (!f)
+		return errno == ENOENT ? 0 : -1;
+	rc = site_lines(site, f, path, err);
 	fclose(f);
+	if (rc < 0)
+		return -1;
 	if (site->state_dir[0] != '/' || (site->stage_dir[0] && site->stage_dir[0] != '/') ||
 	    site->daemon[0] != '/') {
 		sqv_errf(err, "%s: daemon, state_dir and stage_dir must be absolute paths", path);
@@ -377,7 +396,4 @@ int sqv_site_load(struct sqv_site *site, const char *path, char *err)
 			site->stage_max_size = (uint64_t)vfs.f_blocks * vfs.f_frsize / 2;
 	}
 	return 0;
-bad:
-	fclose(f);
-	return -1;
 }

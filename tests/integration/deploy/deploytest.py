@@ -5,6 +5,8 @@ test library, sqvtest: installing the build as an administrator would
 library's helpers in the forms these tests call them."""
 import os
 import pwd
+import stat
+import sys
 
 import sqvtest as t
 from sqvtest import FAILURES as FAILED
@@ -12,7 +14,8 @@ from sqvtest import check, log, skip
 from sqvtest import verdict as finish   # main() returns it
 
 __all__ = ["FAILED", "check", "log", "skip", "finish", "run", "wait_for",
-           "mountinfo", "daemons", "meson_install", "installed", "test_user"]
+           "mountinfo", "daemons", "meson_install", "installed", "test_user",
+           "enter_private_mount_ns", "private_fuse"]
 
 
 def run(cmd, **kw):
@@ -69,3 +72,27 @@ def test_user(name):
         if r.returncode != 0:
             skip(f"cannot create the test user {name}: {r.stderr.strip()}")
         return pwd.getpwnam(name)
+
+
+def enter_private_mount_ns():
+    """Run the rest of this test in a private mount namespace (re-executing
+    it under unshare): its mounts, and the /dev/fuse of private_fuse(),
+    stay its own, and go with it."""
+    if os.environ.get("SQV_TEST_PRIVATE_NS") == "1":
+        return
+    os.execvpe("unshare", ["unshare", "-m", "--propagation", "private", sys.executable,
+                           *sys.argv], dict(os.environ, SQV_TEST_PRIVATE_NS="1"))
+
+
+def private_fuse(top):
+    """The FUSE device, mode 0666, bind-mounted over /dev/fuse in this
+    mount namespace: the test's user mounts through fusermount3, which
+    opens it as that user. Other tests on the machine that widen and
+    restore the real node's mode cannot pull it from under this one."""
+    node = os.path.join(top, "fuse")
+    os.mknod(node, stat.S_IFCHR | 0o666, os.stat("/dev/fuse").st_rdev)
+    os.chmod(node, 0o666)
+    r = run(["mount", "--bind", node, "/dev/fuse"])
+    if r.returncode != 0:
+        raise RuntimeError(f"bind-mounting {node} over /dev/fuse: {r.stderr.strip()}")
+    return node

@@ -52,8 +52,9 @@ import tempfile
 import time
 import traceback
 
-from deploytest import (FAILED, check, daemons, finish, installed, log, meson_install,
-                        mountinfo, run, skip, test_user, wait_for)
+from deploytest import (FAILED, check, daemons, enter_private_mount_ns, finish, installed,
+                        log, meson_install, mountinfo, private_fuse, run, skip, test_user,
+                        wait_for)
 
 TEST_USER = "sqvslurm"
 PY = "/usr/bin/python3"
@@ -298,6 +299,7 @@ def main():
 
     if os.geteuid() != 0:
         skip("needs root to start munged, slurmctld and slurmd")
+    enter_private_mount_ns()
     for prog in ("meson", "munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "sinfo",
                  "mksquashfs", "fusermount3", "setpriv", "useradd"):
         if not shutil.which(prog) and not os.path.exists(f"/usr/sbin/{prog}"):
@@ -310,12 +312,10 @@ def main():
 
     top = tempfile.mkdtemp(prefix="sqv-slurm-", dir="/tmp")
     os.chmod(top, 0o755)
-    fuse_mode = os.stat("/dev/fuse").st_mode & 0o7777
     cl = Cluster(top, args)
     cl.uid, cl.gid = uid, gid
     try:
-        # The job's user mounts through fusermount3, which needs /dev/fuse.
-        os.chmod("/dev/fuse", 0o666)
+        private_fuse(top)
         os.makedirs(os.path.join(top, "images"))
         work = user_dir(top, "work", uid=uid, gid=gid)
         img = make_venv_image(top, "probe", "sqvenvfs-slurm-ok")
@@ -346,7 +346,6 @@ def main():
                 run(["umount", "-l", mp])
             for pid in daemons(args.daemon, uid) if getattr(args, "daemon", None) else []:
                 os.kill(pid, signal.SIGKILL)
-            os.chmod("/dev/fuse", fuse_mode)
             if os.environ.get("SQV_TEST_KEEP") == "1":
                 log(f"state kept in {top} (SQV_TEST_KEEP=1)")
             else:

@@ -25,6 +25,7 @@ import argparse
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -57,6 +58,7 @@ class Manager:
         self.runtime = os.path.join(top, "run")
         self.log = os.path.join(top, "manager.log")
         self.proc = None
+        self.fuse = None  # the FUSE device node the namespace sees as /dev/fuse
 
     def start(self):
         pw = self.pw
@@ -68,6 +70,7 @@ class Manager:
                     os.chown(n, pw.pw_uid, pw.pw_gid)
         join = " && ".join(f"echo $$ > {d}/cgroup.procs" for d in cgs)
         script = (f"mount -t tmpfs tmpfs /run/systemd && mkdir /run/systemd/system && "
+                  f"mount --bind {self.fuse} /dev/fuse && "
                   f"{join} && exec setpriv --reuid={pw.pw_uid} --regid={pw.pw_gid} "
                   f"--init-groups env -i HOME={self.home} XDG_RUNTIME_DIR={self.runtime} "
                   f"USER={TEST_USER} LOGNAME={TEST_USER} PATH=/usr/bin:/bin {SYSTEMD} --user")
@@ -229,7 +232,6 @@ def main():
 
     top = tempfile.mkdtemp(prefix="sqv-user-", dir="/tmp")
     os.chmod(top, 0o755)
-    fuse_mode = os.stat("/dev/fuse").st_mode & 0o7777
     m = Manager(top, pw)
     daemon = None
     try:
@@ -237,8 +239,12 @@ def main():
         os.makedirs(m.runtime, mode=0o700)
         os.chown(m.runtime, pw.pw_uid, pw.pw_gid)
         unit, daemon = install(args, os.path.join(top, "root"))
-        # The user mounts through fusermount3, which needs /dev/fuse.
-        os.chmod("/dev/fuse", 0o666)
+        # The user mounts through fusermount3, which opens /dev/fuse as
+        # the user: a node of mode 0666 for the manager's namespace, so the
+        # real one's mode is neither changed nor depended on.
+        m.fuse = os.path.join(top, "fuse")
+        os.mknod(m.fuse, stat.S_IFCHR | 0o666, os.stat("/dev/fuse").st_rdev)
+        os.chmod(m.fuse, 0o666)
         tests(m, top, pw, unit, daemon)
     except Exception:
         traceback.print_exc()
@@ -249,7 +255,6 @@ def main():
             log("----- systemd --user output\n" + open(m.log, errors="replace").read())
         for pid in daemons(daemon, pw.pw_uid) if daemon else []:
             os.kill(pid, signal.SIGKILL)
-        os.chmod("/dev/fuse", fuse_mode)
         for d in cgroup_dirs(pw.pw_uid):
             subs = sorted((p for p, _, _ in os.walk(d)), key=len, reverse=True)
             for sub in subs + [os.path.dirname(d), os.path.dirname(os.path.dirname(d))]:
