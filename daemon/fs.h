@@ -15,8 +15,10 @@
 #include <time.h>
 
 #include "image.h"
+#include "prefetch.h"
 #include "index.h"
 #include "reader.h"
+#include "trace.h"
 
 /* Request types counted for --stats; keep in step with op_names in ops.c. */
 enum sqv_op {
@@ -54,6 +56,14 @@ struct sqv_fs {
 	struct sqv_index *index;
 	struct sqv_reader *reader;
 	struct timespec mounted_at;
+	struct sqv_trace *trace; /* -o record=FILE: the reads to note, or NULL */
+	/* Hot-range records found at mount, and the prefetch started once the
+	 * mount is usable (by on_ready, before any request is read). */
+	struct sqv_prefetch_layer hot[SQV_INDEX_MAX_LAYERS];
+	size_t prefetch_chunk; /* -o prefetch=SIZE; 0: off */
+	size_t cache_bytes;
+	struct sqv_prefetch *prefetch;
+	atomic_bool trace_failed; /* a note failed: logged once */
 	/* Some layer stores extended attributes; if none does, xattr
 	 * requests get ENOSYS and the kernel stops sending them. */
 	bool has_xattrs;

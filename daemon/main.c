@@ -474,7 +474,11 @@ static void sd_notify_send(const char *state)
 
 static void on_ready(struct sqv_fs *fs)
 {
-	(void)fs;
+	/* The mount is usable: only now read the hot ranges, in the
+	 * background, so that they cost the mount nothing. */
+	if (sqv_prefetch_start(fs->index, fs->reader, fs->hot, fs->prefetch_chunk,
+			       fs->cache_bytes, &fs->prefetch) < 0)
+		sqv_log(SQV_LOG_WARNING, "cannot start the prefetch thread");
 	if (ready_fd >= 0) {
 		char ok = 0;
 		(void)!write(ready_fd, &ok, 1);
@@ -552,9 +556,12 @@ static char *bare_reason(char *line)
 	line[strcspn(line, "\n")] = '\0';
 	if (line[0] == '<' && line[1] >= '0' && line[1] <= '7' && line[2] == '>')
 		line += 3;
+	/* Our log sink may wrap libfuse's own prefix: "sqvenvfs: fuse: ". */
 	for (size_t i = 0; i < sizeof(prefixes) / sizeof(*prefixes); i++)
-		if (strncmp(line, prefixes[i], strlen(prefixes[i])) == 0)
+		if (strncmp(line, prefixes[i], strlen(prefixes[i])) == 0) {
 			line += strlen(prefixes[i]);
+			i = (size_t)-1;
+		}
 	return line;
 }
 
@@ -733,6 +740,7 @@ out_free:
 
 static void fs_free(struct sqv_fs *fs)
 {
+	sqv_trace_free(fs->trace);
 	sqv_reader_free(fs->reader);
 	sqv_index_free(fs->index);
 	for (unsigned i = 0; i < fs->nlayers; i++)
@@ -772,8 +780,16 @@ static int do_mount(struct options *o)
 				     "cannot build the index of the stack");
 		goto out_fs;
 	}
-	for (unsigned i = 0; i < fs.nlayers; i++)
+	for (unsigned i = 0; i < fs.nlayers; i++) {
+		/* From the metadata copy: no read of the image. */
+		sqv_err_t herr = sqv_hot_locate(fs.layers[i], &fs.hot[i].where);
+		fs.hot[i].has_record = herr == 0;
+		if (herr < 0 && herr != -ENOENT)
+			sqv_log(SQV_LOG_WARNING, "%s: hot-range record damaged; no prefetch",
+				o->paths[i]);
 		sqv_image_drop_metadata(fs.layers[i]);
+	}
+	fs.prefetch_chunk = o->prefetch_bytes;
 	/* From now on, decompressed blocks (64 KiB and more, usually
 	 * 128 KiB) each get their own mapping and go back to the system when
 	 * evicted, so the daemon's memory follows the cache's size rather than
@@ -792,13 +808,32 @@ static int do_mount(struct options *o)
 		fail("sqvenvfs", "out of memory for the block cache");
 		goto out_fs;
 	}
+	fs.cache_bytes = o->cache_bytes; /* as the limits left it */
 	sqv_log(SQV_LOG_INFO, "%zu entries in %u layer(s), index %zu bytes",
 		sqv_index_entry_count(fs.index), fs.nlayers,
 		sqv_index_memory(fs.index));
+	if (o->record && sqv_trace_new(fs.index, &fs.trace) < 0) {
+		fail("sqvenvfs", "out of memory for the read trace");
+		goto out_fs;
+	}
 	clock_gettime(CLOCK_MONOTONIC, &fs.mounted_at);
 	fs.on_ready = on_ready;
 	fs.max_read = o->max_read;
 	rc = serve(&fs, o, &plan);
+	sqv_prefetch_stop(fs.prefetch);
+	fs.prefetch = NULL;
+	if (fs.trace) {
+		/* After the loop: no request can add to the trace any more. */
+		sqv_err_t terr = sqv_trace_save(fs.trace, o->record);
+		if (terr < 0) {
+			sqv_log(SQV_LOG_ERR, "%s: cannot write the read trace: %s",
+				o->record, strerror(-terr));
+			rc = 1;
+		} else {
+			sqv_log(SQV_LOG_INFO, "%s: read trace of %zu files written",
+				o->record, sqv_trace_files(fs.trace));
+		}
+	}
 out_fs:
 	fs_free(&fs);
 out:

@@ -238,8 +238,14 @@ static void op_read(fuse_req_t req, fuse_ino_t node, size_t size, off_t off,
 		fuse_reply_err(req, to_errno(err));
 		return;
 	}
+	size_t bytes = p.bytes;
 	fuse_reply_iov(req, p.iov, (int)p.count);
 	sqv_reader_release(fs->reader, &p);
+	if (fs->trace && sqv_trace_note(fs->trace, ino, (uint64_t)off,
+					bytes) < 0 &&
+	    !atomic_exchange(&fs->trace_failed, true))
+		sqv_log(SQV_LOG_WARNING,
+			"record: out of memory; the trace will miss reads");
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t node,
@@ -566,6 +572,19 @@ size_t sqv_fs_format_stats(struct sqv_fs *fs, char *buf, size_t size)
 	EMIT("backing_bytes", io.backing_bytes);
 	EMIT("decompressed_bytes", io.decompressed_bytes);
 	EMIT("corrupt_blocks", io.corrupt_blocks);
+
+	struct sqv_prefetch_stats pf = { 0 };
+	if (fs->prefetch)
+		sqv_prefetch_stats(fs->prefetch, &pf);
+	EMIT("hot_bytes", pf.hot_bytes);
+	EMIT("prefetch_reads", pf.reads);
+	EMIT("prefetch_bytes", pf.bytes);
+	EMIT("prefetch_blocks", pf.blocks);
+	EMIT("prefetch_used_blocks", cache.prefetch_used_blocks);
+	EMIT("prefetch_used_bytes", cache.prefetch_used_bytes);
+	EMIT("prefetch_unused_evicted", cache.prefetch_unused_evicted);
+	EMIT("prefetch_done", pf.done);
+	EMIT("prefetch_failed", pf.failed);
 
 	EMIT("layers", fs->nlayers);
 	EMIT("inodes", sqv_index_inode_count(fs->index));

@@ -41,6 +41,8 @@ enum {
 	KEY_THREADS,
 	KEY_CACHE_SIZE,
 	KEY_MAX_READ,
+	KEY_PREFETCH,
+	KEY_RECORD,
 	KEY_FSNAME,
 	KEY_SUBTYPE,
 	KEY_FUSE,   /* libfuse's own: passed on unchanged */
@@ -75,6 +77,8 @@ static const struct fuse_opt table[] = {
 
 	FUSE_OPT_KEY("threads=", KEY_THREADS),
 	FUSE_OPT_KEY("cache_size=", KEY_CACHE_SIZE),
+	FUSE_OPT_KEY("prefetch=", KEY_PREFETCH),
+	FUSE_OPT_KEY("record=", KEY_RECORD),
 	FUSE_OPT_KEY("fsname=", KEY_FSNAME),
 	FUSE_OPT_KEY("subtype=", KEY_SUBTYPE),
 
@@ -166,25 +170,31 @@ void sqv_options_usage(FILE *out)
 		"  threads=N            FUSE worker threads, 1 to %d (default %d)\n"
 		"  cache_size=SIZE      decompressed-block cache, e.g. 64M, at most the\n"
 		"                       machine's memory (default 64M)\n"
+		"  prefetch=SIZE        read a hot-first image's hot range at mount in\n"
+		"                       reads of SIZE, 1M to 1G (default 4M); 0: do not\n"
+		"  record=FILE          at unmount, write the files read and their byte\n"
+		"                       ranges (a read trace for sqvenvfs-pack --hot)\n"
 		"  debug                as -d\n"
 		"mount options of libfuse, passed on:\n"
 		"  allow_other          let other users use the mount (see docs/security.md)\n"
 		"  allow_root           let root use the mount too\n"
 		"  auto_unmount         unmount when the daemon dies, even by kill -9\n"
-		"  fsname=NAME          the mount's source (default: the top image's path)\n"
+		"  fsname=NAME          the mount's source (default: the images as given)\n"
 		"  subtype=TYPE         the mount's type becomes fuse.TYPE (default sqvenvfs)\n"
-		"  max_read=N           largest read request, in bytes\n"
-		"  exec, noexec, atime, noatime, diratime, nodiratime, relatime,\n"
-		"  norelatime, strictatime, nostrictatime, lazytime, nolazytime,\n"
-		"  sync, async, dirsync kernel mount flags\n"
-		"  context=, fscontext=, defcontext=, rootcontext=\n"
+		"  max_read=N           largest read request, in bytes (at least 4096)\n"
+		"  exec, noexec, atime, noatime, diratime, nodiratime, relatime, norelatime,\n"
+		"  strictatime, nostrictatime, lazytime, nolazytime, sync, async, dirsync\n"
+		"                       kernel mount flags, as in mount(8)\n"
+		"  context=CONTEXT, fscontext=CONTEXT, defcontext=CONTEXT, rootcontext=CONTEXT\n"
 		"                       SELinux contexts\n"
 		"  user=NAME            set by mount(8) for a user mount\n"
-		"always in effect; accepted, the mount stays read-only, nosuid, nodev:\n"
+		"always in effect (accepted; the mount stays read-only, nosuid, nodev):\n"
 		"  ro, rw, nosuid, suid, nodev, dev, default_permissions, nonempty\n"
 		"of mount(8) and fstab, ignored:\n"
 		"  defaults, auto, noauto, user, users, nouser, owner, group, _netdev,\n"
-		"  nofail, comment=TEXT, x-*\n",
+		"  nofail, comment=TEXT, x-*\n"
+		"refused, with the reason:\n"
+		"  blkdev, loop, remount, drop_privileges, setuid=\n",
 		SQV_MAX_THREADS, SQV_DEFAULT_THREADS);
 }
 
@@ -214,6 +224,45 @@ static int bad(const char *arg, const char *why)
 	fprintf(stderr, "sqvenvfs: %s%s: %s\n", arg[0] == '-' ? "" : "-o ", arg,
 		why);
 	return -1;
+}
+
+/* record=FILE: an absolute path in an existing, writable directory,
+ * checked now so that a typo fails the mount rather than the unmount. */
+static int set_record(struct options *o, const char *arg, const char *file)
+{
+	char *copy = strdup(file), *dir = NULL;
+	int rc = -1;
+
+	if (!copy)
+		return -1;
+	if (*file == '\0') {
+		rc = bad(arg, "needs a file name");
+		goto out;
+	}
+	char *slash = strrchr(copy, '/');
+	const char *base = slash ? slash + 1 : copy;
+	if (slash)
+		*slash = '\0';
+	dir = realpath(slash ? (*copy ? copy : "/") : ".", NULL);
+	if (!dir || *base == '\0' || strcmp(base, ".") == 0 ||
+	    strcmp(base, "..") == 0) {
+		bad(arg, dir ? "names a directory, not a file" :
+			       "its directory does not exist");
+		goto out;
+	}
+	if (access(dir, W_OK) < 0) {
+		bad(arg, "its directory is not writable");
+		goto out;
+	}
+	free(o->record);
+	if (asprintf(&o->record, "%s/%s", strcmp(dir, "/") ? dir : "", base) < 0)
+		o->record = NULL;
+	else
+		rc = 0;
+out:
+	free(dir);
+	free(copy);
+	return rc;
 }
 
 static int add_pos(struct parse *p, const char *s, size_t len)
@@ -380,6 +429,15 @@ static int option_proc(void *data, const char *arg, int key,
 		o->max_read = (unsigned)n;
 		return fuse_opt_add_opt(&o->fuse_opts, arg);
 	}
+	case KEY_PREFETCH:
+		if (!parse_size(value, &o->prefetch_bytes) ||
+		    (o->prefetch_bytes != 0 &&
+		     (o->prefetch_bytes < SQV_MIN_PREFETCH_BYTES ||
+		      o->prefetch_bytes > SQV_MAX_PREFETCH_BYTES)))
+			return bad(arg, "not 0 or a size from 1M to 1G");
+		return 0;
+	case KEY_RECORD:
+		return set_record(o, arg, value);
 	case KEY_FSNAME:
 		if (!*value)
 			return bad(arg, "needs a name");
@@ -449,6 +507,7 @@ int sqv_options_parse(int argc, char **argv, struct options *o)
 	*o = (struct options){
 		.threads = SQV_DEFAULT_THREADS,
 		.cache_bytes = SQV_DEFAULT_CACHE_BYTES,
+		.prefetch_bytes = SQV_DEFAULT_PREFETCH_BYTES,
 	};
 	rc = fuse_opt_parse(&args, &p, table, option_proc);
 	fuse_opt_free_args(&args);
@@ -469,5 +528,6 @@ void sqv_options_free(struct options *o)
 	free(o->fsname);
 	free(o->subtype);
 	free(o->fuse_opts);
+	free(o->record);
 	*o = (struct options){ 0 };
 }

@@ -14,6 +14,9 @@
 #define SQV_DEFAULT_CACHE_BYTES ((size_t)64 << 20)
 #define SQV_DEFAULT_THREADS 8
 #define SQV_MAX_THREADS 256
+#define SQV_DEFAULT_PREFETCH_BYTES ((size_t)4 << 20)
+#define SQV_MIN_PREFETCH_BYTES ((size_t)1 << 20)
+#define SQV_MAX_PREFETCH_BYTES ((size_t)1 << 30)
 
 struct options {
 	bool foreground;
@@ -24,6 +27,9 @@ struct options {
 	size_t cache_bytes;
 	bool cache_size_given; /* -o cache_size= was on the command line */
 	unsigned max_read;     /* -o max_read=, also passed on; 0 if not given */
+	size_t prefetch_bytes; /* -o prefetch=: each read of a hot range; 0 off */
+	char *record;          /* -o record=FILE, made absolute (the daemon
+				* leaves the cwd), or NULL */
 	enum { MODE_MOUNT, MODE_UNMOUNT, MODE_STATS } mode;
 	/* Positional arguments: the images, bottom first, then the mount
 	 * point. An IMAGE argument may be a comma-separated stack (the one

@@ -30,6 +30,7 @@ struct sqv_blockcache {
 	size_t nshards;
 	struct shard shards[MAX_SHARDS];
 	atomic_uint_fast64_t hits, misses, evictions;
+	atomic_uint_fast64_t pf_used_blocks, pf_used_bytes, pf_unused_evicted;
 };
 
 /* References are atomic so that put() needs no lock. */
@@ -114,6 +115,7 @@ struct sqv_block *sqv_block_alloc(size_t cap)
 	b->len = 0;
 	b->hnext = b->lru_prev = b->lru_next = NULL;
 	atomic_init(refs_of(b), 1);
+	atomic_init(&b->prefetched, 0);
 	return b;
 }
 
@@ -183,6 +185,13 @@ struct sqv_block *sqv_blockcache_get(struct sqv_blockcache *c, uint64_t key)
 	pthread_mutex_unlock(&s->lock);
 	atomic_fetch_add_explicit(b ? &c->hits : &c->misses, 1,
 				  memory_order_relaxed);
+	unsigned pf = b ? atomic_exchange(&b->prefetched, 0) : 0;
+	if (pf) {
+		atomic_fetch_add_explicit(&c->pf_used_blocks, 1,
+					  memory_order_relaxed);
+		atomic_fetch_add_explicit(&c->pf_used_bytes, pf,
+					  memory_order_relaxed);
+	}
 	return b;
 }
 
@@ -223,6 +232,9 @@ struct sqv_block *sqv_blockcache_insert(struct sqv_blockcache *c,
 	while (victims) {
 		struct sqv_block *next = victims->hnext;
 		atomic_fetch_add_explicit(&c->evictions, 1, memory_order_relaxed);
+		if (atomic_exchange(&victims->prefetched, 0))
+			atomic_fetch_add_explicit(&c->pf_unused_evicted, 1,
+						  memory_order_relaxed);
 		block_unref(victims);
 		victims = next;
 	}
@@ -243,6 +255,9 @@ void sqv_blockcache_stats(struct sqv_blockcache *c,
 		.hits = atomic_load(&c->hits),
 		.misses = atomic_load(&c->misses),
 		.evictions = atomic_load(&c->evictions),
+		.prefetch_used_blocks = atomic_load(&c->pf_used_blocks),
+		.prefetch_used_bytes = atomic_load(&c->pf_used_bytes),
+		.prefetch_unused_evicted = atomic_load(&c->pf_unused_evicted),
 	};
 
 	for (size_t i = 0; i < c->nshards; i++) {

@@ -26,11 +26,18 @@ struct sqv_block {
 	/* private to blockcache.c */
 	struct sqv_block *hnext, *lru_prev, *lru_next;
 	atomic_uint refs;    /* the cache's own, plus one per user */
+	/* Set by the prefetch (its stored size) until the block is first
+	 * asked for or evicted: what the prefetch brought in that a reader
+	 * used. */
+	atomic_uint prefetched;
 	unsigned char data[];
 };
 
 struct sqv_blockcache_stats {
 	uint64_t hits, misses, evictions, bytes, blocks;
+	/* Prefetched blocks later asked for (count, stored bytes), and ones
+	 * evicted before anyone asked. */
+	uint64_t prefetch_used_blocks, prefetch_used_bytes, prefetch_unused_evicted;
 };
 
 sqv_err_t sqv_blockcache_new(size_t capacity, struct sqv_blockcache **out);

@@ -896,17 +896,20 @@ static struct thread_io *thread_io(void)
 }
 
 static sqv_err_t decompress(struct sqv_image *img, struct thread_io *t,
-			    size_t insize, void *out, size_t *outsize)
+			    const void *in, size_t insize, void *out,
+			    size_t *outsize)
 {
 	if (img->comp == SQV_COMP_ZSTD) {
-		size_t n = ZSTD_decompressDCtx(t->dctx, out, *outsize, t->in,
+		size_t n = ZSTD_decompressDCtx(t->dctx, out, *outsize, in,
 					       insize);
 		if (ZSTD_isError(n))
 			return -SQV_ECORRUPT;
 		*outsize = n;
 		return 0;
 	}
-	if (img->decompress(t->in, insize, out, outsize) != SQFS_OK)
+	/* libsquashfuse's decompressors take a non-const input they do not
+	 * write to. */
+	if (img->decompress((void *)in, insize, out, outsize) != SQFS_OK)
 		return -SQV_ECORRUPT;
 	return 0;
 }
@@ -941,12 +944,43 @@ sqv_err_t sqv_image_read_block(struct sqv_image *img, uint64_t pos,
 	if (err < 0) {
 		report_damage(img, pos, "read of the image failed");
 	} else {
-		err = decompress(img, t, size, out, &outsize);
+		err = decompress(img, t, t->in, size, out, &outsize);
 		if (err == -SQV_ECORRUPT)
 			report_damage(img, pos, "block does not decompress");
 	}
 	if (err < 0)
 		return err;
+	atomic_fetch_add_explicit(&img->decompressed_bytes, outsize,
+				  memory_order_relaxed);
+	*len = outsize;
+	return 0;
+}
+
+sqv_err_t sqv_image_pread(struct sqv_image *img, void *buf, size_t size,
+			  uint64_t pos)
+{
+	if (pos > img->info.bytes_used || size > img->info.bytes_used - pos)
+		return -SQV_ECORRUPT;
+	return pread_exact(img, buf, size, pos);
+}
+
+sqv_err_t sqv_image_decompress_block(struct sqv_image *img, uint32_t word,
+				     const void *src, void *out, size_t *len)
+{
+	uint32_t size = sqv_image_word_size(word);
+	size_t outsize = img->info.block_size;
+
+	if (size == 0 || size > img->info.block_size)
+		return -SQV_ECORRUPT;
+	if (word & SQUASHFS_COMPRESSED_BIT_BLOCK) {
+		memcpy(out, src, size);
+		*len = size;
+		return 0;
+	}
+	struct thread_io *t = thread_io();
+	if (!t)
+		return -ENOMEM;
+	SQV_TRY(decompress(img, t, src, size, out, &outsize));
 	atomic_fetch_add_explicit(&img->decompressed_bytes, outsize,
 				  memory_order_relaxed);
 	*len = outsize;

@@ -120,6 +120,17 @@ sqv_err_t sqv_image_file_layout(struct sqv_image *img,
 sqv_err_t sqv_image_read_block(struct sqv_image *img, uint64_t pos,
 			       uint32_t word, void *out, size_t *len);
 
+/* Read size bytes of the image at pos (counted as backing reads):
+ * -SQV_ECORRUPT beyond bytes_used, -EIO for a failed read. Thread-safe. */
+sqv_err_t sqv_image_pread(struct sqv_image *img, void *buf, size_t size,
+			  uint64_t pos);
+
+/* Decompress a block already read (its stored bytes at src, size word
+ * `word`) into out (block_size bytes). Logs nothing: -SQV_ECORRUPT is the
+ * caller's to report. Thread-safe. */
+sqv_err_t sqv_image_decompress_block(struct sqv_image *img, uint32_t word,
+				     const void *src, void *out, size_t *len);
+
 /* The stored size of a block from its size word. */
 static inline uint32_t sqv_image_word_size(uint32_t word)
 {

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/sysmacros.h>
 
+#include "hot.h"
 #include "ino.h"
 #include "layer.h"
 #include "log.h"
@@ -154,6 +155,7 @@ struct build {
 	uint32_t rank;
 	unsigned layer;
 	bool opaque;
+	bool at_root;
 	unsigned damaged_logged;
 	size_t damaged;
 };
@@ -287,6 +289,9 @@ static int collect_entry(void *ctx, const char *name, size_t len, uint64_t ref)
 	if (b->flags & SQV_INDEX_RAW) {
 		target = name;
 		tlen = len;
+	} else if (b->at_root && len == strlen(SQV_HOT_NAME) &&
+		   memcmp(name, SQV_HOT_NAME, len) == 0) {
+		return 0; /* a hot-first image's record, not part of the tree */
 	} else if (kind == SQV_NAME_OPAQUE) {
 		b->opaque = true;
 		return 0;
@@ -569,6 +574,7 @@ static int merge_dir(struct build *b, struct pending p)
 		b->rank = i;
 		b->layer = c.layer;
 		b->opaque = false;
+		b->at_root = p.ino == SQV_INO_ROOT;
 		err = sqv_image_readdir(idx->layers[c.layer], &c.dir,
 					collect_entry, b);
 		if (err == -ENOMEM)

@@ -3,12 +3,26 @@
  */
 #include "reader.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 struct sqv_reader {
 	const struct sqv_index *idx;
 	struct sqv_blockcache *cache;
+
+	/* The stretch of an image that the prefetch has read or is reading
+	 * and has not put in the cache yet: a miss there waits for it rather
+	 * than reading the same bytes again. flying is read without the lock
+	 * first, so that a mount without prefetch pays one atomic load. */
+	atomic_bool flying;
+	pthread_mutex_t flight_lock;
+	pthread_cond_t flight_moved;
+	/* Protected by flight_lock: */
+	unsigned flight_layer;
+	uint64_t flight_next, flight_end;
 };
 
 sqv_err_t sqv_reader_new(const struct sqv_index *idx, size_t cache_bytes,
@@ -24,6 +38,8 @@ sqv_err_t sqv_reader_new(const struct sqv_index *idx, size_t cache_bytes,
 		free(r);
 		return err;
 	}
+	pthread_mutex_init(&r->flight_lock, NULL);
+	pthread_cond_init(&r->flight_moved, NULL);
 	*out = r;
 	return 0;
 }
@@ -33,6 +49,8 @@ void sqv_reader_free(struct sqv_reader *r)
 	if (!r)
 		return;
 	sqv_blockcache_free(r->cache);
+	pthread_cond_destroy(&r->flight_moved);
+	pthread_mutex_destroy(&r->flight_lock);
 	free(r);
 }
 
@@ -42,6 +60,44 @@ static uint64_t block_key(unsigned layer, uint64_t pos)
 	return (uint64_t)layer << 56 | (pos & ((UINT64_C(1) << 56) - 1));
 }
 
+/* True when pos was in flight and we waited for the prefetch to pass it. */
+static bool wait_flight(struct sqv_reader *r, unsigned layer, uint64_t pos)
+{
+	bool waited = false;
+
+	pthread_mutex_lock(&r->flight_lock);
+	while (atomic_load(&r->flying) && layer == r->flight_layer &&
+	       pos >= r->flight_next && pos < r->flight_end) {
+		pthread_cond_wait(&r->flight_moved, &r->flight_lock);
+		waited = true;
+	}
+	pthread_mutex_unlock(&r->flight_lock);
+	return waited;
+}
+
+void sqv_reader_flight(struct sqv_reader *r, unsigned layer, uint64_t next,
+		       uint64_t end)
+{
+	pthread_mutex_lock(&r->flight_lock);
+	r->flight_layer = layer;
+	r->flight_next = next;
+	r->flight_end = end;
+	atomic_store(&r->flying, next < end);
+	pthread_cond_broadcast(&r->flight_moved);
+	pthread_mutex_unlock(&r->flight_lock);
+}
+
+bool sqv_reader_put_prefetched(struct sqv_reader *r, unsigned layer,
+			       uint64_t pos, uint32_t stored,
+			       struct sqv_block *b)
+{
+	b->key = block_key(layer, pos);
+	atomic_store(&b->prefetched, stored);
+	struct sqv_block *got = sqv_blockcache_insert(r->cache, b);
+	sqv_blockcache_put(r->cache, got);
+	return got == b;
+}
+
 static sqv_err_t get_block(struct sqv_reader *r, unsigned layer, uint64_t pos,
 			   uint32_t word, struct sqv_block **out)
 {
@@ -49,6 +105,9 @@ static sqv_err_t get_block(struct sqv_reader *r, unsigned layer, uint64_t pos,
 	uint64_t key = block_key(layer, pos);
 	struct sqv_block *b = sqv_blockcache_get(r->cache, key);
 
+	if (!b && atomic_load_explicit(&r->flying, memory_order_acquire) &&
+	    wait_flight(r, layer, pos))
+		b = sqv_blockcache_get(r->cache, key);
 	if (b) {
 		*out = b;
 		return 0;

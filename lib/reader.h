@@ -8,6 +8,7 @@
 #ifndef SQV_READER_H
 #define SQV_READER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -49,5 +50,17 @@ sqv_err_t sqv_reader_pread(struct sqv_reader *r, sqv_ino_t ino, void *buf,
 
 void sqv_reader_cache_stats(struct sqv_reader *r,
 			    struct sqv_blockcache_stats *out);
+
+/* For the prefetch (prefetch.h). Blocks of layer at image offsets in
+ * [next, end) are being read and will be put in the cache: a miss there
+ * waits until next has passed it. next == end: nothing in flight. */
+void sqv_reader_flight(struct sqv_reader *r, unsigned layer, uint64_t next,
+		       uint64_t end);
+/* Put a block the prefetch decompressed (stored bytes at image offset pos)
+ * in the cache, marked as prefetched; consumes b. False when another
+ * thread's copy was there first. */
+bool sqv_reader_put_prefetched(struct sqv_reader *r, unsigned layer,
+			       uint64_t pos, uint32_t stored,
+			       struct sqv_block *b);
 
 #endif

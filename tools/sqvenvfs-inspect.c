@@ -28,12 +28,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hot.h"
 #include "image.h"
 #include "index.h"
 #include "layer.h"
 #include "log.h"
 #include "reader.h"
 #include "sqv_config.h"
+#include "trace.h"
 #include "sqvenvfs-inspect-sha256.h"
 
 #define PROG "sqvenvfs-inspect"
@@ -54,6 +56,7 @@ static void usage(FILE *f)
 		"       " PROG " cat IMAGE [IMAGE...] PATH\n"
 		"       " PROG " dump [--hash] IMAGE [IMAGE...]\n"
 		"       " PROG " verify IMAGE [IMAGE...]\n"
+		"       " PROG " extents IMAGE\n"
 		"\n"
 		"Images are listed bottom first, as for sqvenvfs; later ones\n"
 		"override earlier ones (OCI whiteouts .wh.NAME, .wh..wh..opq).\n"
@@ -68,7 +71,13 @@ static void usage(FILE *f)
 		"dump prints, tab-separated: PATH TYPE MODE UID GID SIZE MTIME\n"
 		"TARGET HASH; TYPE is one of f d l c b p s, MODE is octal, HASH is\n"
 		"'-' without --hash; bytes outside 0x20-0x7e and '\\' are written\n"
-		"as \\xHH.\n");
+		"as \\xHH.\n"
+		"\n"
+		"extents prints where each regular file of one image is stored:\n"
+		"PATH BLOCKS FRAGMENT, BLOCKS as OFFSET+SIZE[u],... in file order (u:\n"
+		"stored uncompressed; a hole is 0+0), FRAGMENT as OFFSET+SIZE[u]; '-'\n"
+		"for none. The image's\n"
+		"hot-range record (" SQV_HOT_NAME ") is listed too.\n");
 }
 
 static void errmsg(const char *thing, const char *fmt, ...)
@@ -701,6 +710,69 @@ static int cmd_cat(char **names, unsigned n, const char *path)
 	return rc;
 }
 
+/* ---- extents ---------------------------------------------------------- */
+
+static void put_extent(uint64_t pos, uint32_t word)
+{
+	printf("%" PRIu64 "+%" PRIu32 "%s", pos, sqv_image_word_size(word),
+	       (word & (UINT32_C(1) << 24)) ? "u" : "");
+}
+
+static int extents_one(struct stack *s, sqv_ino_t ino, const char *path,
+		       const char *name, void *ctx)
+{
+	struct sqv_index_file f;
+	bool any = false;
+
+	(void)name;
+	(void)ctx;
+	if (!S_ISREG(sqv_index_mode(s->idx, ino)) ||
+	    sqv_index_file(s->idx, ino, &f) < 0)
+		return 0;
+	put_escaped(stdout, path + 1);
+	putchar('\t');
+	/* Block i of the file is entry i: a hole (not stored) is 0+0. */
+	for (uint32_t i = 0; i < f.layout.nblocks; i++) {
+		if (any)
+			putchar(',');
+		if (sqv_image_word_size(f.words[i]) == 0)
+			fputs("0+0", stdout);
+		else
+			put_extent(f.positions[i], f.words[i]);
+		any = true;
+	}
+	if (!any)
+		putchar('-');
+	putchar('\t');
+	if (f.layout.has_fragment)
+		put_extent(f.layout.frag_pos, f.layout.frag_word);
+	else
+		putchar('-');
+	putchar('\n');
+	return 0;
+}
+
+/* One image as stored (raw: whiteouts and the hot-range record are plain
+ * files), for sqvenvfs-pack --hot. */
+static int cmd_extents(char **names, unsigned n)
+{
+	struct stack s;
+
+	if (n != 1) {
+		fprintf(stderr, PROG ": extents: give one image\n");
+		return EXIT_USAGE;
+	}
+	if (stack_open(&s, names, 1, true, 0) < 0)
+		return 1;
+	int rc = walk(&s, extents_one, NULL);
+	stack_free(&s);
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		errmsg("stdout", "%s", strerror(errno));
+		return 1;
+	}
+	return rc;
+}
+
 /* ---- verify ----------------------------------------------------------- */
 
 struct verify_ctx {
@@ -1111,7 +1183,7 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	static const char *cmds[] = { "info", "ls", "stat", "cat", "dump",
-				      "verify", NULL };
+				      "verify", "extents", NULL };
 	const char *cmd = "info";
 	int c;
 
@@ -1176,5 +1248,7 @@ int main(int argc, char **argv)
 		return cmd_dump(rest, (unsigned)nrest);
 	if (!strcmp(cmd, "verify"))
 		return cmd_verify(rest, (unsigned)nrest);
+	if (!strcmp(cmd, "extents"))
+		return cmd_extents(rest, (unsigned)nrest);
 	return cmd_info(rest, (unsigned)nrest);
 }

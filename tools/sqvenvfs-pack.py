@@ -24,6 +24,7 @@ import re
 import shutil
 import signal
 import stat
+import struct
 import subprocess
 import sys
 import tempfile
@@ -958,11 +959,287 @@ class Delta:
 
 
 # --------------------------------------------------------------------------
+# --hot: lay the image out hot-first from read traces (docs/tools.md).
+#
+# A trace (sqvenvfs -o record=FILE) lists the files a workload read, in the
+# order it first read them. mksquashfs -sort writes file data by priority,
+# highest first, so the traced files get priorities in trace order above
+# every other file's 0: their data blocks come first in the image. Tails of
+# small files go into fragment blocks, filled in the same order: the hot
+# files' tails fill the first fragments, written as soon as they are full,
+# among the hot data; only the last, partly filled hot fragment comes after
+# the first cold blocks. The hot range recorded in the image covers it.
+#
+# The record (.sqvenvfs-hot in the root, lib/hot.h) is one block of
+# incompressible bytes with the lowest priority: mksquashfs stores it
+# uncompressed, after all other data, so its text can be written into the
+# finished image in place, without moving a byte of anything else.
+
+HOT_NAME = ".sqvenvfs-hot"
+HOT_MAGIC = "sqvenvfs-hot 1"
+TRACE_MAGIC = "sqvenvfs-trace 1"
+MAX_RANGES = 256          # lib/hot.h SQV_HOT_MAX_RANGES
+GAP = 256 * 1024          # cold bytes worth reading to save a request
+PRIO_TOP = 32767
+PRIO_RECORD = -32768
+
+
+def read_trace(path):
+    """[(path bytes, size)] of one trace, in its order."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise PackError(f"{path}: {e.strerror}")
+    if not data:
+        raise PackError(f"{path}: empty file, not a read trace")
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        raise PackError(f"{path}: not a read trace (not text)")
+    lines = text.split("\n")
+    if lines[0] != TRACE_MAGIC:
+        what = "a newer trace format" if lines[0].startswith(
+            "sqvenvfs-trace ") else "not a read trace"
+        raise PackError(f"{path}: {what} (first line {lines[0][:40]!r}, "
+                        f"expected {TRACE_MAGIC!r})")
+    if lines[-1] != "":
+        raise PackError(f"{path}: truncated (the last line is cut)")
+    out = []
+    end = None
+    for n, ln in enumerate(lines[1:-1], start=2):
+        if ln.startswith("#"):
+            continue
+        if end is not None:
+            raise PackError(f"{path}: line {n}: text after the 'end' line")
+        if ln.startswith("end "):
+            try:
+                end = int(ln[4:])
+            except ValueError:
+                raise PackError(f"{path}: line {n}: a bad 'end' line")
+            continue
+        f = ln.split("\t")
+        try:
+            if len(f) != 3:
+                raise ValueError("not three tab-separated fields")
+            name = unescape(f[0])
+            size = int(f[1])
+            ranges = []
+            for r in f[2].split(","):
+                a, b = (int(x) for x in r.split("+"))
+                if a < 0 or b <= 0:
+                    raise ValueError("a bad byte range")
+                ranges.append((a, b))
+            if not name or name.startswith(b"/") or size < 0:
+                raise ValueError("a bad path or size")
+        except ValueError as e:
+            raise PackError(f"{path}: line {n}: {e}")
+        out.append((name, size, ranges))
+    if end is None:
+        raise PackError(f"{path}: truncated (no 'end' line)")
+    if end != len(out):
+        raise PackError(f"{path}: truncated ('end {end}' but {len(out)} "
+                        "files)")
+    return out
+
+
+def read_traces(paths):
+    """The traces' files, first-touch order of the first trace, then what
+    the next ones add; each file once, with the byte ranges of all."""
+    seen = {}
+    for p in paths:
+        for name, size, ranges in read_trace(p):
+            if name in seen:
+                seen[name][1].extend(ranges)
+            else:
+                seen[name] = (size, list(ranges))
+    if not seen:
+        raise PackError(f"{','.join(paths)}: the trace names no file")
+    return [(n, size, ranges) for n, (size, ranges) in seen.items()]
+
+
+class Plan:
+    """Which traced files are in the staged tree, and the sort file."""
+
+    def __init__(self, traces, entries):
+        self.traces = traces
+        self.entries = entries
+        self.hot = []            # staged relative paths (bytes), in order
+        self.missing = 0         # not in the tree
+        self.changed = 0         # another size: a stale trace
+        self.unsortable = 0      # a newline in the name: -sort cannot say it
+        self.in_base = 0         # matched, but left to the base by a delta
+        self.ranges = {}         # hot file -> byte ranges the workload read
+
+    def match(self, root, label):
+        """Keep the traced files that are regular files of root with the
+        traced size. Fails when most of the trace does not fit root: a
+        trace of another image."""
+        for name, size, ranges in self.entries:
+            p = os.path.join(os.fsencode(root), name)
+            try:
+                st = os.lstat(p)
+            except OSError:
+                self.missing += 1
+                continue
+            if not os.path.isfile(p) or os.path.islink(p):
+                self.missing += 1
+            elif st.st_size != size:
+                self.changed += 1
+            else:
+                self.hot.append(name)
+                self.ranges[name] = ranges
+        if len(self.hot) * 2 < len(self.entries):
+            raise PackError(
+                f"{','.join(self.traces)}: {len(self.hot)} of "
+                f"{len(self.entries)} traced files match {label} (a trace "
+                "of another image?)")
+
+    def keep_present(self, root):
+        """After a delta dropped unchanged files: those still staged."""
+        kept = [n for n in self.hot
+                if os.path.isfile(os.path.join(os.fsencode(root), n))]
+        self.in_base += len(self.hot) - len(kept)
+        self.hot = kept
+
+    def write_sort(self, root, sort_path, block_size, epoch):
+        """The -sort file, and the record's placeholder in root."""
+        broot = os.fsencode(os.path.abspath(root))
+        rec = os.path.join(broot, HOT_NAME.encode())
+        if os.path.lexists(rec):
+            raise PackError(f"{HOT_NAME}: the tree already has one in its "
+                            "root (a file of this name is reserved)")
+        # The root's mtime is part of the tree: adding the record must not
+        # change it.
+        st = os.stat(broot)
+        with open(rec, "wb") as f:
+            f.write(placeholder(block_size))
+        os.utime(rec, (epoch, epoch))
+        os.utime(broot, ns=(st.st_atime_ns, st.st_mtime_ns))
+        with open(sort_path, "wb") as f:
+            prio = PRIO_TOP
+            for name in self.hot:
+                if b"\n" in name:
+                    self.unsortable += 1
+                    continue
+                f.write(sort_escape(os.path.join(broot, name)) +
+                        b" %d\n" % prio)
+                prio = max(prio - 1, 1)
+            f.write(sort_escape(rec) + b" %d\n" % PRIO_RECORD)
+
+
+def sort_escape(p):
+    """mksquashfs's sort file reads a backslash as "take the next byte"."""
+    out = bytearray()
+    for c in p:
+        if c in b" \t\\":
+            out.append(0x5C)
+        out.append(c)
+    return bytes(out)
+
+
+def placeholder(n):
+    """n bytes no compressor shrinks, the same every time (reproducible)."""
+    out = bytearray()
+    seed = b"sqvenvfs-hot placeholder"
+    i = 0
+    while len(out) < n:
+        out += hashlib.sha256(seed + i.to_bytes(8, "little")).digest()
+        i += 1
+    return bytes(out[:n])
+
+
+def parse_extents(text):
+    """{path bytes: ([block (offset, size, uncompressed)], fragment or
+    None)} from inspect extents; blocks in file order, a hole (0, 0)."""
+    def one(e):
+        a, b = e.rstrip("u").split("+")
+        return int(a), int(b), e.endswith("u")
+    out = {}
+    for ln in text.split("\n"):
+        if not ln:
+            continue
+        path, blocks, frag = ln.split("\t")
+        out[unescape(path)] = ([one(e) for e in blocks.split(",")]
+                               if blocks != "-" else [],
+                               one(frag) if frag != "-" else None)
+    return out
+
+
+def read_extents(blocks, frag, ranges, block_size):
+    """The stored blocks (and fragment) that hold the byte ranges read:
+    a file read only in part (a library mapped by the loader) brings only
+    the blocks that were read into the hot range."""
+    out = set()
+    for off, n in ranges:
+        last = (off + n - 1) // block_size
+        for i in range(off // block_size, min(last, len(blocks) - 1) + 1):
+            if blocks[i][1]:
+                out.add(blocks[i])
+        if last >= len(blocks) and frag:
+            out.add(frag)
+    return out
+
+
+def ranges_of(extents, gap=GAP, most=MAX_RANGES):
+    """Sorted, merged (offset, length) ranges covering extents; gaps of up
+    to gap bytes are read through, and more are merged until at most
+    `most` ranges remain."""
+    spans = sorted({(a, a + n) for a, n, _ in extents})
+    merged = []
+    for a, b in spans:
+        if merged and a <= merged[-1][1] + gap:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    while len(merged) > most:
+        i = min(range(len(merged) - 1),
+                key=lambda k: merged[k + 1][0] - merged[k][1])
+        merged[i][1] = merged[i + 1][1]
+        del merged[i + 1]
+    return [(a, b - a) for a, b in merged]
+
+
+def write_record(image, inspect, plan, block_size):
+    """Find where the hot files went in image and write the record in
+    place. Returns (hot files placed, hot range bytes, number of ranges)."""
+    r = subprocess.run([inspect, "extents", image], capture_output=True,
+                       stdin=subprocess.DEVNULL)
+    if r.returncode != 0:
+        msg = r.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise PackError(f"sqvenvfs-inspect extents: "
+                        f"{msg[0] if msg else 'exit %d' % r.returncode}")
+    ext = parse_extents(r.stdout.decode("ascii"))
+    blocks, frag = ext.get(HOT_NAME.encode(), ([], None))
+    if len(blocks) != 1 or frag or not blocks[0][2] or \
+            blocks[0][1] != block_size:
+        raise PackError(f"{image}: mksquashfs did not store {HOT_NAME} as "
+                        "one uncompressed block; cannot record the hot range")
+    rec = blocks
+    hot = set()
+    for n in plan.hot:
+        if n in ext:
+            hot |= read_extents(*ext[n], plan.ranges[n], block_size)
+    rs = ranges_of(hot)
+    text = (f"{HOT_MAGIC}\n# {len(plan.hot)} files, "
+            f"{sum(n for _, n, _ in hot)} stored bytes read\n" +
+            "".join(f"range {a} {n}\n" for a, n in rs) + "end\n").encode()
+    if len(text) > block_size:
+        raise PackError(f"{HOT_NAME}: {len(rs)} ranges do not fit one block")
+    fd = os.open(image, os.O_WRONLY)
+    try:
+        os.pwrite(fd, text, rec[0][0])
+    finally:
+        os.close(fd)
+    return len(plan.hot), sum(n for _, n in rs), len(rs)
+
+
+# --------------------------------------------------------------------------
 # The image
 
-def run_mksquashfs(out, mksquashfs, src, dst, args, epoch, jobs):
+def run_mksquashfs(out, mksquashfs, src, dst, args, epoch, jobs, extra=()):
     cmd = [mksquashfs, src, dst, "-noappend", "-no-recovery", "-reproducible",
-           "-comp", args.comp]
+           "-comp", args.comp, *extra]
     if args.level is not None:
         cmd += ["-Xcompression-level", str(args.level)]
     cmd += ["-b", str(args.block_size), "-mkfs-time", str(epoch),
@@ -996,6 +1273,159 @@ def run_mksquashfs(out, mksquashfs, src, dst, args, epoch, jobs):
         raise PackError(f"mksquashfs: {why.strip()}")
 
 
+def publish(tmp_image, image, label, force):
+    """Make the finished tmp_image IMAGE, all at once: never a partial
+    IMAGE, and never over an existing one without force."""
+    with open(tmp_image, "rb+") as f:
+        os.fsync(f.fileno())
+    if force:
+        os.replace(tmp_image, image)
+    else:
+        try:
+            os.link(tmp_image, image)
+        except FileExistsError:
+            raise PackError(f"{label}: appeared while packing "
+                            "(use --force to replace it)")
+        except OSError:
+            if os.path.lexists(image):
+                raise PackError(f"{label}: exists")
+            os.replace(tmp_image, image)
+        else:
+            os.unlink(tmp_image)
+    try:
+        dfd = os.open(os.path.dirname(image), os.O_RDONLY | os.O_DIRECTORY)
+        os.fsync(dfd)
+        os.close(dfd)
+    except OSError:
+        pass
+
+
+def temp_image(image, label, force):
+    """Check IMAGE can be written; a hidden temporary file beside it."""
+    if os.path.isdir(image):
+        raise PackError(f"{label}: is a directory")
+    if os.path.lexists(image) and not force:
+        raise PackError(f"{label}: exists (use --force to replace it)")
+    outdir = os.path.dirname(image)
+    if not os.path.isdir(outdir):
+        raise PackError(f"{outdir}: no such directory")
+    try:
+        fd, tmp = tempfile.mkstemp(
+            dir=outdir, prefix="." + os.path.basename(image) + ".",
+            suffix=".partial")
+        os.close(fd)
+    except OSError as e:
+        raise PackError(f"{outdir}: cannot write: {e.strerror}")
+    return tmp
+
+
+def relayout(args, out, plan, cleanup):
+    """--hot TRACE OLD.sqfs NEW.sqfs: the same tree, hot-first, without the
+    venv: unpack OLD, pack it again with OLD's compression, block size,
+    creation time and owners."""
+    old = os.path.abspath(args.venv)
+    image = os.path.abspath(args.image)
+    if args.base:
+        raise PackError("--base: not with an image to re-lay out (give "
+                        "the venv to make a delta)")
+    if os.path.realpath(old) == os.path.realpath(image):
+        raise PackError(f"{args.image}: is also the image to re-lay out")
+    comp, level, block_size, epoch = image_params(old)
+    mksquashfs = find_mksquashfs()
+    unsquashfs = shutil.which("unsquashfs")
+    if not unsquashfs:
+        raise PackError("unsquashfs: not found (install Debian's "
+                        "squashfs-tools)")
+    inspect = find_inspect()
+    r = subprocess.run([inspect, "dump", old], stdin=subprocess.DEVNULL,
+                       capture_output=True)
+    if r.returncode != 0:
+        msg = r.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise PackError(msg[0].split(": ", 1)[-1] if msg else
+                        f"{args.venv}: cannot read it")
+    owners = {(e.uid, e.gid) for e in
+              parse_dump(r.stdout.decode("ascii")).values()}
+    all_root = owners <= {(0, 0)}
+    if not all_root and os.geteuid() != 0:
+        raise PackError(f"{args.venv}: has files not owned by root; "
+                        "re-laying it out keeps owners, which needs root")
+    tmp_image = temp_image(image, args.image, args.force)
+    cleanup.append(tmp_image)
+    tmpbase = pick_tmpdir(args.tmpdir, 3 * os.path.getsize(old))
+    try:
+        stage_top = tempfile.mkdtemp(prefix="sqvenvfs-pack.", dir=tmpbase)
+    except OSError as e:
+        raise PackError(f"{tmpbase}: cannot make a staging directory: "
+                        f"{e.strerror}")
+    cleanup.append(stage_top)
+    root = os.path.join(stage_top, "root")
+    out.progress(f"unpacking {args.venv} ...", force=True)
+    r = subprocess.run([unsquashfs, "-no-progress", "-no-xattrs", "-d", root,
+                        old], stdin=subprocess.DEVNULL, capture_output=True)
+    if r.returncode != 0:
+        msg = [ln for ln in r.stderr.decode("utf-8", "replace").splitlines()
+               if ln.strip()]
+        raise PackError(f"unsquashfs {args.venv}: "
+                        f"{msg[0] if msg else 'exit %d' % r.returncode}")
+    rec = os.path.join(root, HOT_NAME)
+    if os.path.lexists(rec):
+        st = os.stat(root)
+        os.unlink(rec)  # OLD's own record: replaced below
+        os.utime(root, ns=(st.st_atime_ns, st.st_mtime_ns))
+    plan.match(root, args.venv)
+    sort_file = os.path.join(stage_top, "sort")
+    plan.write_sort(root, sort_file, block_size, epoch)
+    params = argparse.Namespace(comp=comp, level=level, block_size=block_size,
+                                keep_owner=not all_root)
+    run_mksquashfs(out, mksquashfs, root, tmp_image, params, epoch,
+                   args.jobs, ["-sort", sort_file])
+    hot = write_record(tmp_image, inspect, plan, block_size)
+    publish(tmp_image, image, args.image, args.force)
+    cleanup.remove(tmp_image)
+    out.end_progress()
+    out.info(f"{PROG}: {args.image}: {args.venv} laid out hot-first "
+             f"({human(os.path.getsize(image))}, {comp}, "
+             f"{block_size // 1024} KiB blocks)")
+    hot_summary(out, plan, hot, "the image")
+    return 0
+
+
+def hot_summary(out, plan, hot, where):
+    files, nbytes, nranges = hot
+    notes = [f"{plan.missing} not in {where}", f"{plan.changed} changed"]
+    if plan.in_base:
+        notes.append(f"{plan.in_base} in the base")
+    if plan.unsortable:
+        notes.append(f"{plan.unsortable} unsortable")
+    out.info(f"  hot: {files} files first ({', '.join(notes)}; ignored); "
+             f"hot range {human(nbytes)} in {nranges} range(s)")
+
+
+def image_params(path):
+    """(compression, level or None, block size, creation time) of a
+    squashfs image, from its superblock and compression options."""
+    comps = {1: "gzip", 2: "lzma", 3: "lzo", 4: "xz", 5: "lz4", 6: "zstd"}
+    try:
+        with open(path, "rb") as f:
+            sb = f.read(96)
+            opts = f.read(2 + 64)
+    except OSError as e:
+        raise PackError(f"{path}: {e.strerror}")
+    if len(sb) < 96 or sb[:4] != b"hsqs":
+        raise PackError(f"{path}: not a squashfs image")
+    (_, _, mtime, block_size, _, comp, _, flags, _, major) = \
+        struct.unpack_from("<IIIIIHHHHH", sb)
+    if major != 4 or comp not in comps or comps[comp] not in COMPRESSORS:
+        raise PackError(f"{path}: a squashfs image this tool cannot write "
+                        f"again (version {major}, compression {comp})")
+    level = None
+    if flags & 0x0400 and comps[comp] in ("zstd", "gzip") and len(opts) >= 6:
+        # an uncompressed metadata block: a 2-byte header, then the options,
+        # which for both start with the compression level
+        level = struct.unpack_from("<i", opts, 2)[0]
+    return comps[comp], level, block_size, mtime
+
+
 def human(n):
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
@@ -1009,8 +1439,14 @@ def main(argv):
         description="Pack a Python venv (or conda prefix) into a squashfs "
                     "image that works mounted at any path; with --base, "
                     "write only what differs from a stack of base images.")
-    ap.add_argument("venv", metavar="VENV_DIR")
+    ap.add_argument("venv", metavar="VENV_DIR",
+                    help="the venv; with --hot, may be an image instead "
+                         "(OLD.sqfs NEW.sqfs: re-lay it out)")
     ap.add_argument("image", metavar="IMAGE")
+    ap.add_argument("--hot", metavar="TRACE[,TRACE...]",
+                    help="write the files these read traces (sqvenvfs -o "
+                         "record=) name first, and record the hot range "
+                         "that the daemon prefetches")
     ap.add_argument("--base", action="append", default=[], metavar="IMAGE",
                     help="base image (repeat, bottom first): write a delta")
     ap.add_argument("--comp", choices=COMPRESSORS, default="zstd",
@@ -1050,6 +1486,7 @@ def main(argv):
     t0 = time.monotonic()
     tmp_image = None
     stage_top = None
+    cleanup = []   # what relayout leaves to remove, whatever happens
     try:
         for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(s, _on_signal)
@@ -1066,6 +1503,15 @@ def main(argv):
             args.level = 3
         if args.jobs < 1:
             raise PackError(f"--jobs {args.jobs}: must be at least 1")
+        plan = None
+        if args.hot:
+            # Read the traces first: a bad one fails before the long work.
+            traces = [t for t in args.hot.split(",") if t]
+            if not traces:
+                raise PackError("--hot: give one or more trace files")
+            plan = Plan(traces, read_traces(traces))
+            if os.path.isfile(args.venv):
+                return relayout(args, out, plan, cleanup)
 
         venv = os.path.abspath(args.venv)
         kind = venv_kind(venv)
@@ -1077,11 +1523,6 @@ def main(argv):
         if inside(image, venv_paths) or inside(os.path.realpath(image),
                                                venv_paths):
             raise PackError(f"{args.image}: must not be inside {args.venv}")
-        if os.path.isdir(image):
-            raise PackError(f"{args.image}: is a directory")
-        if os.path.lexists(image) and not args.force:
-            raise PackError(f"{args.image}: exists (use --force to "
-                            "replace it)")
         mksquashfs = find_mksquashfs()
         base = None
         if args.base:
@@ -1090,6 +1531,7 @@ def main(argv):
                     raise PackError(f"{b}: no such image")
                 if os.path.realpath(b) == os.path.realpath(image):
                     raise PackError(f"{b}: is also the output IMAGE")
+        if args.base or plan is not None:
             inspect = find_inspect()
         python = None
         tag = version = None
@@ -1102,16 +1544,7 @@ def main(argv):
             tag, version = interpreter_info(python)
         version = version or cfg.get("version") or cfg.get("version_info")
 
-        outdir = os.path.dirname(image)
-        if not os.path.isdir(outdir):
-            raise PackError(f"{outdir}: no such directory")
-        try:
-            fd, tmp_image = tempfile.mkstemp(
-                dir=outdir, prefix="." + os.path.basename(image) + ".",
-                suffix=".partial")
-            os.close(fd)
-        except OSError as e:
-            raise PackError(f"{outdir}: cannot write: {e.strerror}")
+        tmp_image = temp_image(image, args.image, args.force)
 
         # Read the base stack first: a bad base fails before the long work.
         if args.base:
@@ -1163,6 +1596,9 @@ def main(argv):
         size_view = tree_size(root)
         epoch = clamp if clamp is not None else max(0, min(newest, 2**32 - 1))
 
+        if plan is not None:
+            plan.match(root, args.venv)
+
         delta = None
         if base is not None:
             out.progress("comparing with the base images ...", force=True)
@@ -1170,33 +1606,20 @@ def main(argv):
             delta.run()
 
         size_before = tree_size(root)
+        extra = []
+        if plan is not None:
+            plan.keep_present(root)
+            sort_file = os.path.join(stage_top, "sort")
+            plan.write_sort(root, sort_file, args.block_size, epoch)
+            extra = ["-sort", sort_file]
         run_mksquashfs(out, mksquashfs, root, tmp_image, args, epoch,
-                       args.jobs)
-        with open(tmp_image, "rb+") as f:
-            os.fsync(f.fileno())
+                       args.jobs, extra)
+        hot = None
+        if plan is not None:
+            hot = write_record(tmp_image, inspect, plan, args.block_size)
         size_after = os.path.getsize(tmp_image)
-
-        if args.force:
-            os.replace(tmp_image, image)
-        else:
-            try:
-                os.link(tmp_image, image)
-            except FileExistsError:
-                raise PackError(f"{args.image}: appeared while packing "
-                                "(use --force to replace it)")
-            except OSError:
-                if os.path.lexists(image):
-                    raise PackError(f"{args.image}: exists")
-                os.replace(tmp_image, image)
-            else:
-                os.unlink(tmp_image)
+        publish(tmp_image, image, args.image, args.force)
         tmp_image = None
-        try:
-            dfd = os.open(outdir, os.O_RDONLY | os.O_DIRECTORY)
-            os.fsync(dfd)
-            os.close(dfd)
-        except OSError:
-            pass
 
         # Report
         for rel, what in reloc.rewritten:
@@ -1237,6 +1660,8 @@ def main(argv):
         out.info(f"  size: {human(size_before)} staged -> {human(size_after)} "
                  f"image ({comp}, {args.block_size // 1024} KiB blocks) "
                  f"in {dt:.1f} s")
+        if hot is not None:
+            hot_summary(out, plan, hot, "the venv")
         if kind == "venv" and cfg.get("home"):
             out.info(f"  needs: the base interpreter in {cfg['home']} "
                      "on the machine that mounts it")
@@ -1266,6 +1691,14 @@ def main(argv):
                 pass
         if stage_top:
             shutil.rmtree(stage_top, ignore_errors=True)
+        for p in cleanup:
+            if os.path.isdir(p) and not os.path.islink(p):
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(p)
+                except OSError:
+                    pass
 
 
 if __name__ == "__main__":

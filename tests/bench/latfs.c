@@ -11,6 +11,10 @@
  * to hide. Requests are served by a pool of threads, so independent clients
  * wait in parallel as they would on a server with many service threads.
  *
+ * It counts the reads it serves (requests and bytes): getxattr of
+ * "user.latfs.stats" on its root gives "reads N\nread_bytes N\n", so a test or
+ * the benchmark can see how many round trips a client made.
+ *
  * A fault can be injected on one file for tests of error paths: every read of
  * it at or past fault_offset fails with EIO (fault=eio) or returns half of
  * what was asked (fault=short).
@@ -27,6 +31,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -101,6 +106,9 @@ static const struct fuse_opt lat_opts[] = {
 	LAT_OPT("fault_offset=%llu", fault_offset),
 	FUSE_OPT_END
 };
+
+/* Reads served since mount, for user.latfs.stats. */
+static atomic_ullong stat_reads, stat_read_bytes;
 
 static void lat_sleep(unsigned long us)
 {
@@ -299,6 +307,8 @@ static void lat_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
 
 	read_delay(size);
+	atomic_fetch_add(&stat_reads, 1);
+	atomic_fetch_add(&stat_read_bytes, size);
 	if (lat_inode(ino)->fault && (unsigned long long)off + size > fs.fault_offset) {
 		if (fs.fault_kind == FAULT_EIO) {
 			lat_reply_err(req, EIO);
@@ -426,6 +436,26 @@ static void lat_statfs(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_statfs(req, &sv);
 }
 
+static void lat_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	char buf[128];
+	int len;
+
+	if (ino != FUSE_ROOT_ID || strcmp(name, "user.latfs.stats") != 0) {
+		lat_reply_err(req, ENODATA);
+		return;
+	}
+	len = snprintf(buf, sizeof(buf), "reads %llu\nread_bytes %llu\n",
+		       (unsigned long long)atomic_load(&stat_reads),
+		       (unsigned long long)atomic_load(&stat_read_bytes));
+	if (size == 0)
+		fuse_reply_xattr(req, (size_t)len);
+	else if ((size_t)len > size)
+		lat_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, buf, (size_t)len);
+}
+
 static void lat_init(void *userdata, struct fuse_conn_info *conn)
 {
 	(void)userdata;
@@ -447,6 +477,7 @@ static const struct fuse_lowlevel_ops lat_ops = {
 	.readdir = lat_readdir,
 	.releasedir = lat_releasedir,
 	.statfs = lat_statfs,
+	.getxattr = lat_getxattr,
 };
 
 static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)

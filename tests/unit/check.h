@@ -3,6 +3,7 @@
 #ifndef SQV_TEST_CHECK_H
 #define SQV_TEST_CHECK_H
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -29,6 +30,22 @@ static int check_count;
 				__FILE__, __LINE__, #a, #b, a_, b_);           \
 		}                                                              \
 	} while (0)
+
+/* Run a shell command built like printf; a failure ends the test: what
+ * follows would check nothing. */
+static inline __attribute__((format(printf, 1, 2))) void
+check_run(const char *fmt, ...)
+{
+	char cmd[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	if (system(cmd) != 0) {
+		fprintf(stderr, "command failed: %s\n", cmd);
+		exit(1);
+	}
+}
 
 static inline int check_done(void)
 {

@@ -33,19 +33,6 @@ static void put(const char *rel, const char *content)
 	fclose(f);
 }
 
-static void run(const char *fmt, ...)
-{
-	char cmd[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	if (system(cmd) != 0) {
-		fprintf(stderr, "command failed: %s\n", cmd);
-		exit(1);
-	}
-}
-
 static struct sqv_image *open_image(const char *rel)
 {
 	char path[512];
@@ -59,7 +46,7 @@ static struct sqv_image *open_image(const char *rel)
 
 static void pack(const char *dir, const char *img, const char *extra)
 {
-	run("mksquashfs %s/%s %s/%s -noappend -quiet -no-progress %s >/dev/null",
+	check_run("mksquashfs %s/%s %s/%s -noappend -quiet -no-progress %s >/dev/null",
 	    top, dir, top, img, extra);
 }
 
@@ -102,9 +89,9 @@ static void test_single(void)
 	put("one/b.txt", "bee\n");
 	put("one/a.txt", "ay\n");
 	put("one/sub/deep/c.txt", "sea\n");
-	run("ln -s ../a.txt %s/one/sub/link", top);
-	run("ln %s/one/a.txt %s/one/sub/hard", top, top);
-	run("chmod 0640 %s/one/b.txt", top);
+	check_run("ln -s ../a.txt %s/one/sub/link", top);
+	check_run("ln %s/one/a.txt %s/one/sub/hard", top, top);
+	check_run("chmod 0640 %s/one/b.txt", top);
 	pack("one", "one.sqfs", "-comp zstd");
 	img = open_image("one.sqfs");
 	CHECK_EQ(strcmp(sqv_image_info(img)->compression, "zstd"), 0);
@@ -253,10 +240,10 @@ static void test_overlay_markers(void)
 	put("oup/opq/2", "upper");
 	put("oup/notopq/2", "upper");
 	put("oup/d2f", "file in upper");
-	run("setfattr -n user.overlay.opaque -v y %s/oup/opq", top);
+	check_run("setfattr -n user.overlay.opaque -v y %s/oup/opq", top);
 	/* "x" is overlayfs's mark for xattr whiteouts inside, not opacity. */
-	run("setfattr -n user.overlay.opaque -v x %s/oup/notopq", top);
-	run("setfattr -n user.kept -v 1 %s/oup/opq", top);
+	check_run("setfattr -n user.overlay.opaque -v x %s/oup/notopq", top);
+	check_run("setfattr -n user.kept -v 1 %s/oup/opq", top);
 	pack("obase", "obase.sqfs", "-p 'basewh c 0644 0 0 0 0'");
 	pack("oup", "oup.sqfs", "-p 'gone c 0644 0 0 0 0' -p 'd/y c 0644 0 0 0 0'"
 	     " -p 'dev c 0644 0 0 1 3'");
@@ -317,7 +304,7 @@ static void test_reader_memfd(void)
 	for (int i = 0; i < 300 * 1024; i++)
 		fputc('a' + (i * 7 + i / 131) % 26, f);
 	fclose(f);
-	run("truncate -s 1M %s/data/sparse && printf end >> %s/data/sparse", top,
+	check_run("truncate -s 1M %s/data/sparse && printf end >> %s/data/sparse", top,
 	    top);
 	pack("data", "data.sqfs", "-comp zstd");
 
@@ -397,6 +384,6 @@ int main(void)
 	test_overlay_markers();
 	test_reader_memfd();
 	test_bad_images();
-	run("rm -rf %s", top);
+	check_run("rm -rf %s", top);
 	return check_done();
 }

@@ -32,18 +32,12 @@ def one_line(r, want):
 
 
 def mount_source(mnt):
-    mnt = os.path.realpath(mnt)
-    for line in open("/proc/self/mountinfo"):
-        pre, post = line.split(" - ", 1)
-        if pre.split()[4].encode().decode("unicode_escape") == mnt:
-            return post.split()[1].encode().decode("unicode_escape")
-    return None
+    m = t.mounts_at(os.path.realpath(mnt))
+    return m[-1].source if m else None
 
 
 def mount_count(mnt):
-    mnt = os.path.realpath(mnt)
-    return sum(1 for line in open("/proc/self/mountinfo")
-               if line.split()[4].encode().decode("unicode_escape") == mnt)
+    return len(t.mounts_at(os.path.realpath(mnt)))
 
 
 def concurrent(d, img):

@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-2-Clause
+"""-o record=FILE: at unmount the daemon writes the files whose data the
+kernel asked for, in first-touch order, with their byte ranges, in the
+documented trace format (docs/tools.md); names with tab, newline and
+backslash round-trip; the trace appears whole (temporary file + rename);
+a record= in a directory that does not exist refuses the mount."""
+
+import os
+import time
+
+import sqvtest as t
+
+
+def unescape(field):
+    """The trace's escaping, read back: \\xHH is one byte."""
+    out = bytearray()
+    b = field.encode()
+    i = 0
+    while i < len(b):
+        if b[i:i + 2] == b"\\x":
+            out.append(int(b[i + 2:i + 4], 16))
+            i += 4
+        else:
+            out.append(b[i])
+            i += 1
+    return os.fsdecode(bytes(out))
+
+
+def parse(text):
+    lines = text.split("\n")
+    t.check(lines[0] == "sqvenvfs-trace 1", f"first line names the format: "
+            f"{lines[0]!r}")
+    t.check(lines[-1] == "", "the trace ends with a newline")
+    body = [ln for ln in lines[1:-1] if not ln.startswith("#")]
+    t.check(body and body[-1].startswith("end "), "the trace ends with 'end N'")
+    files = []
+    for ln in body[:-1]:
+        path, size, ranges = ln.split("\t")
+        rs = [tuple(int(x) for x in r.split("+")) for r in ranges.split(",")]
+        files.append((unescape(path), int(size), rs))
+    t.check(int(body[-1].split()[1]) == len(files),
+            f"'end N' counts the {len(files)} file lines")
+    return files
+
+
+def wait_for(path, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.exists(path):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def main():
+    t.require_mount_capability()
+    with t.tempdir() as d:
+        src = os.path.join(d, "src")
+        os.makedirs(os.path.join(src, "pkg", "sub"))
+        names = ["pkg/first.py", "tab\there.py", "new\nline.py",
+                 "back\\slash.py", "pkg/sub/big.bin", "pkg/untouched.py"]
+        for i, n in enumerate(names):
+            with open(os.path.join(src, n), "wb") as f:
+                if n.endswith("big.bin"):
+                    f.write(os.urandom(3 << 20))
+                else:
+                    f.write(f"# file {i}\n".encode() * 50)
+        img = t.mksquashfs(src, os.path.join(d, "img.sqfs"))
+        mnt = os.path.join(d, "mnt")
+        os.mkdir(mnt)
+        out = os.path.join(d, "traces")
+        os.mkdir(out)
+        trace = os.path.join(out, "import.trace")
+
+        t.mount([img], mnt, ["-o", f"record={trace}"])
+        order = ["pkg/first.py", "new\nline.py", "tab\there.py",
+                 "back\\slash.py"]
+        for n in order:
+            with open(os.path.join(mnt, n), "rb") as f:
+                f.read()
+        with open(os.path.join(mnt, "pkg/sub/big.bin"), "rb") as f:
+            f.read(4096)  # the kernel reads ahead, but not 3 MiB
+        with open(os.path.join(mnt, "pkg/first.py"), "rb") as f:
+            f.read()      # again: from the page cache, no second entry
+        os.stat(os.path.join(mnt, "pkg/untouched.py"))  # metadata only
+        t.check(not os.path.exists(trace), "nothing written while mounted")
+        t.unmount(mnt)
+        t.check(wait_for(trace), "the trace is written at unmount")
+        t.wait_daemons_gone(mnt)
+        t.check(os.listdir(out) == ["import.trace"],
+                f"only the trace is left in its directory: {os.listdir(out)}")
+
+        files = parse(open(trace).read())
+        got = [f[0] for f in files]
+        t.check(got == order + ["pkg/sub/big.bin"],
+                f"files in first-touch order, names round-trip: {got!r}")
+        for path, size, ranges in files:
+            real = os.path.getsize(os.path.join(src, path))
+            t.check(size == real, f"{path!r}: size {size} == {real}")
+            if path != "pkg/sub/big.bin":
+                t.check(ranges == [(0, real)], f"{path!r}: read whole: "
+                        f"{ranges}")
+        big = [f for f in files if f[0] == "pkg/sub/big.bin"][0]
+        covered = sum(n for _, n in big[2])
+        t.check(big[2][0][0] == 0 and 4096 <= covered < big[1],
+                f"big.bin: from 0, part of the file only: {big[2]}")
+
+        # A second run overwrites the trace as a whole.
+        t.mount([img], mnt, ["-o", f"record={trace}"])
+        with open(os.path.join(mnt, "pkg/untouched.py"), "rb") as f:
+            f.read()
+        old = os.stat(trace).st_ino
+        t.unmount(mnt)
+        deadline = time.monotonic() + 60
+        while os.stat(trace).st_ino == old and time.monotonic() < deadline:
+            time.sleep(0.05)
+        t.wait_daemons_gone(mnt)
+        files = parse(open(trace).read())
+        t.check([f[0] for f in files] == ["pkg/untouched.py"],
+                "the second trace replaced the first")
+
+        # A trace nobody can write refuses the mount, in one line.
+        bad = os.path.join(d, "no-such-dir", "x.trace")
+        r = t.cli(["-o", f"record={bad}", img, mnt])
+        lines = r.stderr.strip().splitlines()
+        t.check(r.returncode != 0 and len(lines) == 1 and
+                "record=" in lines[0] and "does not exist" in lines[0],
+                f"record= in a missing directory refused: {r.stderr!r}")
+        t.check(not t.is_mounted(mnt), "and nothing mounted")
+    t.finish()
+
+
+if __name__ == "__main__":
+    main()
