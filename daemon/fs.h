@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The state one mount shares between main.c and the FUSE operations.
  * Everything is set up before the session starts and read-only afterwards,
@@ -64,8 +65,8 @@ struct sqv_fs {
 	size_t cache_bytes;
 	struct sqv_prefetch *prefetch;
 	atomic_bool trace_failed; /* a note failed: logged once */
-	/* Some layer stores extended attributes; if none does, xattr
-	 * requests get ENOSYS and the kernel stops sending them. */
+	/* The stack serves some extended attribute; if it serves none,
+	 * xattr requests get ENOSYS and the kernel stops sending them. */
 	bool has_xattrs;
 
 	/* Set once by op_init, before any other request is handled. */

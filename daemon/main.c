@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * sqvenvfs: mount squashfs images of a Python environment as one layered,
  * read-only tree.
@@ -439,10 +440,26 @@ static int open_layers(struct sqv_fs *fs, char **images, int n)
 		if (sqv_image_open(fd, images[i], &fs->layers[i]) < 0)
 			return 1;
 		fs->nlayers = (unsigned)i + 1;
-		if (sqv_image_info(fs->layers[i])->has_xattrs)
-			fs->has_xattrs = true;
 	}
 	return 0;
+}
+
+/* Does the stack serve any extended attribute? An image may store some
+ * that are not served (overlayfs's opaque markers): ask the index. */
+static bool serves_xattrs(struct sqv_fs *fs)
+{
+	bool any = false;
+
+	for (unsigned i = 0; i < fs->nlayers; i++)
+		any |= sqv_image_info(fs->layers[i])->has_xattrs;
+	size_t n = any ? sqv_index_inode_count(fs->index) : 0;
+	for (size_t ino = 0; ino < n; ino++) {
+		size_t need = 0;
+		if (sqv_index_listxattr(fs->index, (sqv_ino_t)ino, NULL, 0,
+					&need) == 0 && need > 0)
+			return true;
+	}
+	return false;
 }
 
 /* ---- readiness: the background parent and systemd ---- */
@@ -790,6 +807,7 @@ static int do_mount(struct options *o)
 		sqv_image_drop_metadata(fs.layers[i]);
 	}
 	fs.prefetch_chunk = o->prefetch_bytes;
+	fs.has_xattrs = serves_xattrs(&fs);
 	/* From now on, decompressed blocks (64 KiB and more, usually
 	 * 128 KiB) each get their own mapping and go back to the system when
 	 * evicted, so the daemon's memory follows the cache's size rather than

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * ops: one op_* per FUSE request, each answered exactly once, at its end.
  *

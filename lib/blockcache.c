@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * blockcache: a sharded, byte-bounded LRU of decompressed blocks.
  *

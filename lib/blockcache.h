@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * blockcache: decompressed data blocks and fragments, shared by all FUSE
  * threads, bounded in bytes.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * image: one squashfs image, read through libsquashfuse for metadata and
  * through a lock-free pread + decompress path for data. See image.h.
@@ -25,6 +26,7 @@
 #define HAVE_LINUX_TYPES_LE16 1
 #include <squashfuse.h>
 
+#include "digest.h"
 #include "log.h"
 #include "superblock.h"
 
@@ -66,6 +68,8 @@ struct sqv_image {
 	int comp;
 	sqfs_decompressor decompress;
 	uint64_t meta_start;  /* the first metadata table */
+	/* The block digests appended by sqvenvfs-pack, or NULL. */
+	struct sqv_digests *digests;
 
 	atomic_uint_fast64_t backing_reads;
 	atomic_uint_fast64_t backing_bytes;
@@ -227,6 +231,48 @@ static sqv_err_t meta_pread(struct sqv_image *img, void *buf, size_t size,
 		       0 : -EIO;
 }
 
+/* Read for sqv_digest_verify: the metadata copy where it holds the bytes
+ * (the superblock, and everything from the first table on), else the
+ * image. */
+static sqv_err_t static_read(void *ctx, void *buf, size_t len, uint64_t pos)
+{
+	struct sqv_image *img = ctx;
+
+	if (img->meta_fd >= 0 &&
+	    (pos + len <= SQV_SUPERBLOCK_SIZE || pos >= img->meta_start))
+		return meta_pread(img, buf, len, pos);
+	return pread_exact(img, buf, len, pos);
+}
+
+/*
+ * With a digest table, check every metadata block and every other stored
+ * byte outside the data blocks (superblock, table indexes) once, at open:
+ * the index is built from them, so damage there refuses the mount rather
+ * than serving a wrong tree. Data and fragment blocks are checked when
+ * read (sqv_image_read_block).
+ */
+static sqv_err_t verify_static(struct sqv_image *img)
+{
+	uint64_t bad = 0;
+	sqv_err_t err;
+
+	if (!img->digests)
+		return 0;
+	err = sqv_digest_verify(img->digests,
+				1u << SQV_DIGEST_META | 1u << SQV_DIGEST_RAW,
+				static_read, img, &bad);
+	if (err == -SQV_ECORRUPT) {
+		atomic_fetch_add_explicit(&img->corrupt_blocks, 1,
+					  memory_order_relaxed);
+		sqv_log(SQV_LOG_ERR,
+			"%s: offset %llu: metadata does not match its digest",
+			img->name, (unsigned long long)bad);
+	} else if (err < 0) {
+		sqv_log(SQV_LOG_ERR, "%s: cannot read the metadata", img->name);
+	}
+	return err;
+}
+
 /*
  * libsquashfuse 0.1.105's sqfs_destroy() never frees the xattr id table.
  * sqfs_table_destroy() resets the pointer it frees, so this stays safe with
@@ -320,7 +366,14 @@ sqv_err_t sqv_image_open(int fd, const char *name, struct sqv_image **out)
 	if (err < 0)
 		goto fail;
 
+	err = sqv_digest_load(fd, img->file_size, img->info.bytes_used, name,
+			      &img->digests);
+	if (err < 0)
+		goto fail;
 	img->meta_fd = copy_metadata(img, img->meta_start);
+	err = verify_static(img);
+	if (err < 0)
+		goto fail;
 	sqfs_err serr = sqfs_init(&img->fs, img->meta_fd >= 0 ? img->meta_fd : fd, 0);
 	/* A failed sqfs_init() has already called sqfs_destroy() on what it
 	 * set up (so never call it again), all but the xattr id table. */
@@ -370,6 +423,7 @@ void sqv_image_free(struct sqv_image *img)
 	if (img->meta_fd >= 0)
 		close(img->meta_fd);
 	close(img->fd);
+	sqv_digest_free(img->digests);
 	pthread_mutex_destroy(&img->meta_lock);
 	pthread_mutex_destroy(&img->report_lock);
 	free(img->itable);
@@ -388,6 +442,11 @@ void sqv_image_drop_metadata(struct sqv_image *img)
 		img->meta_fd = -1;
 	}
 	pthread_mutex_unlock(&img->meta_lock);
+}
+
+const struct sqv_digests *sqv_image_digests(const struct sqv_image *img)
+{
+	return img->digests;
 }
 
 const char *sqv_image_name(const struct sqv_image *img)
@@ -914,6 +973,19 @@ static sqv_err_t decompress(struct sqv_image *img, struct thread_io *t,
 	return 0;
 }
 
+/* A stored block against its digest, before anything trusts its bytes. */
+static sqv_err_t check_digest(struct sqv_image *img, uint64_t pos,
+			      const void *buf, size_t len)
+{
+	const char *why;
+
+	if (!img->digests ||
+	    sqv_digest_check(img->digests, pos, buf, len, false, &why) == 0)
+		return 0;
+	report_damage(img, pos, why);
+	return -SQV_ECORRUPT;
+}
+
 sqv_err_t sqv_image_read_block(struct sqv_image *img, uint64_t pos,
 			       uint32_t word, void *out, size_t *len)
 {
@@ -933,6 +1005,9 @@ sqv_err_t sqv_image_read_block(struct sqv_image *img, uint64_t pos,
 			report_damage(img, pos, "read of the image failed");
 			return err;
 		}
+		err = check_digest(img, pos, out, size);
+		if (err < 0)
+			return err;
 		*len = size;
 		return 0;
 	}
@@ -943,7 +1018,7 @@ sqv_err_t sqv_image_read_block(struct sqv_image *img, uint64_t pos,
 	err = pread_exact(img, t->in, size, pos);
 	if (err < 0) {
 		report_damage(img, pos, "read of the image failed");
-	} else {
+	} else if ((err = check_digest(img, pos, t->in, size)) == 0) {
 		err = decompress(img, t, t->in, size, out, &outsize);
 		if (err == -SQV_ECORRUPT)
 			report_damage(img, pos, "block does not decompress");

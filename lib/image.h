@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * image: the only module that talks to libsquashfuse.
  *
@@ -77,6 +78,9 @@ void sqv_image_free(struct sqv_image *img);
 void sqv_image_drop_metadata(struct sqv_image *img);
 
 const char *sqv_image_name(const struct sqv_image *img);
+/* The image's block digest table (lib/digest.h), or NULL without one. */
+struct sqv_digests;
+const struct sqv_digests *sqv_image_digests(const struct sqv_image *img);
 const struct sqv_image_info *sqv_image_info(const struct sqv_image *img);
 
 sqv_err_t sqv_image_root(struct sqv_image *img, struct sqv_image_inode *out);

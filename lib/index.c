@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * index: build the merged tree of a stack once, then answer from memory.
  *

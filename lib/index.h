@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * index: the merged tree of a stack of images, built once and immutable.
  *

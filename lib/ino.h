@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * ino: how an image inode becomes the inode number a user sees.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * layer: classify directory entry names under the OCI whiteout rules, and
  * recognise overlayfs's whiteout devices and opaque xattrs.

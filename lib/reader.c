@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * reader: byte ranges of regular files, block by block, through the cache.
  */

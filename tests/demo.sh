@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-2-Clause
 # The README's demo: make a small venv, pack it with sqvenvfs-pack, mount it
 # somewhere else,
 # import from it through the mount, show the daemon's counters, unmount.

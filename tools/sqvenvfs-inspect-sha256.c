@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* SHA-256 as FIPS 180-4 describes it; see sqvenvfs-inspect-sha256.h. */
 #include "sqvenvfs-inspect-sha256.h"
 

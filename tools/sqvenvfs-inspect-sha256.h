@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * SHA-256 (FIPS 180-4) for sqvenvfs-inspect's content hashes: small and
  * self-contained, so the tools need no crypto library. Not for secrets.

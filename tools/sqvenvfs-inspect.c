@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * sqvenvfs-inspect: look into sqvenvfs images and stacks without mounting.
  *
@@ -8,7 +9,11 @@
  *   sqvenvfs-inspect cat IMAGE... PATH
  *   sqvenvfs-inspect dump [--hash] IMAGE... one line per path (for scripts
  *                                           and sqvenvfs-pack --base)
- *   sqvenvfs-inspect verify IMAGE...        read and decompress every block
+ *   sqvenvfs-inspect verify IMAGE...        read and decompress every block,
+ *                                           and check it against the image's
+ *                                           digest table when it has one
+ *   sqvenvfs-inspect seal IMAGE...          append (replace) the digest table
+ *   sqvenvfs-inspect digest IMAGE...        one digest of each whole image
  *
  * It uses lib/ exactly as the daemon does (the same index and reader), so
  * what it shows is what a mount shows. --raw keeps whiteouts as plain
@@ -35,6 +40,7 @@
 #include "log.h"
 #include "reader.h"
 #include "sqv_config.h"
+#include "sqvenvfs-inspect-digest.h"
 #include "trace.h"
 #include "sqvenvfs-inspect-sha256.h"
 
@@ -56,6 +62,8 @@ static void usage(FILE *f)
 		"       " PROG " cat IMAGE [IMAGE...] PATH\n"
 		"       " PROG " dump [--hash] IMAGE [IMAGE...]\n"
 		"       " PROG " verify IMAGE [IMAGE...]\n"
+		"       " PROG " seal IMAGE [IMAGE...]\n"
+		"       " PROG " digest IMAGE [IMAGE...]\n"
 		"       " PROG " extents IMAGE\n"
 		"\n"
 		"Images are listed bottom first, as for sqvenvfs; later ones\n"
@@ -829,16 +837,25 @@ static int cmd_verify(char **names, unsigned n)
 			stack_free(&s);
 			continue;
 		}
-		walk(&s, verify_one, &v);
+		size_t checked = 0;
+		int bad_digest = sqv_inspect_verify_digests(names[i], s.img[0],
+							    &checked);
+		if (!bad_digest)
+			walk(&s, verify_one, &v);
 		hold_end();
 		stack_free(&s);
-		if (v.bad) {
+		if (v.bad || bad_digest) {
 			rc = 1;
 			continue;
 		}
 		human(v.bytes, size, sizeof(size));
-		printf("%s: ok: %" PRIu64 " files, %s read and decompressed\n",
-		       names[i], v.files, size);
+		if (checked)
+			printf("%s: ok: %zu stored blocks match their digests; %" PRIu64
+			       " files, %s read and decompressed\n",
+			       names[i], checked, v.files, size);
+		else
+			printf("%s: ok: %" PRIu64 " files, %s read and decompressed (no digest table: damage that still decompresses goes unseen)\n",
+			       names[i], v.files, size);
 	}
 	return rc;
 }
@@ -1183,7 +1200,7 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	static const char *cmds[] = { "info", "ls", "stat", "cat", "dump",
-				      "verify", "extents", NULL };
+				      "verify", "seal", "digest", "extents", NULL };
 	const char *cmd = "info";
 	int c;
 
@@ -1248,6 +1265,13 @@ int main(int argc, char **argv)
 		return cmd_dump(rest, (unsigned)nrest);
 	if (!strcmp(cmd, "verify"))
 		return cmd_verify(rest, (unsigned)nrest);
+	if (!strcmp(cmd, "seal") || !strcmp(cmd, "digest")) {
+		int rc = 0;
+		for (int i = 0; i < nrest; i++)
+			rc |= !strcmp(cmd, "seal") ? sqv_inspect_seal(rest[i]) :
+						     sqv_inspect_digest(rest[i]);
+		return rc;
+	}
 	if (!strcmp(cmd, "extents"))
 		return cmd_extents(rest, (unsigned)nrest);
 	return cmd_info(rest, (unsigned)nrest);

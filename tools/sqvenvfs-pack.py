@@ -314,7 +314,7 @@ def find_inspect():
     p = shutil.which("sqvenvfs-inspect")
     if not p:
         raise PackError("sqvenvfs-inspect: not found beside sqvenvfs-pack "
-                        "nor on PATH (needed to read --base images)")
+                        "nor on PATH (needed to check and seal the image)")
     return p
 
 
@@ -1246,8 +1246,9 @@ def run_mksquashfs(out, mksquashfs, src, dst, args, epoch, jobs, extra=()):
             "-no-xattrs", "-processors", str(jobs)]
     if not args.keep_owner:
         cmd.append("-all-root")
-    # -quiet hides its progress bar along with its statistics
-    cmd += ["-quiet", "-no-progress"]
+    # Not -quiet: it also hides the line mksquashfs prints when it leaves a
+    # path out (check_image reads what it says).
+    cmd += ["-no-progress"]
     env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
     out.progress(f"writing the image ({args.comp}) ...", force=True)
     proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
@@ -1271,6 +1272,84 @@ def run_mksquashfs(out, mksquashfs, src, dst, args, epoch, jobs, extra=()):
                 why = l
                 break
         raise PackError(f"mksquashfs: {why.strip()}")
+    finish_image(out, src, dst, (o or b"").decode("utf-8", "replace") + "\n"
+                 + (e or b"").decode("utf-8", "replace"))
+
+
+# --------------------------------------------------------------------------
+# After mksquashfs: nothing left out, nothing warned about, then sealed.
+#
+# mksquashfs skips a path it cannot stat or read with one line on stdout
+# ("Cannot stat dir/file ... because File name too long, ignoring", or
+# "... creating empty file") and exits 0; under -quiet that line is not even
+# printed. A silently incomplete image would reach users as a missing
+# module, so either is an error here.
+
+# What mksquashfs prints when it leaves something out or down. The
+# summary's own lines (sizes, counts, the uid and gid names, indented)
+# never match.
+MKSQUASHFS_WARNING = re.compile(
+    r"ignoring|[Ww]arning|Cannot |[Ff]ailed|[Ss]kipping|creating empty file|"
+    r"[Ee]rror|[Uu]nrecognised")
+
+
+def shorten(text, keep=160):
+    return text if len(text) <= keep else text[:60] + " ... " + text[-90:]
+
+
+def check_mksquashfs_output(text):
+    """Refuse an image whose mksquashfs run printed a warning."""
+    for line in text.splitlines():
+        if line.startswith((" ", "\t")) or not MKSQUASHFS_WARNING.search(line):
+            continue
+        raise PackError(f"mksquashfs: {shorten(line.strip())}")
+
+
+def tree_paths(src):
+    """Every path under src, as the dump spells them (b"/a/b"). os.fwalk
+    works from directory descriptors: a path longer than PATH_MAX is still
+    seen, where a walk by path would skip it."""
+    out = {b"/"}
+    top = os.fsencode(src)
+    for dirpath, dirnames, filenames, _fd in os.fwalk(top):
+        rel = dirpath[len(top):]
+        for name in dirnames + filenames:
+            out.add(rel + b"/" + name)
+    return out
+
+
+def check_complete(inspect, src, image):
+    """Refuse an image that lacks a path of src."""
+    r = subprocess.run([inspect, "dump", "--raw", image],
+                       stdin=subprocess.DEVNULL, capture_output=True)
+    if r.returncode != 0:
+        msg = r.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise PackError("cannot read back the new image: " +
+                        (msg[0] if msg else f"exit {r.returncode}"))
+    stored = parse_dump(r.stdout.decode("ascii"))
+    missing = sorted(tree_paths(src) - set(stored))
+    if missing:
+        first = os.fsdecode(missing[0])
+        raise PackError(f"mksquashfs left out {len(missing)} path(s) of "
+                        f"the tree, the first: {shorten(first)}")
+
+
+def seal_image(inspect, image):
+    """Append the image's block digest table (docs/digests.md)."""
+    r = subprocess.run([inspect, "seal", image], stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, errors="replace")
+    if r.returncode != 0:
+        msg = r.stderr.strip().splitlines()
+        raise PackError(msg[0] if msg else
+                        f"sqvenvfs-inspect seal: exit {r.returncode}")
+
+
+def finish_image(out, src, image, mksquashfs_output):
+    check_mksquashfs_output(mksquashfs_output)
+    inspect = find_inspect()
+    out.progress("checking the image ...", force=True)
+    check_complete(inspect, src, image)
+    seal_image(inspect, image)
 
 
 def publish(tmp_image, image, label, force):
@@ -1380,6 +1459,8 @@ def relayout(args, out, plan, cleanup):
     run_mksquashfs(out, mksquashfs, root, tmp_image, params, epoch,
                    args.jobs, ["-sort", sort_file])
     hot = write_record(tmp_image, inspect, plan, block_size)
+    # The record was written into the image: digest it afresh.
+    seal_image(inspect, tmp_image)
     publish(tmp_image, image, args.image, args.force)
     cleanup.remove(tmp_image)
     out.end_progress()
@@ -1617,6 +1698,8 @@ def main(argv):
         hot = None
         if plan is not None:
             hot = write_record(tmp_image, inspect, plan, args.block_size)
+            # The record was written into the image: digest it afresh.
+            seal_image(inspect, tmp_image)
         size_after = os.path.getsize(tmp_image)
         publish(tmp_image, image, args.image, args.force)
         tmp_image = None

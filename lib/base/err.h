@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Error conventions of lib/: every function returns 0 or a negative errno
  * (sqv_err_t), writes its out-parameters only on success, and never uses

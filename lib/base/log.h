@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * One logging function for lib/, the daemon and the tools. lib/ never prints
  * on its own: everything goes through sqv_log(), whose sink the program sets.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * sqvbench-latfs: a stand-in for a parallel file system in the benchmark.
  *

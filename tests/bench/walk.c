@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * sqvbench-walk: the "stat everything" walk of the benchmark's large tree.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * What every fuzz target shares: turn bytes into an image (a memfd, as the
  * image module allows), and exercise everything the daemon would do with a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Fuzz target: one image. Open it, build its index (what a mount does),
  * then walk and read everything in it.

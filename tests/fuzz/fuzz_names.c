@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Fuzz target: the name rules alone (layer.h), with invariants: a name
  * that is served is a valid directory entry name, and a whiteout's target

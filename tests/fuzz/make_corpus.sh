@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-2-Clause
 # Make the fuzzers' seed corpora from real images: one small tree (files of
 # several sizes, a fragment, a hole, symlinks, a hard link, xattrs, a device
 # node, nested directories) in every compression mksquashfs offers, and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Replay driver: feeds every file named on the command line (or found in a
  * directory named there) to LLVMFuzzerTestOneInput, once, in the normal

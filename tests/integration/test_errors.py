@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-2-Clause
 """Bad input and lifecycle faults. Each refusal is one line on stderr naming
 the thing and the reason, a non-zero exit, and leaves no mount and no
 daemon behind. kill -9 leaves a stale mount that --unmount clears; SIGTERM

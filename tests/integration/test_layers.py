@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-2-Clause
 """Layered stacks: override, whiteouts, opaque directories, a file replacing
 a directory and back, three layers, and random stacks, each compared with a
 reference model of the OCI layer rules applied bottom-up."""

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-2-Clause
 """Images packed straight from overlayfs upper directories: the stacks of
 test_layers.py with every ".wh.NAME" turned into a character device 0:0
 named NAME and every ".wh..wh..opq" into the overlay.opaque xattr (trusted.

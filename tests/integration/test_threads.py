@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-2-Clause
 """Many threads in several processes read random ranges of random files at
 once through a mount with a small block cache, and every byte is checked
 against the source."""

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-2-Clause
 """A generated tree with odd names, every file type, hard links, xattrs and
 owners, packed with each compression mksquashfs writes, mounted, and
 compared path by path with its source; mmap works; inode numbers are stable

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-2-Clause
 """An ordinary user mounts through fusermount3, reads, asks for --stats and
 unmounts; the daemon runs as that user. /dev/fuse is widened to 0666 (as
 distributions ship it) for the test if it is not already, and restored."""

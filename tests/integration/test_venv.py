@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-2-Clause
 """A real venv (Debian's python3-venv plus python3-numpy copied into its
 site-packages), packed, mounted at another path than where it was made:
 imports work through the mount, and a second identical import sends the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* A minimal harness for lib/'s unit tests: CHECK records a failure and
  * goes on; check_done() turns the count into the exit status. */
 #ifndef SQV_TEST_CHECK_H

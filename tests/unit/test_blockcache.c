@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* The block cache: hits and misses, the byte bound and LRU order, blocks
  * that stay valid after eviction, a zero-sized cache, and many threads. */
 #include <pthread.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The index over real images made by mksquashfs: lookups, attributes,
  * sorted listings, symlinks, hard links, inode numbering, the whiteout and

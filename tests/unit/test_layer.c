@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* The whiteout name rules of layer.c. */
 #include <string.h>
 #include <sys/stat.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * SPANK plugin: --sqvenv=IMAGE[,IMAGE...]:MOUNTPOINT for sbatch, salloc, srun.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Request syntax, image and mount-point checks, site configuration: see
  * sqv_slurm.h. Used both inside sbatch/srun (as the submitting user) and in

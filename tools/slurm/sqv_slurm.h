@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Shared by the SPANK plugin (submission checks, remote error report) and the
  * Prolog/Epilog helper: the --sqvenv request syntax, the checks that make an

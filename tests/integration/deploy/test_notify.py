@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-2-Clause
 """The daemon's side of the systemd protocol, as sqvenvfs@.service uses it.
 
 Runs `sqvenvfs -f IMAGE MOUNTPOINT` the way systemd runs a Type=notify

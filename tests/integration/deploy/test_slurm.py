@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-2-Clause
 """End-to-end test of the Slurm integration on a real single-node Slurm.
 
 Installs the build (meson install --destdir) and starts munged, slurmctld and

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-2-Clause
 """The systemd user unit sqvenvfs@.service.
 
 systemd-analyze --user verify must accept the unit (as a template and as an

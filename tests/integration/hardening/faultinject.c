@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * A fault-injecting layer under the image, for tests: an LD_PRELOAD shim
  * over pread()/pread64().

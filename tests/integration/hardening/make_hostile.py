@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-2-Clause
 """Make the set of hostile squashfs images that every test run replays.
 
 Usage: make_hostile.py OUTDIR [--big]

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-2-Clause
 """I/O faults under a mounted image.
 
 A fault-injecting layer under the image (faultinject.c, preloaded into the

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-2-Clause
 """Hostile images through real mounts.
 
 Every image of the committed hostile set (tests/fuzz/hostile/, see

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-2-Clause
 """Lifecycle faults beyond test_errors.py's kill -9 and SIGTERM/SIGINT:
 SIGHUP and SIGPIPE are ignored (the mount keeps serving); a lazy unmount
 under the daemon ends it cleanly (exit 0) and the mount point can then be

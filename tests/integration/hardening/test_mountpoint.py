@@ -87,6 +87,15 @@ def symlink(d, img):
             "unmounted through the link")
 
 
+def all_stopped(pids):
+    for pid in pids:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] not in "Tt":
+                    return False
+    return True
+
+
 def stats_timeout(d, img):
     mnt = os.path.join(d, "mnt-stop")
     os.mkdir(mnt)
@@ -94,6 +103,12 @@ def stats_timeout(d, img):
     pids = t.daemon_pids(mnt)
     for pid in pids:
         os.kill(pid, 19)  # SIGSTOP
+    # kill() returns before every thread has stopped; a thread still
+    # running could take --stats's request and stop before answering, and
+    # a request taken is one the kernel waits out uninterruptibly.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not all_stopped(pids):
+        time.sleep(0.02)
     try:
         start = time.monotonic()
         r = subprocess.run([t.SQVENVFS, "--stats", mnt], capture_output=True,

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-2-Clause
 """What a mount grants: a setuid-root program and a device node stored in
 an image grant nothing (the mount is ro, nosuid, nodev, whatever the
 mounting user or the options say), and without -o allow_other no other

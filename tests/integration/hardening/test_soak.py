@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-2-Clause
 """Soak: many processes and threads reading, stat-ing and listing through
 one mount, every answer compared with the source tree, for a while.
 

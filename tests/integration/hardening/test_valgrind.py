@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-2-Clause
 """The daemon under valgrind's memcheck, in the foreground, over a real
 mount: build the index of a generated tree with every file type (and a
 second layer with whiteouts), then list, stat, read every byte, read
