@@ -39,6 +39,10 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# The tests' library (tests/lib): meson sets PYTHONPATH, but the benchmark
+# is also run by hand (docs/performance.md).
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+from sqvtest import cache_drops, peak_rss_kib, pids_naming  # noqa: E402
 # The metadata blocks an image holds, counted from its own block headers
 # (the same count integration-metadata checks the daemon against).
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
@@ -300,27 +304,8 @@ def mounted_dev(path):
     return os.stat(path).st_dev != os.stat(os.path.dirname(path.rstrip("/"))).st_dev
 
 
-def find_daemon(mnt):
-    """pid of the process whose argv names mountpoint mnt (a FUSE daemon)."""
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if mnt.encode() in argv or os.path.realpath(mnt).encode() in argv:
-            return int(pid)
-    return None
 
 
-def peak_rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return None
 
 
 class Mount:
@@ -386,7 +371,7 @@ class CmdMount(Mount):
         MOUNTED.append(self)
         t1 = self.wait_usable(time.monotonic(), probe)
         if self.fuse:
-            self.pid = find_daemon(self.mnt)
+            self.pid = min(pids_naming(self.mnt), default=None)
             if self.pid is None:
                 raise BenchError(f"{self.kind}: no daemon process found for {self.mnt}")
         return t1 - t0
@@ -517,13 +502,6 @@ def drop_caches(enabled):
     OWN_DROPS[0] += 1
 
 
-def vm_drops():
-    """How often anyone wrote to drop_caches since boot."""
-    with open("/proc/vmstat") as f:
-        for line in f:
-            if line.startswith("drop_pagecache "):
-                return int(line.split()[1])
-    return 0
 
 
 FOREIGN = {"discarded": 0}
@@ -541,9 +519,9 @@ def warm_only(what, fn, tries=None):
     tries = tries or WARM_TRIES[0]
     SPOILED.clear()
     for i in range(tries):
-        before, own = vm_drops(), OWN_DROPS[0]
+        before, own = cache_drops(), OWN_DROPS[0]
         t = fn()
-        if vm_drops() - before == OWN_DROPS[0] - own:
+        if cache_drops() - before == OWN_DROPS[0] - own:
             return t
         FOREIGN["discarded"] += 1
         log(f"{what}: caches dropped by another process during the run; "
