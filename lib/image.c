@@ -300,9 +300,13 @@ static sqv_err_t open_tables(struct sqv_image *img,
 /* The metadata store, made on first use; call with meta_lock held. */
 static sqv_err_t meta(struct sqv_image *img, struct sqv_meta **out)
 {
-	if (!img->meta)
+	if (!img->meta) {
 		SQV_TRY(sqv_meta_new(img->fd, img->name, img->comp, img->meta_lo,
 				     img->info.bytes_used, &img->meta));
+		/* Checked at open already (verify_static); again where each
+		 * block is read, in case the file changed since. */
+		sqv_meta_set_digests(img->meta, img->digests);
+	}
 	*out = img->meta;
 	return 0;
 }

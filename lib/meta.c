@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "decomp.h"
+#include "digest.h"
 #include "log.h"
 
 /* A metadata block holds at most this many bytes, decompressed. */
@@ -54,7 +55,9 @@ struct sqv_meta {
 	size_t map_cap;
 	size_t last; /* the block read last, for sequential reads */
 	uint64_t loaded;
-	unsigned char stored[0x8000]; /* one block's stored bytes */
+	const struct sqv_digests *digests; /* or NULL */
+	/* one block's stored bytes, its 2-byte header first */
+	unsigned char stored[2 + 0x8000];
 };
 
 static sqv_err_t pread_all(int fd, void *buf, size_t size, uint64_t pos)
@@ -120,6 +123,11 @@ void sqv_meta_free(struct sqv_meta *m)
 	free(m->blocks);
 	free(m->map);
 	free(m);
+}
+
+void sqv_meta_set_digests(struct sqv_meta *m, const struct sqv_digests *d)
+{
+	m->digests = d;
 }
 
 uint64_t sqv_meta_blocks(const struct sqv_meta *m)
@@ -225,7 +233,16 @@ static sqv_err_t read_metadata_block(struct sqv_meta *m, uint64_t pos,
 	bool plain = hdr & 0x8000;
 	if (m->hi - pos - 2 < len || (plain && len > MD_SIZE))
 		return -SQV_ECORRUPT;
-	SQV_TRY(read_stored(m, pos + 2, len, m->stored, &stored));
+	/* Header and bytes together, as the digest table covers them. */
+	SQV_TRY(read_stored(m, pos, 2 + len, m->stored, &stored));
+	const char *why;
+	if (m->digests && sqv_digest_check(m->digests, pos, stored, 2 + len,
+					   true, &why) < 0) {
+		sqv_log(SQV_LOG_ERR, "%s: offset %llu: metadata %s", m->name,
+			(unsigned long long)pos, why);
+		return -SQV_ECORRUPT;
+	}
+	stored += 2;
 	if (plain) {
 		memcpy(dst, stored, len);
 		*size = (uint32_t)len;

@@ -48,6 +48,11 @@ sqv_err_t sqv_meta_seek(struct sqv_meta *m, uint64_t base, uint64_t ref,
 sqv_err_t sqv_meta_read(struct sqv_meta *m, struct sqv_meta_cursor *cur,
 			void *buf, size_t n);
 
+/* Check each metadata block against this digest table (lib/digest.h)
+ * when it is read; NULL checks nothing. */
+struct sqv_digests;
+void sqv_meta_set_digests(struct sqv_meta *m, const struct sqv_digests *d);
+
 /* Metadata blocks read and decompressed by m so far. */
 uint64_t sqv_meta_blocks(const struct sqv_meta *m);
 
