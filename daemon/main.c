@@ -764,6 +764,23 @@ static void fs_free(struct sqv_fs *fs)
 		sqv_image_free(fs->layers[i]);
 }
 
+/*
+ * cache_size bounds the decompressed blocks in memory: those in the cache
+ * and those in flight, which a reply still holds after their eviction or a
+ * thread is decompressing (docs/performance.md, "Memory"). Keep room for
+ * three blocks per thread (a reply may hold two, a third is being
+ * decompressed), never more than an eighth of the cache.
+ */
+static size_t cache_capacity(size_t cache_bytes, unsigned threads,
+			     uint32_t block_size)
+{
+	size_t reserve = (size_t)threads * 3 * block_size;
+
+	if (reserve > cache_bytes / 8)
+		reserve = cache_bytes / 8;
+	return cache_bytes - reserve;
+}
+
 static int do_mount(struct options *o)
 {
 	static struct sqv_fs fs; /* lives as long as the process */
@@ -808,12 +825,12 @@ static int do_mount(struct options *o)
 	}
 	fs.prefetch_chunk = o->prefetch_bytes;
 	fs.has_xattrs = serves_xattrs(&fs);
-	/* From now on, decompressed blocks (64 KiB and more, usually
-	 * 128 KiB) each get their own mapping and go back to the system when
-	 * evicted, so the daemon's memory follows the cache's size rather than
-	 * what glibc's adaptive threshold would leave in its arenas. Not
-	 * before: the index build has libsquashfuse make a zstd context
-	 * (~160 KiB) per metadata block, which must stay on the heap. */
+	/* From now on, allocations of 64 KiB and more (the data path's
+	 * per-thread buffers, libfuse's request buffers) get their own
+	 * mappings and go back to the system when freed, rather than what
+	 * glibc's adaptive threshold (raised by each large free, such as the
+	 * build's) would leave in its arenas. Cached blocks are mappings of
+	 * their own anyway (blockcache.h). */
 	mallopt(M_MMAP_THRESHOLD, 64 * 1024);
 	uint32_t block_size = 0;
 	for (unsigned i = 0; i < fs.nlayers; i++)
@@ -822,7 +839,9 @@ static int do_mount(struct options *o)
 	if (sqv_limits_cache(&o->cache_bytes, o->cache_size_given, o->threads,
 			     block_size) != 0)
 		goto out_fs;
-	if (sqv_reader_new(fs.index, o->cache_bytes, &fs.reader) < 0) {
+	if (sqv_reader_new(fs.index,
+			   cache_capacity(o->cache_bytes, o->threads, block_size),
+			   &fs.reader) < 0) {
 		fail("sqvenvfs", "out of memory for the block cache");
 		goto out_fs;
 	}

@@ -568,11 +568,13 @@ size_t sqv_fs_format_stats(struct sqv_fs *fs, char *buf, size_t size)
 		io.backing_bytes += one.backing_bytes;
 		io.decompressed_bytes += one.decompressed_bytes;
 		io.corrupt_blocks += one.corrupt_blocks;
+		io.metadata_blocks += one.metadata_blocks;
 	}
 	EMIT("backing_reads", io.backing_reads);
 	EMIT("backing_bytes", io.backing_bytes);
 	EMIT("decompressed_bytes", io.decompressed_bytes);
 	EMIT("corrupt_blocks", io.corrupt_blocks);
+	EMIT("metadata_blocks_decompressed", io.metadata_blocks);
 
 	struct sqv_prefetch_stats pf = { 0 };
 	if (fs->prefetch)

@@ -13,6 +13,8 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #define MAX_SHARDS 16
 /* Each shard should hold at least a few of the largest (1 MiB) blocks. */
@@ -84,8 +86,10 @@ sqv_err_t sqv_blockcache_new(size_t capacity, struct sqv_blockcache **out)
 
 static void block_unref(struct sqv_block *b)
 {
-	if (atomic_fetch_sub(refs_of(b), 1) == 1)
+	if (atomic_fetch_sub(refs_of(b), 1) == 1) {
+		munmap(b->data, b->map_len);
 		free(b);
+	}
 }
 
 void sqv_blockcache_free(struct sqv_blockcache *c)
@@ -106,12 +110,25 @@ void sqv_blockcache_free(struct sqv_blockcache *c)
 	free(c);
 }
 
+/*
+ * The data is not allocated with its header: malloc would put a chunk
+ * header in front of it, and a 128 KiB block would touch 33 pages instead
+ * of 32 (3 %: 2 MiB more than cache_size in a full 64 MiB cache).
+ */
 struct sqv_block *sqv_block_alloc(size_t cap)
 {
-	struct sqv_block *b = malloc(sizeof(*b) + cap);
+	struct sqv_block *b = malloc(sizeof(*b));
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
 
 	if (!b)
 		return NULL;
+	b->map_len = cap ? (cap + page - 1) / page * page : page;
+	b->data = mmap(NULL, b->map_len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (b->data == MAP_FAILED) {
+		free(b);
+		return NULL;
+	}
 	b->key = 0;
 	b->len = 0;
 	b->hnext = b->lru_prev = b->lru_next = NULL;

@@ -31,7 +31,8 @@ struct sqv_block {
 	 * asked for or evicted: what the prefetch brought in that a reader
 	 * used. */
 	atomic_uint prefetched;
-	unsigned char data[];
+	size_t map_len;      /* data is its own mapping of this many bytes */
+	unsigned char *data;
 };
 
 struct sqv_blockcache_stats {
@@ -44,7 +45,10 @@ struct sqv_blockcache_stats {
 sqv_err_t sqv_blockcache_new(size_t capacity, struct sqv_blockcache **out);
 void sqv_blockcache_free(struct sqv_blockcache *c);
 
-/* A new block of cap bytes, owned by the caller until inserted or put. */
+/* A new block of cap bytes, owned by the caller until inserted or put.
+ * Its data is a page-aligned mapping of its own: only the pages a block's
+ * bytes fill are resident, none holds a header, and an evicted block's
+ * memory goes back to the system. */
 struct sqv_block *sqv_block_alloc(size_t cap);
 
 /* A reference to the cached block for key, or NULL (counted as a miss). */

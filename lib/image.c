@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * image: one squashfs image, read through libsquashfuse for metadata and
- * through a lock-free pread + decompress path for data. See image.h.
+ * image: one squashfs image: its metadata read by our own table reader over
+ * blocks decompressed once (meta.h), its data through a lock-free pread +
+ * decompress path. See image.h.
  */
 #include "image.h"
 
@@ -11,54 +12,70 @@
 #include <string.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
-#include <zstd.h>
 
 /*
  * libsquashfuse's installed headers include its own autoconf config.h,
  * which defines FUSE_USE_VERSION, _POSIX_C_SOURCE-era macros and HAVE_*.
- * Claim that header's guard and give the one macro the others need.
+ * Claim that header's guard and give the one macro the others need. Only
+ * its format constants are used here.
  */
 #define SQFS_CONFIG_H 1
 #define HAVE_LINUX_TYPES_LE16 1
 #include <squashfuse.h>
 
+#include "decomp.h"
 #include "digest.h"
 #include "log.h"
+#include "meta.h"
 #include "superblock.h"
 
 #define REPORTED_MAX 64
-/* Metadata larger than this is read where it lies, not copied first. */
-#define META_COPY_MAX ((uint64_t)512 << 20)
-#define META_CHUNK ((size_t)4 << 20)
-/* Metadata blocks whose decompressed size md_check() remembers. */
-#define MD_MEMO 256
+/* Bytes of one table entry: id, fragment, xattr id. */
+#define ID_SIZE 4
+#define FRAG_SIZE 16
+#define XATTR_ID_SIZE 16
+
+/* A lookup table (id, fragment, xattr id): its entries lie in metadata
+ * blocks at the image offsets listed in blocks[]. */
+struct table {
+	uint64_t *blocks;
+	size_t nblocks;
+	uint64_t count;
+	size_t each;
+};
+
+/*
+ * An inode as stored, decoded. The layouts (squashfs 4.0, little-endian)
+ * start with a 16-byte common part: type, mode, uid index, gid index,
+ * mtime, inode number. What follows depends on the type; `basic` types
+ * carry no xattr index and fewer bits.
+ */
+struct raw_inode {
+	struct sqv_image_inode pub;
+	struct sqv_meta_cursor next; /* just after the fixed part */
+	uint64_t start_block;        /* reg: first data block; dir: listing */
+	uint32_t dir_offset;         /* dir: listing offset in its block */
+	uint32_t frag_idx, frag_off; /* reg */
+};
 
 struct sqv_image {
-	/* Everything libsquashfuse owns; its caches have no locks, so every
-	 * use of fs goes under meta_lock (recursive: a directory walk's
-	 * callback may look at an inode). */
+	/* The metadata blocks read so far (NULL before the first metadata
+	 * call and after sqv_image_drop_metadata), and the count of blocks
+	 * read by stores already dropped. Protected by meta_lock. */
 	pthread_mutex_t meta_lock;
-	sqfs fs;
-	bool fs_ready;
-	/* A sparse memfd holding the superblock and all metadata tables at
-	 * their offsets, read in a few large sequential reads at open, which
-	 * libsquashfuse reads instead of the image until
-	 * sqv_image_drop_metadata(); -1 when not used. */
-	int meta_fd;
-	/* Image offsets of the inode table's metadata blocks, in order:
-	 * what bounds a file's block list (see sqv_image_file_layout). */
-	uint64_t *itable;
-	size_t nitable;
-	/* Decompressed sizes of metadata blocks md_check() has read, by
-	 * image offset + 1 (0: empty). */
-	struct {
-		uint64_t pos1;
-		size_t size;
-	} md_memo[MD_MEMO];
+	struct sqv_meta *meta;
+	uint64_t meta_blocks_dropped;
+	/* The id table decoded, as ids are first used (every inode names
+	 * two): id_known[i] is 1 once id_value[i] is read, 2 if damaged. */
+	uint32_t *id_value;
+	uint8_t *id_known;
+	/* The inode decoded last: the index asks for an inode, then for its
+	 * block list, target or xattrs, which start from the same inode. */
+	struct raw_inode last;
+	uint64_t last_ref1; /* its ref + 1; 0: none */
 
 	/* Immutable after open: read freely by every thread. */
 	int fd;
@@ -66,8 +83,10 @@ struct sqv_image {
 	uint64_t file_size;
 	struct sqv_image_info info;
 	int comp;
-	sqfs_decompressor decompress;
-	uint64_t meta_start;  /* the first metadata table */
+	uint64_t root_inode;
+	uint64_t inode_table, dir_table, xattr_table;
+	uint64_t meta_lo; /* the lowest offset of any metadata block */
+	struct table ids, frags, xattr_ids;
 	/* The block digests appended by sqvenvfs-pack, or NULL. */
 	struct sqv_digests *digests;
 
@@ -141,8 +160,10 @@ static sqv_err_t pread_exact(struct sqv_image *img, void *buf, size_t size,
 }
 
 /* Check the superblock ourselves first (lib/base), so each refusal says
- * why; then whether this libsquashfuse has the image's decompressor. */
-static sqv_err_t check_superblock(struct sqv_image *img)
+ * why; then whether sqvenvfs can decompress the image. *out gets the
+ * superblock as stored, for the table offsets lib/base does not decode. */
+static sqv_err_t check_superblock(struct sqv_image *img,
+				  struct squashfs_super_block *out)
 {
 	unsigned char buf[SQV_SUPERBLOCK_SIZE];
 	struct sqv_superblock sb;
@@ -162,7 +183,7 @@ static sqv_err_t check_superblock(struct sqv_image *img)
 		return err;
 	}
 	img->comp = sb.compression;
-	if (!sqfs_decompressor_get(img->comp)) {
+	if (!sqv_decomp_supported(img->comp)) {
 		sqv_log(SQV_LOG_ERR, "%s: unsupported compression %s (%d)", name,
 			sqv_superblock_comp_name(sb.compression), img->comp);
 		return -ENOTSUP;
@@ -173,75 +194,19 @@ static sqv_err_t check_superblock(struct sqv_image *img)
 	img->info.fragment_count = sb.fragments;
 	img->info.bytes_used = sb.bytes_used;
 	img->info.mkfs_time = sb.mkfs_time;
-	img->meta_start = sb.inode_table;
 	img->info.has_xattrs = (int64_t)sb.xattr_id_table != SQUASHFS_INVALID_BLK;
-	img->decompress = sqfs_decompressor_get(img->comp);
+	img->root_inode = sb.root_inode;
+	img->inode_table = sb.inode_table;
+	img->dir_table = sb.directory_table;
+	memcpy(out, buf, sizeof(*out));
 	return 0;
 }
 
-/*
- * Index building reads every inode and directory through libsquashfuse,
- * 8 KiB metadata block by block, scattered over the tables: thousands of
- * small reads, each a round trip on a parallel file system. Read the
- * superblock and everything from the inode table to the end of the image
- * (all the metadata tables) in a few large sequential reads into a sparse
- * memfd at the same offsets, and let libsquashfuse read that instead.
- * Returns the memfd, or -1 to read the image directly (no memfd, too big).
- */
-static int copy_metadata(struct sqv_image *img, uint64_t meta_start)
-{
-	uint64_t end = img->info.bytes_used;
-	void *buf;
-	int mfd;
-
-	if (meta_start >= end || end - meta_start > META_COPY_MAX)
-		return -1;
-	mfd = memfd_create("sqvenvfs-metadata", MFD_CLOEXEC);
-	if (mfd < 0)
-		return -1;
-	buf = malloc(META_CHUNK);
-	if (!buf || ftruncate(mfd, (off_t)end) < 0)
-		goto fail;
-	/* The superblock and compressor options, then the tables. */
-	if (pread_exact(img, buf, SQV_SUPERBLOCK_SIZE, 0) < 0 ||
-	    pwrite(mfd, buf, SQV_SUPERBLOCK_SIZE, 0) != SQV_SUPERBLOCK_SIZE)
-		goto fail;
-	for (uint64_t pos = meta_start; pos < end;) {
-		size_t n = end - pos < META_CHUNK ? (size_t)(end - pos) : META_CHUNK;
-		if (pread_exact(img, buf, n, pos) < 0 ||
-		    pwrite(mfd, buf, n, (off_t)pos) != (ssize_t)n)
-			goto fail;
-		pos += n;
-	}
-	free(buf);
-	return mfd;
-fail:
-	free(buf);
-	close(mfd);
-	return -1;
-}
-
-/* Read metadata from the in-memory copy when there is one. */
-static sqv_err_t meta_pread(struct sqv_image *img, void *buf, size_t size,
-			    uint64_t pos)
-{
-	if (img->meta_fd < 0)
-		return pread_exact(img, buf, size, pos);
-	return pread(img->meta_fd, buf, size, (off_t)pos) == (ssize_t)size ?
-		       0 : -EIO;
-}
-
-/* Read for sqv_digest_verify: the metadata copy where it holds the bytes
- * (the superblock, and everything from the first table on), else the
- * image. */
+/* Read for sqv_digest_verify: the image itself (the metadata store reads
+ * the same range again for the build; only images with digests pay it). */
 static sqv_err_t static_read(void *ctx, void *buf, size_t len, uint64_t pos)
 {
-	struct sqv_image *img = ctx;
-
-	if (img->meta_fd >= 0 &&
-	    (pos + len <= SQV_SUPERBLOCK_SIZE || pos >= img->meta_start))
-		return meta_pread(img, buf, len, pos);
-	return pread_exact(img, buf, len, pos);
+	return pread_exact(ctx, buf, len, pos);
 }
 
 /*
@@ -273,58 +238,82 @@ static sqv_err_t verify_static(struct sqv_image *img)
 	return err;
 }
 
-/*
- * libsquashfuse 0.1.105's sqfs_destroy() never frees the xattr id table.
- * sqfs_table_destroy() resets the pointer it frees, so this stays safe with
- * a library that frees it itself.
- */
-static void destroy_fs(sqfs *fs)
+/* Read a table's list of block offsets, stored at pos, for count entries
+ * of each bytes. The list must lie inside the image. */
+static sqv_err_t table_open(struct sqv_image *img, struct table *t,
+			    uint64_t pos, uint64_t count, size_t each)
 {
-	sqfs_table_destroy(&fs->xattr_table);
-	sqfs_destroy(fs);
+	uint64_t n = (count * each + SQUASHFS_METADATA_SIZE - 1) /
+		     SQUASHFS_METADATA_SIZE;
+	uint64_t used = img->info.bytes_used;
+
+	t->count = count;
+	t->each = each;
+	if (n == 0)
+		return 0;
+	if (pos >= used || n > (used - pos) / sizeof(uint64_t))
+		return -SQV_ECORRUPT;
+	t->blocks = malloc((size_t)n * sizeof(uint64_t));
+	if (!t->blocks)
+		return -ENOMEM;
+	SQV_TRY(pread_exact(img, t->blocks, (size_t)n * sizeof(uint64_t), pos));
+	t->nblocks = (size_t)n;
+	for (size_t i = 0; i < t->nblocks; i++) {
+		t->blocks[i] = le64toh(t->blocks[i]);
+		if (t->blocks[i] < img->meta_lo)
+			img->meta_lo = t->blocks[i];
+	}
+	return 0;
 }
 
-/*
- * Record where each metadata block of the inode table starts (2-byte
- * headers, no decompression). A file's block list is stored in the table
- * after its inode, 4 bytes a block, so it cannot hold more entries than the
- * table's remaining blocks can: that bound keeps a hostile file size from
- * sizing an allocation.
- */
-static sqv_err_t walk_inode_table(struct sqv_image *img)
+/* The id, fragment and xattr id tables, whose block lists the superblock
+ * points at. */
+static sqv_err_t open_tables(struct sqv_image *img,
+			     const struct squashfs_super_block *sb)
 {
-	uint64_t pos = img->fs.sb.inode_table_start;
-	uint64_t end = img->fs.sb.directory_table_start;
-	size_t cap = 0;
-
-	if (end > img->info.bytes_used || pos >= end) {
-		sqv_log(SQV_LOG_ERR, "%s: damaged superblock (inode table)",
-			img->name);
-		return -SQV_ECORRUPT;
-	}
-	while (pos < end) {
-		uint16_t hdr;
-		if (pos + 2 > end || meta_pread(img, &hdr, 2, pos) < 0) {
-			sqv_log(SQV_LOG_ERR, "%s: damaged inode table", img->name);
+	img->meta_lo = img->inode_table < img->dir_table ? img->inode_table :
+							  img->dir_table;
+	SQV_TRY(table_open(img, &img->ids, le64toh(sb->id_table_start),
+			   le16toh(sb->no_ids), ID_SIZE));
+	if (img->info.fragment_count > 0)
+		SQV_TRY(table_open(img, &img->frags,
+				   le64toh(sb->fragment_table_start),
+				   img->info.fragment_count, FRAG_SIZE));
+	if (img->info.has_xattrs) {
+		struct squashfs_xattr_id_table xt;
+		uint64_t pos = le64toh(sb->xattr_id_table_start);
+		if (pos >= img->info.bytes_used ||
+		    img->info.bytes_used - pos < sizeof(xt))
 			return -SQV_ECORRUPT;
-		}
-		if (img->nitable == cap) {
-			size_t ncap = cap ? cap * 2 : 64;
-			uint64_t *n = realloc(img->itable, ncap * sizeof(*n));
-			if (!n)
-				return -ENOMEM;
-			img->itable = n;
-			cap = ncap;
-		}
-		img->itable[img->nitable++] = pos;
-		uint16_t size = le16toh(hdr) & 0x7fff;
-		pos += 2 + (size ? size : 0x8000);
+		SQV_TRY(pread_exact(img, &xt, sizeof(xt), pos));
+		img->xattr_table = le64toh(xt.xattr_table_start);
+		if (img->xattr_table >= img->info.bytes_used)
+			return -SQV_ECORRUPT;
+		if (img->xattr_table < img->meta_lo)
+			img->meta_lo = img->xattr_table;
+		SQV_TRY(table_open(img, &img->xattr_ids, pos + sizeof(xt),
+				   le32toh(xt.xattr_ids), XATTR_ID_SIZE));
 	}
+	return 0;
+}
+
+/* The metadata store, made on first use; call with meta_lock held. */
+static sqv_err_t meta(struct sqv_image *img, struct sqv_meta **out)
+{
+	if (!img->meta) {
+		SQV_TRY(sqv_meta_new(img->fd, img->name, img->comp, img->meta_lo,
+				     img->info.bytes_used, &img->meta));
+		/* Checked at open already (verify_static); again where each
+		 * block is read, in case the file changed since. */
+		sqv_meta_set_digests(img->meta, img->digests);
+	}
+	*out = img->meta;
 	return 0;
 }
 
 sqv_err_t sqv_image_open(int fd, const char *name, struct sqv_image **out)
 {
+	struct squashfs_super_block sb;
 	struct sqv_image *img;
 	pthread_mutexattr_t attr;
 	struct stat st;
@@ -337,7 +326,6 @@ sqv_err_t sqv_image_open(int fd, const char *name, struct sqv_image **out)
 		return -ENOMEM;
 	}
 	img->fd = fd;
-	img->meta_fd = -1;
 	pthread_mutexattr_init(&attr);
 	pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
 	pthread_mutex_init(&img->meta_lock, &attr);
@@ -362,45 +350,33 @@ sqv_err_t sqv_image_open(int fd, const char *name, struct sqv_image **out)
 		err = -EIO;
 		goto fail;
 	}
-	err = check_superblock(img);
+	err = check_superblock(img, &sb);
 	if (err < 0)
 		goto fail;
-
 	err = sqv_digest_load(fd, img->file_size, img->info.bytes_used, name,
 			      &img->digests);
 	if (err < 0)
 		goto fail;
-	img->meta_fd = copy_metadata(img, img->meta_start);
 	err = verify_static(img);
 	if (err < 0)
 		goto fail;
-	sqfs_err serr = sqfs_init(&img->fs, img->meta_fd >= 0 ? img->meta_fd : fd, 0);
-	/* A failed sqfs_init() has already called sqfs_destroy() on what it
-	 * set up (so never call it again), all but the xattr id table. */
-	if (serr != SQFS_OK)
-		sqfs_table_destroy(&img->fs.xattr_table);
-	switch (serr) {
-	case SQFS_OK:
-		break;
-	case SQFS_BADCOMP:
-	case SQFS_BADVERSION:
-	case SQFS_BADFORMAT:
-		sqv_log(SQV_LOG_ERR, "%s: not a supported squashfs image", name);
-		err = -ENOTSUP;
-		goto fail;
-	default:
+	err = open_tables(img, &sb);
+	if (err == -SQV_ECORRUPT)
 		sqv_log(SQV_LOG_ERR, "%s: damaged tables (id, fragment or xattr)",
 			name);
-		err = -SQV_ECORRUPT;
-		goto fail;
-	}
-	img->fs_ready = true;
-	err = walk_inode_table(img);
+	if (err == -EIO)
+		sqv_log(SQV_LOG_ERR, "%s: cannot read the metadata tables (I/O error)",
+			name);
 	if (err < 0)
 		goto fail;
 
 	struct sqv_image_inode root;
 	err = sqv_image_root(img, &root);
+	if (err == -EIO || err == -ENOMEM)
+		sqv_log(SQV_LOG_ERR, "%s: cannot read the metadata (%s)", name,
+			err == -EIO ? "I/O error" : "out of memory");
+	if (err == -ENOMEM || err == -EIO)
+		goto fail;
 	if (err < 0 || !S_ISDIR(root.mode)) {
 		sqv_log(SQV_LOG_ERR, "%s: damaged root directory", name);
 		err = -SQV_ECORRUPT;
@@ -418,15 +394,16 @@ void sqv_image_free(struct sqv_image *img)
 {
 	if (!img)
 		return;
-	if (img->fs_ready)
-		destroy_fs(&img->fs);
-	if (img->meta_fd >= 0)
-		close(img->meta_fd);
+	sqv_meta_free(img->meta);
 	close(img->fd);
 	sqv_digest_free(img->digests);
 	pthread_mutex_destroy(&img->meta_lock);
 	pthread_mutex_destroy(&img->report_lock);
-	free(img->itable);
+	free(img->ids.blocks);
+	free(img->id_value);
+	free(img->id_known);
+	free(img->frags.blocks);
+	free(img->xattr_ids.blocks);
 	free(img->name);
 	free(img);
 }
@@ -434,12 +411,10 @@ void sqv_image_free(struct sqv_image *img)
 void sqv_image_drop_metadata(struct sqv_image *img)
 {
 	pthread_mutex_lock(&img->meta_lock);
-	if (img->meta_fd >= 0) {
-		/* Same bytes at the same offsets: libsquashfuse goes on
-		 * unaware, now reading the image itself. */
-		img->fs.fd = img->fd;
-		close(img->meta_fd);
-		img->meta_fd = -1;
+	if (img->meta) {
+		img->meta_blocks_dropped += sqv_meta_blocks(img->meta);
+		sqv_meta_free(img->meta);
+		img->meta = NULL;
 	}
 	pthread_mutex_unlock(&img->meta_lock);
 }
@@ -459,198 +434,286 @@ const struct sqv_image_info *sqv_image_info(const struct sqv_image *img)
 	return &img->info;
 }
 
-/*
- * libsquashfuse's sqfs_md_read() trusts the offset of a cursor inside its
- * metadata block: a reference whose offset lies past the end of a block
- * that decompresses short makes it copy from beyond the block (a heap
- * overflow the fuzzer found at once). So before any call that starts a
- * cursor at a reference taken from the image (an inode, a directory
- * listing, a table entry, an xattr), check that the block at base + the
- * reference's block part decompresses to more bytes than its offset. Reads
- * that go on from there cross into following blocks at offset 0, which is
- * safe. Call with meta_lock held.
- */
-static uint64_t mix_pos(uint64_t pos)
+/* Entry idx of table t into out (t->each bytes). An entry never spans two
+ * blocks, so its last byte must lie in its block too. */
+static sqv_err_t table_get(struct sqv_image *img, const struct table *t,
+			   uint64_t idx, void *out)
 {
-	return (pos * UINT64_C(0x9e3779b97f4a7c15)) >> 40;
-}
+	struct sqv_meta *m;
+	struct sqv_meta_cursor cur;
 
-static sqv_err_t md_check(struct sqv_image *img, uint64_t base, uint64_t ref)
-{
-	uint64_t pos = base + (ref >> 16);
-	size_t off = ref & 0xffff;
-	size_t size;
-
-	if (base >= img->info.bytes_used || (ref >> 16) >= img->info.bytes_used ||
-	    pos + 2 > img->info.bytes_used || off >= SQUASHFS_METADATA_SIZE)
-		return -SQV_ECORRUPT;
-	unsigned slot = (unsigned)(mix_pos(pos) % MD_MEMO);
-	if (img->md_memo[slot].pos1 == pos + 1) {
-		size = img->md_memo[slot].size;
-	} else {
-		sqfs_block *block = NULL;
-		if (sqfs_md_block_read(&img->fs, (sqfs_off_t)pos, &size,
-				       &block) != SQFS_OK)
-			return -SQV_ECORRUPT;
-		size = block->size;
-		sqfs_block_dispose(block);
-		img->md_memo[slot].pos1 = pos + 1;
-		img->md_memo[slot].size = size;
-	}
-	return off < size ? 0 : -SQV_ECORRUPT;
-}
-
-/* A table entry (id, fragment, xattr id) of `each` bytes: its index must
- * be below the table's count, and its metadata block long enough. */
-static sqv_err_t table_check(struct sqv_image *img, const sqfs_table *t,
-			     uint64_t idx, uint64_t count)
-{
-	if (idx >= count || !t->blocks)
+	if (idx >= t->count)
 		return -SQV_ECORRUPT;
 	uint64_t at = idx * t->each;
-	uint64_t pos = t->blocks[at / SQUASHFS_METADATA_SIZE];
-	if (pos >= img->info.bytes_used)
+	uint64_t b = at / SQUASHFS_METADATA_SIZE;
+	uint64_t off = at % SQUASHFS_METADATA_SIZE;
+	if (b >= t->nblocks)
 		return -SQV_ECORRUPT;
-	/* The whole entry must be in this block (entries never straddle). */
-	SQV_TRY(md_check(img, pos, (at % SQUASHFS_METADATA_SIZE) + t->each - 1));
+	SQV_TRY(meta(img, &m));
+	SQV_TRY(sqv_meta_seek(m, t->blocks[b], off + t->each - 1, &cur));
+	SQV_TRY(sqv_meta_seek(m, t->blocks[b], off, &cur));
+	return sqv_meta_read(m, &cur, out, t->each);
+}
+
+static sqv_err_t get_id(struct sqv_image *img, uint16_t idx, uint32_t *id)
+{
+	uint32_t v;
+
+	if (idx >= img->ids.count)
+		return -SQV_ECORRUPT;
+	if (!img->id_value) {
+		img->id_value = calloc(img->ids.count, sizeof(*img->id_value));
+		img->id_known = calloc(img->ids.count, 1);
+		if (!img->id_value || !img->id_known) {
+			free(img->id_value);
+			free(img->id_known);
+			img->id_value = NULL;
+			img->id_known = NULL;
+			return -ENOMEM;
+		}
+	}
+	if (img->id_known[idx] == 0) {
+		sqv_err_t err = table_get(img, &img->ids, idx, &v);
+		if (err == -ENOMEM || err == -EIO)
+			return err;
+		img->id_known[idx] = err < 0 ? 2 : 1;
+		if (err == 0)
+			img->id_value[idx] = le32toh(v);
+	}
+	if (img->id_known[idx] != 1)
+		return -SQV_ECORRUPT;
+	*id = img->id_value[idx];
 	return 0;
 }
 
-/* Fetch libsquashfuse's inode for ref; call with meta_lock held. */
-static sqv_err_t get_sqfs_inode(struct sqv_image *img, uint64_t ref,
-				sqfs_inode *ino)
+static uint16_t get16(const unsigned char *p)
 {
-	/* An inode id is a metadata block offset (48 bits) and an offset
-	 * inside the 8 KiB block; reject what cannot be in the table. */
-	uint64_t block = ref >> 16;
-	uint64_t table = img->fs.sb.inode_table_start;
-
-	if ((ref & 0xffff) >= SQUASHFS_METADATA_SIZE ||
-	    table + block >= img->info.bytes_used)
-		return -SQV_ECORRUPT;
-	SQV_TRY(md_check(img, table, ref));
-	if (sqfs_inode_get(&img->fs, ino, ref) != SQFS_OK)
-		return -SQV_ECORRUPT;
-	return 0;
+	return (uint16_t)(p[0] | p[1] << 8);
 }
 
-static sqv_err_t fill_inode(struct sqv_image *img, uint64_t ref,
-			    const sqfs_inode *si, struct sqv_image_inode *out)
+static uint32_t get32(const unsigned char *p)
 {
-	sqfs_id_t uid, gid;
-	struct sqv_image_inode r = { 0 };
+	return (uint32_t)get16(p) | (uint32_t)get16(p + 2) << 16;
+}
 
-	uint16_t nids = img->fs.sb.no_ids;
-	if (table_check(img, &img->fs.id_table, si->base.uid, nids) < 0 ||
-	    table_check(img, &img->fs.id_table, si->base.guid, nids) < 0 ||
-	    sqfs_id_get(&img->fs, si->base.uid, &uid) != SQFS_OK ||
-	    sqfs_id_get(&img->fs, si->base.guid, &gid) != SQFS_OK)
-		return -SQV_ECORRUPT;
+static uint64_t get64(const unsigned char *p)
+{
+	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
 
-	r.ref = ref;
-	r.number = si->base.inode_number;
-	r.mode = si->base.mode;
-	r.uid = uid;
-	r.gid = gid;
-	r.nlink = si->nlink > 0 ? (uint32_t)si->nlink : 1;
-	r.mtime = si->base.mtime;
-	r.xattr = si->xattr;
-	switch (r.mode & S_IFMT) {
-	case S_IFREG:
-		r.size = si->xtra.reg.file_size;
+/* Bytes after the common part, by type (1..14), and the offsets there of
+ * nlink and xattr (0: none). */
+static const struct {
+	uint8_t size, nlink, xattr;
+} inode_shape[15] = {
+	[SQUASHFS_DIR_TYPE] = { 16, 4, 0 },
+	[SQUASHFS_REG_TYPE] = { 16, 0, 0 },
+	[SQUASHFS_SYMLINK_TYPE] = { 8, 0, 0 },
+	[SQUASHFS_BLKDEV_TYPE] = { 8, 0, 0 },
+	[SQUASHFS_CHRDEV_TYPE] = { 8, 0, 0 },
+	[SQUASHFS_FIFO_TYPE] = { 4, 0, 0 },
+	[SQUASHFS_SOCKET_TYPE] = { 4, 0, 0 },
+	[SQUASHFS_LDIR_TYPE] = { 24, 0, 20 },
+	[SQUASHFS_LREG_TYPE] = { 40, 24, 36 },
+	[SQUASHFS_LSYMLINK_TYPE] = { 8, 0, 0 },
+	[SQUASHFS_LBLKDEV_TYPE] = { 12, 0, 8 },
+	[SQUASHFS_LCHRDEV_TYPE] = { 12, 0, 8 },
+	[SQUASHFS_LFIFO_TYPE] = { 8, 0, 4 },
+	[SQUASHFS_LSOCKET_TYPE] = { 8, 0, 4 },
+};
+
+static const uint32_t type_mode[15] = {
+	[1] = S_IFDIR, [2] = S_IFREG,  [3] = S_IFLNK,  [4] = S_IFBLK,
+	[5] = S_IFCHR, [6] = S_IFIFO,  [7] = S_IFSOCK, [8] = S_IFDIR,
+	[9] = S_IFREG, [10] = S_IFLNK, [11] = S_IFBLK, [12] = S_IFCHR,
+	[13] = S_IFIFO, [14] = S_IFSOCK,
+};
+
+/* The fields that only some types have, from the type-specific part x. */
+static sqv_err_t decode_inode(unsigned type, const unsigned char *x,
+			      struct raw_inode *ri)
+{
+	struct sqv_image_inode *r = &ri->pub;
+	uint32_t rdev;
+
+	switch (type) {
+	case SQUASHFS_DIR_TYPE:
+		ri->start_block = get32(x);
+		r->size = get16(x + 8);
+		ri->dir_offset = get16(x + 10);
 		break;
-	case S_IFDIR:
-		r.size = si->xtra.dir.dir_size;
+	case SQUASHFS_LDIR_TYPE:
+		r->nlink = get32(x);
+		r->size = get32(x + 4);
+		ri->start_block = get32(x + 8);
+		ri->dir_offset = get16(x + 18);
 		break;
-	case S_IFLNK:
-		r.size = si->xtra.symlink_size;
-		if (r.size == 0 || r.size > 4095)
+	case SQUASHFS_REG_TYPE:
+		ri->start_block = get32(x);
+		ri->frag_idx = get32(x + 4);
+		ri->frag_off = get32(x + 8);
+		r->size = get32(x + 12);
+		break;
+	case SQUASHFS_LREG_TYPE:
+		ri->start_block = get64(x);
+		r->size = get64(x + 8);
+		ri->frag_idx = get32(x + 28);
+		ri->frag_off = get32(x + 32);
+		break;
+	case SQUASHFS_SYMLINK_TYPE:
+	case SQUASHFS_LSYMLINK_TYPE:
+		r->nlink = get32(x);
+		r->size = get32(x + 4);
+		if (r->size == 0 || r->size > 4095)
 			return -SQV_ECORRUPT;
 		break;
-	case S_IFBLK:
-	case S_IFCHR:
-		r.rdev = (uint32_t)makedev(si->xtra.dev.major,
-					   si->xtra.dev.minor);
+	case SQUASHFS_BLKDEV_TYPE:
+	case SQUASHFS_CHRDEV_TYPE:
+	case SQUASHFS_LBLKDEV_TYPE:
+	case SQUASHFS_LCHRDEV_TYPE:
+		r->nlink = get32(x);
+		/* The kernel's old encoding: 12-bit major split the minor. */
+		rdev = get32(x + 4);
+		r->rdev = (uint32_t)makedev((rdev >> 8) & 0xfff,
+					    (rdev & 0xff) | ((rdev >> 12) & 0xfff00));
 		break;
-	case S_IFIFO:
-	case S_IFSOCK:
+	default: /* fifo, socket */
+		r->nlink = get32(x);
 		break;
-	default:
-		return -SQV_ECORRUPT;
 	}
-	*out = r;
+	return 0;
+}
+
+/* Read and decode the inode at ref; call with meta_lock held. */
+static sqv_err_t get_inode(struct sqv_image *img, uint64_t ref,
+			   struct raw_inode *out)
+{
+	unsigned char base[16], x[40];
+	struct raw_inode ri = { 0 };
+	struct sqv_image_inode *r = &ri.pub;
+	struct sqv_meta *m;
+	struct sqv_meta_cursor cur;
+
+	if (img->last_ref1 == ref + 1) {
+		*out = img->last;
+		return 0;
+	}
+	SQV_TRY(meta(img, &m));
+	SQV_TRY(sqv_meta_seek(m, img->inode_table, ref, &cur));
+	SQV_TRY(sqv_meta_read(m, &cur, base, sizeof(base)));
+	unsigned type = get16(base);
+	if (type == 0 || type > 14)
+		return -SQV_ECORRUPT;
+	SQV_TRY(sqv_meta_read(m, &cur, x, inode_shape[type].size));
+	ri.next = cur;
+	r->ref = ref;
+	r->mode = (get16(base + 2) & 07777) | type_mode[type];
+	SQV_TRY(get_id(img, get16(base + 4), &r->uid));
+	SQV_TRY(get_id(img, get16(base + 6), &r->gid));
+	r->mtime = get32(base + 8);
+	r->number = get32(base + 12);
+	r->nlink = 1;
+	r->xattr = SQV_IMAGE_NO_XATTR;
+	ri.frag_idx = SQUASHFS_INVALID_FRAG;
+	SQV_TRY(decode_inode(type, x, &ri));
+	if (inode_shape[type].nlink)
+		r->nlink = get32(x + inode_shape[type].nlink);
+	if (inode_shape[type].xattr)
+		r->xattr = get32(x + inode_shape[type].xattr);
+	if (type == SQUASHFS_LSYMLINK_TYPE) {
+		/* Its xattr index follows the target. */
+		uint32_t xattr;
+		SQV_TRY(sqv_meta_read(m, &cur, NULL, r->size));
+		SQV_TRY(sqv_meta_read(m, &cur, &xattr, sizeof(xattr)));
+		r->xattr = le32toh(xattr);
+	}
+	if (r->nlink == 0)
+		r->nlink = 1;
+	img->last = ri;
+	img->last_ref1 = ref + 1;
+	*out = ri;
 	return 0;
 }
 
 sqv_err_t sqv_image_inode(struct sqv_image *img, uint64_t ref,
 			  struct sqv_image_inode *out)
 {
-	sqfs_inode si;
+	struct raw_inode ri;
 	sqv_err_t err;
 
 	pthread_mutex_lock(&img->meta_lock);
-	err = get_sqfs_inode(img, ref, &si);
-	if (err == 0)
-		err = fill_inode(img, ref, &si, out);
+	err = get_inode(img, ref, &ri);
 	pthread_mutex_unlock(&img->meta_lock);
+	if (err == 0)
+		*out = ri.pub;
 	return err;
 }
 
 sqv_err_t sqv_image_root(struct sqv_image *img, struct sqv_image_inode *out)
 {
-	return sqv_image_inode(img, sqfs_inode_root(&img->fs), out);
+	return sqv_image_inode(img, img->root_inode, out);
+}
+
+/*
+ * A directory listing: its stored size is 3 more than its bytes. It is a
+ * run of headers (count - 1, inode block, base inode number), each followed
+ * by count entries (inode offset, inode number delta, type, name length -
+ * 1, name). It ends at a header boundary once its bytes are read.
+ */
+static sqv_err_t walk_dir(struct sqv_image *img, const struct raw_inode *dir,
+			  sqv_image_dirent_fn fn, void *ctx)
+{
+	struct sqv_meta *m;
+	struct sqv_meta_cursor cur;
+	uint64_t total = dir->pub.size > 3 ? dir->pub.size - 3 : 0;
+	uint64_t done = 0;
+	char name[SQUASHFS_NAME_LEN + 1];
+
+	if (total == 0)
+		return 0;
+	SQV_TRY(meta(img, &m));
+	SQV_TRY(sqv_meta_seek(m, img->dir_table,
+			      dir->start_block << 16 | dir->dir_offset, &cur));
+	while (done < total) {
+		unsigned char h[12];
+		SQV_TRY(sqv_meta_read(m, &cur, h, sizeof(h)));
+		uint32_t count = get32(h) + 1;
+		uint64_t block = get32(h + 4);
+		done += sizeof(h);
+		/* mksquashfs and the kernel keep at most 256 per header. */
+		if (count == 0 || count > 256)
+			return -SQV_ECORRUPT;
+		for (uint32_t i = 0; i < count; i++) {
+			unsigned char e[8];
+			SQV_TRY(sqv_meta_read(m, &cur, e, sizeof(e)));
+			size_t len = (size_t)get16(e + 6) + 1;
+			if (len > SQUASHFS_NAME_LEN)
+				return -SQV_ECORRUPT;
+			SQV_TRY(sqv_meta_read(m, &cur, name, len));
+			name[len] = '\0';
+			done += sizeof(e) + len;
+			int rc = fn(ctx, name, len, block << 16 | get16(e));
+			if (rc != 0)
+				return rc;
+		}
+	}
+	return 0;
 }
 
 sqv_err_t sqv_image_readdir(struct sqv_image *img,
 			    const struct sqv_image_inode *dir,
 			    sqv_image_dirent_fn fn, void *ctx)
 {
-	sqfs_inode si;
-	sqfs_dir d;
-	sqfs_dir_entry entry;
-	sqfs_err serr = SQFS_OK;
+	struct raw_inode ri;
 	sqv_err_t err;
 
 	if (!S_ISDIR(dir->mode))
 		return -ENOTDIR;
-	/* sqfs_dir_next() copies a name of the stored length (up to 65536
-	 * bytes) before we can check it: a sqfs_name (257 bytes) overflows
-	 * on a hostile image. */
-	char *namebuf = malloc(UINT16_MAX + 2);
-	if (!namebuf)
-		return -ENOMEM;
 	pthread_mutex_lock(&img->meta_lock);
-	err = get_sqfs_inode(img, dir->ref, &si);
-	if (err < 0)
-		goto out;
-	if (si.xtra.dir.dir_size > 3 &&
-	    md_check(img, img->fs.sb.directory_table_start,
-		     (uint64_t)si.xtra.dir.start_block << 16 |
-			     si.xtra.dir.offset) < 0) {
-		err = -SQV_ECORRUPT;
-		goto out;
-	}
-	if (sqfs_dir_open(&img->fs, &si, &d, 0) != SQFS_OK) {
-		err = -SQV_ECORRUPT;
-		goto out;
-	}
-	sqfs_dentry_init(&entry, namebuf);
-	while (sqfs_dir_next(&img->fs, &d, &entry, &serr)) {
-		size_t len = sqfs_dentry_name_size(&entry);
-		if (len > SQUASHFS_NAME_LEN) {
-			err = -SQV_ECORRUPT;
-			goto out;
-		}
-		namebuf[len] = '\0';
-		err = fn(ctx, namebuf, len, sqfs_dentry_inode(&entry));
-		if (err != 0)
-			goto out;
-	}
-	if (serr != SQFS_OK)
-		err = -SQV_ECORRUPT;
-out:
+	err = get_inode(img, dir->ref, &ri);
+	if (err == 0)
+		err = walk_dir(img, &ri, fn, ctx);
 	pthread_mutex_unlock(&img->meta_lock);
-	free(namebuf);
 	return err;
 }
 
@@ -658,26 +721,31 @@ sqv_err_t sqv_image_readlink(struct sqv_image *img,
 			     const struct sqv_image_inode *link, char *buf,
 			     size_t bufsize)
 {
-	sqfs_inode si;
+	struct raw_inode ri;
+	struct sqv_meta *m;
 	sqv_err_t err;
-	size_t size = bufsize;
 
 	if (!S_ISLNK(link->mode))
 		return -EINVAL;
 	if (bufsize < link->size + 1)
 		return -ERANGE;
 	pthread_mutex_lock(&img->meta_lock);
-	err = get_sqfs_inode(img, link->ref, &si);
-	if (err == 0 && sqfs_readlink(&img->fs, &si, buf, &size) != SQFS_OK)
+	err = get_inode(img, link->ref, &ri);
+	if (err == 0 && ri.pub.size != link->size)
 		err = -SQV_ECORRUPT;
+	if (err == 0)
+		err = meta(img, &m);
+	if (err == 0)
+		err = sqv_meta_read(m, &ri.next, buf, ri.pub.size);
 	pthread_mutex_unlock(&img->meta_lock);
+	if (err == 0)
+		buf[link->size] = '\0';
 	return err;
 }
 
 /*
- * Full xattr names from the stored prefix type. libsquashfuse 0.1.105 maps
- * the trusted and security prefixes the wrong way round, so ask it for the
- * bare name and add the prefix here.
+ * Full xattr names from the stored prefix type. (libsquashfuse 0.1.105
+ * maps the trusted and security prefixes the wrong way round.)
  */
 static const char *xattr_prefix(uint16_t type)
 {
@@ -698,112 +766,154 @@ static const char *xattr_prefix(uint16_t type)
 #define XATTR_VALUE_MAX 65536
 #define XATTR_OOL 0x100
 
-/*
- * The attributes are walked here with sqfs_md_read() rather than with
- * libsquashfuse's sqfs_xattr_* iterator, because that iterator starts
- * cursors at references from the image (the attribute list, out-of-line
- * values) without the check md_check() makes.
- */
+/* One attribute at cur: its full name into name, its value (read where it
+ * lies, or where an out-of-line reference points) into a new buffer. */
+static sqv_err_t read_xattr(struct sqv_image *img, struct sqv_meta *m,
+			    struct sqv_meta_cursor *cur, char *name,
+			    void **value, uint32_t *vsize)
+{
+	struct squashfs_xattr_entry e;
+	uint32_t vs;
+
+	SQV_TRY(sqv_meta_read(m, cur, &e, sizeof(e)));
+	uint16_t type = le16toh(e.type);
+	size_t nlen = le16toh(e.size);
+	const char *prefix = xattr_prefix(type);
+	if (!prefix || nlen == 0 || nlen > SQUASHFS_NAME_LEN)
+		return -SQV_ECORRUPT;
+	size_t plen = strlen(prefix);
+	memcpy(name, prefix, plen);
+	SQV_TRY(sqv_meta_read(m, cur, name + plen, nlen));
+	name[plen + nlen] = '\0';
+	if (memchr(name, '\0', plen + nlen))
+		return -SQV_ECORRUPT;
+	SQV_TRY(sqv_meta_read(m, cur, &vs, sizeof(vs)));
+	vs = le32toh(vs);
+	struct sqv_meta_cursor vcur = *cur;
+	if (type & XATTR_OOL) {
+		/* The value is elsewhere: a reference to it. */
+		uint64_t vref;
+		if (vs != sizeof(vref))
+			return -SQV_ECORRUPT;
+		SQV_TRY(sqv_meta_read(m, cur, &vref, sizeof(vref)));
+		SQV_TRY(sqv_meta_seek(m, img->xattr_table, le64toh(vref), &vcur));
+		SQV_TRY(sqv_meta_read(m, &vcur, &vs, sizeof(vs)));
+		vs = le32toh(vs);
+	}
+	if (vs > XATTR_VALUE_MAX)
+		return -SQV_ECORRUPT;
+	void *v = malloc(vs ? vs : 1);
+	if (!v)
+		return -ENOMEM;
+	sqv_err_t err = sqv_meta_read(m, &vcur, v, vs);
+	if (err < 0) {
+		free(v);
+		return err;
+	}
+	if (!(type & XATTR_OOL))
+		*cur = vcur;
+	*value = v;
+	*vsize = vs;
+	return 0;
+}
+
 sqv_err_t sqv_image_xattrs(struct sqv_image *img,
 			   const struct sqv_image_inode *ino,
 			   sqv_image_xattr_fn fn, void *ctx)
 {
-	sqfs_inode si;
 	struct squashfs_xattr_id xid;
-	sqfs_md_cursor cur;
-	uint64_t base = img->fs.xattr_info.xattr_table_start;
+	struct raw_inode ri;
+	struct sqv_meta *m;
+	struct sqv_meta_cursor cur;
 	char name[16 + SQUASHFS_NAME_LEN + 1];
-	void *value = NULL;
 	uint64_t total = 0;
 	sqv_err_t err;
 
 	if (ino->xattr == SQV_IMAGE_NO_XATTR || !img->info.has_xattrs)
 		return 0;
 	pthread_mutex_lock(&img->meta_lock);
-	err = get_sqfs_inode(img, ino->ref, &si);
-	if (err < 0)
+	err = get_inode(img, ino->ref, &ri);
+	if (err < 0 || ri.pub.xattr == SQUASHFS_INVALID_XATTR)
 		goto out;
-	err = -SQV_ECORRUPT;
-	if (si.xattr == SQUASHFS_INVALID_XATTR) {
-		err = 0;
-		goto out;
-	}
-	if (table_check(img, &img->fs.xattr_table, si.xattr,
-			img->fs.xattr_info.xattr_ids) < 0 ||
-	    sqfs_table_get(&img->fs.xattr_table, &img->fs, si.xattr, &xid) !=
-		    SQFS_OK)
-		goto out;
-	uint64_t ref = le64toh(xid.xattr);
-	if (md_check(img, base, ref) < 0)
-		goto out;
-	sqfs_md_cursor_inode(&cur, ref, (sqfs_off_t)base);
-	for (uint32_t i = 0; i < le32toh(xid.count); i++) {
-		struct squashfs_xattr_entry e;
+	err = table_get(img, &img->xattr_ids, ri.pub.xattr, &xid);
+	if (err == 0)
+		err = meta(img, &m);
+	if (err == 0)
+		err = sqv_meta_seek(m, img->xattr_table, le64toh(xid.xattr), &cur);
+	for (uint32_t i = 0; err == 0 && i < le32toh(xid.count); i++) {
+		void *value;
 		uint32_t vsize;
-
-		if (sqfs_md_read(&img->fs, &cur, &e, sizeof(e)) != SQFS_OK)
-			goto out;
-		uint16_t type = le16toh(e.type);
-		size_t nlen = le16toh(e.size);
-		const char *prefix = xattr_prefix(type);
-		if (!prefix || nlen == 0 || nlen > SQUASHFS_NAME_LEN)
-			goto out;
-		size_t plen = strlen(prefix);
-		memcpy(name, prefix, plen);
-		if (sqfs_md_read(&img->fs, &cur, name + plen, nlen) != SQFS_OK)
-			goto out;
-		name[plen + nlen] = '\0';
-		if (memchr(name, '\0', plen + nlen))
-			goto out;
-		if (sqfs_md_read(&img->fs, &cur, &vsize, sizeof(vsize)) != SQFS_OK)
-			goto out;
-		vsize = le32toh(vsize);
-		sqfs_md_cursor vcur = cur;
-		if (type & XATTR_OOL) {
-			/* The value is elsewhere: a reference to it. */
-			uint64_t vref;
-			if (vsize != sizeof(vref) ||
-			    sqfs_md_read(&img->fs, &cur, &vref, sizeof(vref)) !=
-				    SQFS_OK)
-				goto out;
-			vref = le64toh(vref);
-			if (md_check(img, base, vref) < 0)
-				goto out;
-			sqfs_md_cursor_inode(&vcur, vref, (sqfs_off_t)base);
-			if (sqfs_md_read(&img->fs, &vcur, &vsize, sizeof(vsize)) !=
-			    SQFS_OK)
-				goto out;
-			vsize = le32toh(vsize);
-		}
-		total += plen + nlen + vsize;
-		if (vsize > XATTR_VALUE_MAX || total > XATTR_MAX_TOTAL)
-			goto out;
-		value = malloc(vsize ? vsize : 1);
-		if (!value) {
-			err = -ENOMEM;
-			goto out;
-		}
-		if (sqfs_md_read(&img->fs, &vcur, value, vsize) != SQFS_OK)
-			goto out;
-		if (!(type & XATTR_OOL))
-			cur = vcur;
-		int rc = fn(ctx, name, value, vsize);
+		err = read_xattr(img, m, &cur, name, &value, &vsize);
+		if (err < 0)
+			break;
+		total += strlen(name) + vsize;
+		if (total > XATTR_MAX_TOTAL)
+			err = -SQV_ECORRUPT;
+		else
+			err = fn(ctx, name, value, vsize);
 		free(value);
-		value = NULL;
-		if (rc != 0) {
-			err = rc;
-			goto out;
-		}
 	}
-	err = 0;
 out:
-	free(value);
 	pthread_mutex_unlock(&img->meta_lock);
 	return err;
 }
 
 /* More blocks than this in one file is damage, not data (8 TiB at 128 KiB). */
 #define MAX_FILE_BLOCKS (UINT32_C(1) << 26)
+/* Size words in one metadata block: a file's list grows by this much. */
+#define WORDS_PER_BLOCK (SQUASHFS_METADATA_SIZE / sizeof(uint32_t))
+
+/* Where the tail of a file sits in a fragment; call with meta_lock held. */
+static sqv_err_t get_fragment(struct sqv_image *img, const struct raw_inode *ri,
+			      struct sqv_file_layout *l)
+{
+	struct squashfs_fragment_entry frag;
+	uint32_t bs = img->info.block_size;
+	uint32_t tail = (uint32_t)(l->size % bs);
+
+	if (tail == 0)
+		return -SQV_ECORRUPT;
+	SQV_TRY(table_get(img, &img->frags, ri->frag_idx, &frag));
+	l->frag_pos = le64toh(frag.start_block);
+	l->frag_word = le32toh(frag.size);
+	l->frag_off = ri->frag_off;
+	if (l->frag_off >= bs || tail > bs - l->frag_off ||
+	    sqv_image_word_size(l->frag_word) > bs ||
+	    l->frag_pos > img->info.bytes_used ||
+	    sqv_image_word_size(l->frag_word) > img->info.bytes_used - l->frag_pos)
+		return -SQV_ECORRUPT;
+	return 0;
+}
+
+/*
+ * The next n words of a file's block list, which follows its inode in the
+ * inode table, at cur; *pos is the image offset of the next block. A list
+ * that runs out of the inode table is damage.
+ */
+static sqv_err_t get_blocks(struct sqv_image *img, struct sqv_meta_cursor *cur,
+			    uint64_t *pos, uint32_t n, uint32_t *w, uint64_t *p)
+{
+	struct sqv_meta *m;
+	uint64_t used = img->info.bytes_used;
+
+	SQV_TRY(meta(img, &m));
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t word;
+		if (cur->block >= img->dir_table &&
+		    img->dir_table > img->inode_table)
+			return -SQV_ECORRUPT;
+		SQV_TRY(sqv_meta_read(m, cur, &word, sizeof(word)));
+		word = le32toh(word);
+		uint32_t size = sqv_image_word_size(word);
+		if (size > img->info.block_size || *pos > used ||
+		    size > used - *pos)
+			return -SQV_ECORRUPT;
+		w[i] = word;
+		p[i] = *pos;
+		*pos += size;
+	}
+	return 0;
+}
 
 sqv_err_t sqv_image_file_layout(struct sqv_image *img,
 				const struct sqv_image_inode *file,
@@ -813,89 +923,52 @@ sqv_err_t sqv_image_file_layout(struct sqv_image *img,
 	struct sqv_file_layout l = { 0 };
 	uint32_t *w = NULL;
 	uint64_t *p = NULL;
-	sqfs_inode si;
-	sqfs_blocklist bl;
+	struct raw_inode ri;
 	uint32_t bs = img->info.block_size;
 	sqv_err_t err;
 
 	if (!S_ISREG(file->mode))
 		return -EINVAL;
 	pthread_mutex_lock(&img->meta_lock);
-	err = get_sqfs_inode(img, file->ref, &si);
+	err = get_inode(img, file->ref, &ri);
 	if (err < 0)
 		goto out;
-
-	l.size = si.xtra.reg.file_size;
-	l.has_fragment = si.xtra.reg.frag_idx != SQUASHFS_INVALID_FRAG;
+	l.size = ri.pub.size;
+	l.has_fragment = ri.frag_idx != SQUASHFS_INVALID_FRAG;
 	uint64_t nblocks = l.size / bs;
 	if (!l.has_fragment && l.size % bs)
 		nblocks++;
-	/* The list follows the inode in the table: at most 2048 entries
-	 * per metadata block from the inode's block to the table's end. */
-	uint64_t ipos = img->fs.sb.inode_table_start + (file->ref >> 16);
-	size_t lo = 0, hi = img->nitable;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (img->itable[mid] < ipos)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	if (lo == img->nitable || img->itable[lo] != ipos ||
-	    nblocks > (uint64_t)(img->nitable - lo) *
-			      (SQUASHFS_METADATA_SIZE / sizeof(uint32_t))) {
-		err = -SQV_ECORRUPT;
+	err = -SQV_ECORRUPT;
+	if (nblocks > MAX_FILE_BLOCKS)
 		goto out;
-	}
-	if (nblocks > MAX_FILE_BLOCKS) {
-		err = -SQV_ECORRUPT;
-		goto out;
-	}
 	l.nblocks = (uint32_t)nblocks;
-
-	if (l.has_fragment) {
-		struct squashfs_fragment_entry frag;
-		uint32_t tail = (uint32_t)(l.size % bs);
-		if (tail == 0 ||
-		    table_check(img, &img->fs.frag_table, si.xtra.reg.frag_idx,
-				img->info.fragment_count) < 0 ||
-		    sqfs_frag_entry(&img->fs, &frag, si.xtra.reg.frag_idx) != SQFS_OK) {
-			err = -SQV_ECORRUPT;
-			goto out;
-		}
-		l.frag_pos = frag.start_block;
-		l.frag_word = frag.size;
-		l.frag_off = si.xtra.reg.frag_off;
-		if (l.frag_off >= bs || tail > bs - l.frag_off ||
-		    sqv_image_word_size(l.frag_word) > bs ||
-		    l.frag_pos + sqv_image_word_size(l.frag_word) >
-			    img->info.bytes_used) {
-			err = -SQV_ECORRUPT;
-			goto out;
-		}
-	}
-
-	if (l.nblocks > 0) {
-		w = malloc(l.nblocks * sizeof(*w));
-		p = malloc(l.nblocks * sizeof(*p));
-		if (!w || !p) {
-			err = -ENOMEM;
-			goto out;
-		}
-		sqfs_blocklist_init(&img->fs, &si, &bl);
-		for (uint32_t i = 0; i < l.nblocks; i++) {
-			if (sqfs_blocklist_next(&bl) != SQFS_OK) {
-				err = -SQV_ECORRUPT;
+	if (l.has_fragment && (err = get_fragment(img, &ri, &l)) < 0)
+		goto out;
+	err = 0;
+	/* The arrays grow a metadata block's worth of words at a time, as
+	 * words are read: a hostile size cannot size an allocation. */
+	uint64_t pos = ri.start_block;
+	for (uint32_t done = 0, cap = 0; done < l.nblocks;) {
+		uint32_t n = l.nblocks - done < WORDS_PER_BLOCK ?
+				     l.nblocks - done : (uint32_t)WORDS_PER_BLOCK;
+		if (done + n > cap) {
+			cap = cap * 2 > done + n ? cap * 2 : done + n;
+			cap = cap < l.nblocks ? cap : l.nblocks;
+			uint32_t *nw = realloc(w, cap * sizeof(*w));
+			if (nw)
+				w = nw;
+			uint64_t *np = realloc(p, cap * sizeof(*p));
+			if (np)
+				p = np;
+			if (!nw || !np) {
+				err = -ENOMEM;
 				goto out;
 			}
-			uint32_t size = sqv_image_word_size(bl.header);
-			if (size > bs || bl.block + size > img->info.bytes_used) {
-				err = -SQV_ECORRUPT;
-				goto out;
-			}
-			w[i] = bl.header;
-			p[i] = bl.block;
 		}
+		err = get_blocks(img, &ri.next, &pos, n, w + done, p + done);
+		if (err < 0)
+			goto out;
+		done += n;
 	}
 	*out = l;
 	*words = w;
@@ -911,12 +984,11 @@ out:
 
 /*
  * Per-thread state of the data path, made on a thread's first block and
- * freed when the thread ends: a zstd context (ZSTD_decompress() would build
- * and free one for every block) and a buffer for the stored bytes, so that
- * reading a block allocates nothing.
+ * freed when the thread ends: decompression contexts (decomp.h) and a
+ * buffer for the stored bytes, so that reading a block allocates nothing.
  */
 struct thread_io {
-	ZSTD_DCtx *dctx;
+	struct sqv_decomp *decomp;
 	unsigned char in[SQUASHFS_FILE_MAX_SIZE];
 };
 
@@ -926,7 +998,7 @@ static pthread_once_t thread_io_once = PTHREAD_ONCE_INIT;
 static void thread_io_free(void *p)
 {
 	struct thread_io *t = p;
-	ZSTD_freeDCtx(t->dctx);
+	sqv_decomp_free(t->decomp);
 	free(t);
 }
 
@@ -945,32 +1017,13 @@ static struct thread_io *thread_io(void)
 	t = malloc(sizeof(*t));
 	if (!t)
 		return NULL;
-	t->dctx = ZSTD_createDCtx();
-	if (!t->dctx || pthread_setspecific(thread_io_key, t) != 0) {
-		ZSTD_freeDCtx(t->dctx);
+	t->decomp = sqv_decomp_new();
+	if (!t->decomp || pthread_setspecific(thread_io_key, t) != 0) {
+		sqv_decomp_free(t->decomp);
 		free(t);
 		return NULL;
 	}
 	return t;
-}
-
-static sqv_err_t decompress(struct sqv_image *img, struct thread_io *t,
-			    const void *in, size_t insize, void *out,
-			    size_t *outsize)
-{
-	if (img->comp == SQV_COMP_ZSTD) {
-		size_t n = ZSTD_decompressDCtx(t->dctx, out, *outsize, in,
-					       insize);
-		if (ZSTD_isError(n))
-			return -SQV_ECORRUPT;
-		*outsize = n;
-		return 0;
-	}
-	/* libsquashfuse's decompressors take a non-const input they do not
-	 * write to. */
-	if (img->decompress((void *)in, insize, out, outsize) != SQFS_OK)
-		return -SQV_ECORRUPT;
-	return 0;
 }
 
 /* A stored block against its digest, before anything trusts its bytes. */
@@ -1019,7 +1072,8 @@ sqv_err_t sqv_image_read_block(struct sqv_image *img, uint64_t pos,
 	if (err < 0) {
 		report_damage(img, pos, "read of the image failed");
 	} else if ((err = check_digest(img, pos, t->in, size)) == 0) {
-		err = decompress(img, t, t->in, size, out, &outsize);
+		err = sqv_decomp_run(t->decomp, img->comp, t->in, size, out,
+				     &outsize);
 		if (err == -SQV_ECORRUPT)
 			report_damage(img, pos, "block does not decompress");
 	}
@@ -1055,7 +1109,7 @@ sqv_err_t sqv_image_decompress_block(struct sqv_image *img, uint32_t word,
 	struct thread_io *t = thread_io();
 	if (!t)
 		return -ENOMEM;
-	SQV_TRY(decompress(img, t, src, size, out, &outsize));
+	SQV_TRY(sqv_decomp_run(t->decomp, img->comp, src, size, out, &outsize));
 	atomic_fetch_add_explicit(&img->decompressed_bytes, outsize,
 				  memory_order_relaxed);
 	*len = outsize;
@@ -1070,4 +1124,8 @@ void sqv_image_io(const struct sqv_image *img, struct sqv_image_io *out)
 	out->backing_bytes = atomic_load(&m->backing_bytes);
 	out->decompressed_bytes = atomic_load(&m->decompressed_bytes);
 	out->corrupt_blocks = atomic_load(&m->corrupt_blocks);
+	pthread_mutex_lock(&m->meta_lock);
+	out->metadata_blocks = m->meta_blocks_dropped +
+			       (m->meta ? sqv_meta_blocks(m->meta) : 0);
+	pthread_mutex_unlock(&m->meta_lock);
 }

@@ -1,13 +1,14 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * image: the only module that talks to libsquashfuse.
+ * image: one squashfs image, the only module that reads its format.
  *
  * It owns one squashfs image opened from a file descriptor (a memfd works,
  * for tests and fuzzers) and offers two kinds of access:
  *  - metadata (inodes, directories, symlinks, xattrs, block lists), used
- *    while the index is built and by the tools; these calls go through
- *    libsquashfuse's caches, which have no locks, so each image serialises
- *    them with its own mutex;
+ *    while the index is built and by the tools; each metadata block is read
+ *    and decompressed once into memory (meta.h) and decoded here; the store
+ *    is not thread-safe, so each image serialises these calls with its own
+ *    mutex;
  *  - data blocks (sqv_image_read_block), used on the hot path by every
  *    FUSE thread at once: a pread and a stateless decompression, no lock.
  * Every offset read from the image is checked against the image size, so a
@@ -71,10 +72,11 @@ struct sqv_file_layout {
 sqv_err_t sqv_image_open(int fd, const char *name, struct sqv_image **out);
 void sqv_image_free(struct sqv_image *img);
 
-/* sqv_image_open copies the metadata tables into memory in a few large
- * sequential reads, so that building the index costs no small reads of the
- * image (each a round trip on a parallel file system). Once the index is
- * built, this frees that copy; later metadata reads go to the image. */
+/* The first metadata call reads the metadata tables into memory in a few
+ * large sequential reads (no small reads of the image: each is a round trip
+ * on a parallel file system), and each block is decompressed on first use
+ * and kept. Once the index is built, this frees all of it; a later metadata
+ * call starts again. */
 void sqv_image_drop_metadata(struct sqv_image *img);
 
 const char *sqv_image_name(const struct sqv_image *img);
@@ -141,12 +143,15 @@ static inline uint32_t sqv_image_word_size(uint32_t word)
 	return word & ~(UINT32_C(1) << 24);
 }
 
-/* What the data path did to the backing file since open; thread-safe. */
+/* What the image did to the backing file since open; thread-safe.
+ * metadata_blocks counts metadata blocks read and decompressed: each at
+ * most once per sqv_image_drop_metadata. */
 struct sqv_image_io {
 	uint64_t backing_reads;
 	uint64_t backing_bytes;
 	uint64_t decompressed_bytes;
 	uint64_t corrupt_blocks;
+	uint64_t metadata_blocks;
 };
 void sqv_image_io(const struct sqv_image *img, struct sqv_image_io *out);
 

@@ -261,6 +261,23 @@ static void note_damage(struct build *b, unsigned layer, const char *what,
 		safe);
 }
 
+/*
+ * The one way to skip damage. Helpers never log: what they find damaged
+ * they return as a negative errno (whatever lib/image gives, or
+ * -SQV_ECORRUPT). The step that owns the entry passes that on here: -ENOMEM
+ * is the only error that stops the build; anything else is damage, logged
+ * (rate-limited) and skipped, and the step goes on without the entry (or,
+ * for extended attributes, without them).
+ */
+static int skip_damaged(struct build *b, unsigned layer, int err,
+			const char *what, const char *name)
+{
+	if (err == -ENOMEM)
+		return err;
+	note_damage(b, layer, what, name);
+	return 0;
+}
+
 static int pool_add(struct sqv_index *idx, const char *s, size_t len,
 		    uint32_t *off)
 {
@@ -283,10 +300,9 @@ static int collect_entry(void *ctx, const char *name, size_t len, uint64_t ref)
 	enum sqv_name_kind kind = sqv_layer_classify(name, len, &target, &tlen);
 	struct record r = { .rank = b->rank, .ref = ref, .kind = REC_PLAIN };
 
-	if (kind == SQV_NAME_INVALID) {
-		note_damage(b, b->layer, "an entry with an invalid name", NULL);
-		return 0;
-	}
+	if (kind == SQV_NAME_INVALID)
+		return skip_damaged(b, b->layer, -SQV_ECORRUPT,
+				    "an entry with an invalid name", NULL);
 	if (b->flags & SQV_INDEX_RAW) {
 		target = name;
 		tlen = len;
@@ -379,18 +395,9 @@ static int load_xattrs(struct build *b, unsigned layer,
 		return 0;
 	err = sqv_image_xattrs(idx->layers[layer], ii, add_xattr, &xb);
 	buf = xb.buf;
-	if (err == -ENOMEM) {
+	if (err < 0 || buf.len == 0) {
 		free(buf.v);
 		return err;
-	}
-	if (err < 0) {
-		note_damage(b, layer, "damaged extended attributes", NULL);
-		free(buf.v);
-		return 0;
-	}
-	if (buf.len == 0) {
-		free(buf.v);
-		return 0;
 	}
 	total = (uint32_t)buf.len;
 	if (vec_reserve(idx->pool, sizeof(total) + buf.len) < 0 ||
@@ -406,8 +413,8 @@ static int load_xattrs(struct build *b, unsigned layer,
 	return 0;
 }
 
-/* Fill what a node needs beyond its attributes; a damaged symlink or block
- * list makes the entry skipped (return 1). */
+/* Fill what a node needs beyond its attributes: a symlink's target, a
+ * file's block list. -SQV_ECORRUPT (or lib/image's error) when damaged. */
 static int load_payload(struct build *b, unsigned layer,
 			const struct sqv_image_inode *ii, struct node *n)
 {
@@ -421,8 +428,10 @@ static int load_payload(struct build *b, unsigned layer,
 		err = sqv_image_readlink(img, ii, target, sizeof(target));
 		/* A NUL inside the stored target is damage: it would be
 		 * served cut short, or empty. */
-		if (err < 0 || strlen(target) != ii->size)
-			return 1;
+		if (err < 0)
+			return err;
+		if (strlen(target) != ii->size)
+			return -SQV_ECORRUPT;
 		return pool_add(idx, target, strlen(target), &n->data);
 	}
 	case S_IFREG: {
@@ -430,10 +439,8 @@ static int load_payload(struct build *b, unsigned layer,
 		uint32_t *w;
 		uint64_t *p;
 		err = sqv_image_file_layout(img, ii, &l, &w, &p);
-		if (err == -ENOMEM)
-			return err;
 		if (err < 0)
-			return 1;
+			return err;
 		if (vec_reserve(idx->files, 1) < 0 ||
 		    vec_reserve(idx->words, l.nblocks) < 0 ||
 		    vec_reserve(idx->positions, l.nblocks) < 0 ||
@@ -475,8 +482,9 @@ static int load_payload(struct build *b, unsigned layer,
 }
 
 /* Append a node for image inode ii of layer; *ino gets its position. A
- * hard link to a node already made gets that node. Returns 1 when the
- * entry is damaged and must be skipped. */
+ * hard link to a node already made gets that node. -ENOMEM, or another
+ * negative errno when the entry is damaged (damaged extended attributes
+ * alone are skipped here: the entry stays, without them). */
 static int make_node(struct build *b, unsigned layer,
 		     const struct sqv_image_inode *ii, uint32_t parent,
 		     uint32_t *ino)
@@ -504,11 +512,11 @@ static int make_node(struct build *b, unsigned layer,
 		.parent = parent,
 		.xattr = NONE,
 	};
-	err = load_payload(b, layer, ii, &n);
-	if (err == 0)
-		err = load_xattrs(b, layer, ii, &n.xattr);
-	if (err != 0)
-		return err;
+	SQV_TRY(load_payload(b, layer, ii, &n));
+	err = load_xattrs(b, layer, ii, &n.xattr);
+	if (err < 0)
+		SQV_TRY(skip_damaged(b, layer, err, "damaged extended attributes",
+				     NULL));
 	if (linked && keymap_put(&b->links, link_key, pos) < 0)
 		return -ENOMEM;
 	if (vec_reserve(idx->nodes, 1) < 0)
@@ -548,26 +556,22 @@ static bool dir_is_opaque(const struct build *b, const struct contrib *c)
 				find_opaque_xattr, NULL) == 1;
 }
 
-/* Merge one directory: read its layers, resolve each name, append its
- * entries contiguously, and queue its subdirectories. */
-static int merge_dir(struct build *b, struct pending p)
+/* Read directory p in each of its layers, top first, into b->records and
+ * b->names, down to the first layer that marks it opaque. */
+static int read_layers(struct build *b, struct pending p)
 {
-	struct sqv_index *idx = b->idx;
-	struct contrib subdirs[SQV_INDEX_MAX_LAYERS];
-	uint32_t nsub;
-	int err;
-
 	b->records.len = 0;
 	b->names.len = 0;
 	for (uint32_t i = 0; i < p.count; i++) {
 		/* contribs may move while we queue; index it afresh. */
 		struct contrib c = b->contribs.v[p.first + i];
-		uint32_t dummy = 0;
-
 		uint64_t key = (uint64_t)c.layer << 48 ^ c.dir.ref;
+		uint32_t dummy = 0;
+		int err;
 
 		if (keymap_get(&b->seen, key, &dummy)) {
-			note_damage(b, c.layer, "a directory that loops", NULL);
+			SQV_TRY(skip_damaged(b, c.layer, -SQV_ECORRUPT,
+					     "a directory that loops", NULL));
 			continue;
 		}
 		if (keymap_put(&b->seen, key, 0) < 0)
@@ -576,98 +580,126 @@ static int merge_dir(struct build *b, struct pending p)
 		b->layer = c.layer;
 		b->opaque = false;
 		b->at_root = p.ino == SQV_INO_ROOT;
-		err = sqv_image_readdir(idx->layers[c.layer], &c.dir,
+		err = sqv_image_readdir(b->idx->layers[c.layer], &c.dir,
 					collect_entry, b);
-		if (err == -ENOMEM)
-			return err;
 		if (err < 0)
-			note_damage(b, c.layer, "part of a damaged directory", NULL);
+			SQV_TRY(skip_damaged(b, c.layer, err,
+					     "part of a damaged directory", NULL));
 		if (b->opaque || dir_is_opaque(b, &c))
 			break;
 	}
 	if (b->records.len > 0) /* records.v may still be NULL */
 		qsort_r(b->records.v, b->records.len, sizeof(*b->records.v),
 			record_cmp, b->names.v);
+	return 0;
+}
 
-	uint32_t first = (uint32_t)idx->entries.len;
-	uint32_t nsubdirs = 0;
-	size_t i = 0;
-	while (i < b->records.len) {
-		struct record *r = &b->records.v[i];
-		size_t end = i + 1;
-		while (end < b->records.len &&
-		       name_cmp(b->names.v + r->name, r->len,
-				b->names.v + b->records.v[end].name,
-				b->records.v[end].len) == 0)
-			end++;
-		const char *name = b->names.v + r->name;
-		size_t group_end = end;
+/* The end of the run of records from i that share record i's name. */
+static size_t name_group_end(const struct build *b, size_t i)
+{
+	const struct record *r = &b->records.v[i];
+	size_t end = i + 1;
 
-		if (r->kind == REC_WHITEOUT) {
-			i = group_end;
-			continue;
-		}
-		struct contrib top = { .layer = b->contribs.v[p.first + r->rank].layer };
-		err = sqv_image_inode(idx->layers[top.layer], r->ref, &top.dir);
+	while (end < b->records.len &&
+	       name_cmp(b->names.v + r->name, r->len,
+			b->names.v + b->records.v[end].name,
+			b->records.v[end].len) == 0)
+		end++;
+	return end;
+}
+
+/* The directories that merge into directory top (subdirs[0]): the lower
+ * records of its name group [i, end), down to the first whiteout or
+ * non-directory. Returns how many subdirs[] holds. */
+static int lower_dirs(struct build *b, struct pending p, size_t i, size_t end,
+		      struct contrib *subdirs, uint32_t *nsub)
+{
+	uint32_t n = 1;
+
+	for (size_t k = i + 1; k < end && n < SQV_INDEX_MAX_LAYERS; k++) {
+		const struct record *lr = &b->records.v[k];
+		struct contrib c = {
+			.layer = b->contribs.v[p.first + lr->rank].layer
+		};
+		if (lr->kind == REC_WHITEOUT || (b->flags & SQV_INDEX_RAW))
+			break;
+		int err = sqv_image_inode(b->idx->layers[c.layer], lr->ref,
+					  &c.dir);
 		if (err == -ENOMEM)
 			return err;
-		if (err < 0) {
-			note_damage(b, top.layer, "a damaged inode", name);
-			i = group_end;
-			continue;
-		}
-		/* An overlayfs whiteout hides the name below and is not shown;
-		 * below, as a non-directory, it stops the merge. */
-		if (!(b->flags & SQV_INDEX_RAW) &&
-		    sqv_layer_is_whiteout_inode(top.dir.mode, top.dir.rdev)) {
-			i = group_end;
-			continue;
-		}
+		/* A damaged lower directory ends the merge, quietly: the
+		 * entry itself is whole. */
+		if (err < 0 || !S_ISDIR(c.dir.mode))
+			break;
+		subdirs[n++] = c;
+	}
+	*nsub = n;
+	return 0;
+}
 
-		uint32_t child;
-		nsub = 0;
-		if (S_ISDIR(top.dir.mode)) {
-			/* Lower directories of the same name merge into this
-			 * one, down to the first whiteout or non-directory. */
-			subdirs[nsub++] = top;
-			for (size_t k = i + 1; k < end && nsub < SQV_INDEX_MAX_LAYERS; k++) {
-				struct record *lr = &b->records.v[k];
-				struct contrib c = {
-					.layer = b->contribs.v[p.first + lr->rank].layer
-				};
-				if (lr->kind == REC_WHITEOUT ||
-				    (b->flags & SQV_INDEX_RAW))
-					break;
-				err = sqv_image_inode(idx->layers[c.layer],
-						      lr->ref, &c.dir);
-				if (err == -ENOMEM)
-					return err;
-				if (err < 0 || !S_ISDIR(c.dir.mode))
-					break;
-				subdirs[nsub++] = c;
-			}
-		}
-		err = make_node(b, top.layer, &top.dir, p.ino, &child);
-		if (err < 0)
-			return err;
-		if (err == 1) {
-			note_damage(b, top.layer, "a damaged file", name);
-			i = group_end;
-			continue;
-		}
-		if (nsub > 0) {
-			err = queue_dir(b, child, subdirs, nsub);
-			if (err < 0)
-				return err;
-			nsubdirs++;
-		}
-		uint32_t noff;
-		if (vec_reserve(idx->entries, 1) < 0 ||
-		    pool_add(idx, name, r->len, &noff) < 0)
-			return -ENOMEM;
-		idx->entries.v[idx->entries.len++] =
-			(struct entry){ .name = noff, .ino = child };
-		i = group_end;
+/* Resolve the name group [i, end) of directory p into one entry (none for
+ * a whiteout or a damaged entry). *is_dir tells whether the entry is a
+ * directory, which is queued for merging. */
+static int add_name(struct build *b, struct pending p, size_t i, size_t end,
+		    bool *is_dir)
+{
+	struct sqv_index *idx = b->idx;
+	const struct record *r = &b->records.v[i];
+	const char *name = b->names.v + r->name;
+	struct contrib subdirs[SQV_INDEX_MAX_LAYERS];
+	uint32_t nsub = 0;
+	uint32_t child, noff;
+	int err;
+
+	*is_dir = false;
+	if (r->kind == REC_WHITEOUT)
+		return 0;
+	subdirs[0].layer = b->contribs.v[p.first + r->rank].layer;
+	err = sqv_image_inode(idx->layers[subdirs[0].layer], r->ref,
+			      &subdirs[0].dir);
+	if (err < 0)
+		return skip_damaged(b, subdirs[0].layer, err, "a damaged inode",
+				    name);
+	/* An overlayfs whiteout hides the name below and is not shown;
+	 * below, as a non-directory, it stops the merge. */
+	if (!(b->flags & SQV_INDEX_RAW) &&
+	    sqv_layer_is_whiteout_inode(subdirs[0].dir.mode,
+					subdirs[0].dir.rdev))
+		return 0;
+	if (S_ISDIR(subdirs[0].dir.mode))
+		SQV_TRY(lower_dirs(b, p, i, end, subdirs, &nsub));
+	err = make_node(b, subdirs[0].layer, &subdirs[0].dir, p.ino, &child);
+	if (err < 0)
+		return skip_damaged(b, subdirs[0].layer, err, "a damaged file",
+				    name);
+	if (nsub > 0) {
+		SQV_TRY(queue_dir(b, child, subdirs, nsub));
+		*is_dir = true;
+	}
+	if (vec_reserve(idx->entries, 1) < 0 ||
+	    pool_add(idx, name, r->len, &noff) < 0)
+		return -ENOMEM;
+	idx->entries.v[idx->entries.len++] =
+		(struct entry){ .name = noff, .ino = child };
+	return 0;
+}
+
+/* Merge one directory: read its layers, resolve each name, append its
+ * entries contiguously, and queue its subdirectories. */
+static int merge_dir(struct build *b, struct pending p)
+{
+	struct sqv_index *idx = b->idx;
+	uint32_t first = (uint32_t)idx->entries.len;
+	uint32_t nsubdirs = 0;
+
+	SQV_TRY(read_layers(b, p));
+	for (size_t i = 0; i < b->records.len;) {
+		size_t end = name_group_end(b, i);
+		bool is_dir;
+
+		SQV_TRY(add_name(b, p, i, end, &is_dir));
+		nsubdirs += is_dir;
+		i = end;
 	}
 	struct node *dir = &idx->nodes.v[p.ino];
 	dir->data = first;
@@ -721,8 +753,8 @@ sqv_err_t sqv_index_build(struct sqv_image *const *layers, unsigned nlayers,
 		}
 	}
 	err = make_node(&b, roots[0].layer, &roots[0].dir, 0, &root);
-	if (err != 0) {
-		if (err > 0)
+	if (err < 0) {
+		if (err != -ENOMEM)
 			err = -SQV_ECORRUPT;
 		goto fail;
 	}

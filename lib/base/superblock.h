@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * superblock: the one check that a file is a squashfs image sqvenvfs can
- * mount, before anything else reads it. Used by lib/image.c before it hands
- * the image to libsquashfuse, and by the Slurm plugin and Prolog, which
- * refuse a bad image at submission without linking libsquashfuse.
+ * mount, before anything else reads it. Used by lib/image.c before it
+ * reads any table, and by the Slurm plugin and Prolog, which refuse a bad
+ * image at submission without linking libsquashfuse.
  */
 #ifndef SQV_SUPERBLOCK_H
 #define SQV_SUPERBLOCK_H

@@ -15,8 +15,7 @@ import shutil
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
-import sqvtest as t  # noqa: E402
+import sqvtest as t
 
 
 def roff_sections(path):

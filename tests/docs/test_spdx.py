@@ -11,8 +11,7 @@ usage: test_spdx.py SOURCE_ROOT"""
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
-import sqvtest as t  # noqa: E402
+import sqvtest as t
 
 TAG = "SPDX-License-Identifier: BSD-2-Clause"
 HEAD_LINES = 5

@@ -81,7 +81,7 @@ def main():
             return got
 
         want(["sqvenvfs", "--fo"], ["--foreground"], "a long option")
-        help_text = t.run(["--help"]).stdout
+        help_text = t.cli(["--help"]).stdout
         longs = {w for line in help_text.splitlines()
                  if re.match(r"^ +-", line)
                  for w in re.findall(r"--[a-z][a-z-]*",

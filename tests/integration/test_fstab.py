@@ -23,15 +23,10 @@ NOBODY = 65534
 
 
 def mounts_at(path):
-    out = []
-    for line in open("/proc/self/mountinfo"):
-        left, right = line.rstrip("\n").split(" - ", 1)
-        f = left.split()
-        if f[4].encode().decode("unicode_escape") == path:
-            typ, src, sopts = right.split(" ", 2)
-            out.append((set(f[5].split(",")), typ,
-                        src.encode().decode("unicode_escape"), sopts))
-    return out
+    """(options, fs type, source, super options joined by commas) of each
+    mount at path."""
+    return [(m.options, m.fstype, m.source, ",".join(sorted(m.super_options)))
+            for m in t.mounts_at(path)]
 
 
 def sh(cmd, user=None):

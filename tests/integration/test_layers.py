@@ -63,7 +63,7 @@ def model_dump(layers):
         if stat.S_ISLNK(st.st_mode):
             extra = os.readlink(p)
         elif stat.S_ISREG(st.st_mode):
-            extra = t.file_hash(p)
+            extra = t.sha256(p)
         else:
             extra = None
         size = st.st_size if not stat.S_ISDIR(st.st_mode) else None

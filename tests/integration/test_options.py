@@ -13,7 +13,6 @@ import errno
 import os
 import subprocess
 import sys
-import time
 
 import sqvtest as t
 
@@ -22,14 +21,9 @@ NOBODY = 65534
 
 def mountinfo(mnt):
     """(per-mount options, fs type, source, super options) of mnt."""
-    for line in open("/proc/self/mountinfo"):
-        left, right = line.rstrip("\n").split(" - ", 1)
-        f = left.split()
-        if f[4].encode().decode("unicode_escape") == mnt:
-            typ, src, sopts = right.split(" ", 2)
-            return (set(f[5].split(",")), typ,
-                    src.encode().decode("unicode_escape"), set(sopts.split(",")))
-    return None
+    m = t.mounts_at(mnt)
+    return (m[-1].options, m[-1].fstype, m[-1].source,
+            m[-1].super_options) if m else None
 
 
 def memory_bytes():
@@ -53,15 +47,6 @@ def fuse_device_open_to_all():
 def unmount_any(mnt):
     subprocess.run(["umount", mnt], capture_output=True)
     t.wait_daemons_gone(mnt)
-
-
-def gone_within(pred, seconds):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
 
 
 def main():
@@ -114,7 +99,7 @@ def main():
                   "auto,user,users,nouser,owner,group,comment=test,nonempty,"
                   "default_permissions,threads=2")
         # mount.fuse3's order: source, mount point, then -o.
-        r = t.run([base, mnt, "-o", passed])
+        r = t.cli([base, mnt, "-o", passed])
         t.check(r.returncode == 0 and r.stderr == "",
                 f"mount(8)'s options are accepted: {r.stderr.strip()!r}")
         info = mountinfo(mnt)
@@ -137,7 +122,7 @@ def main():
                 "unmounted, daemon gone")
 
         # ---- libfuse's own options ----
-        r = t.run(["-o", "noexec,fsname=envs\\,torch,subtype=pyenv,"
+        r = t.cli(["-o", "noexec,fsname=envs\\,torch,subtype=pyenv,"
                    "max_read=65536,allow_other", base, mnt])
         t.check(r.returncode == 0, f"libfuse's options mount ({r.stderr.strip()})")
         info = mountinfo(mnt)
@@ -157,7 +142,7 @@ def main():
         t.check(not t.is_mounted(mnt), "umount(8) unmounts it")
 
         # ---- a stack as one source, bottom first ----
-        r = t.run([f"{base},{top}", mnt])
+        r = t.cli([f"{base},{top}", mnt])
         t.check(r.returncode == 0, f"a comma-separated stack mounts "
                 f"({r.stderr.strip()})")
         if t.is_mounted(mnt):
@@ -170,11 +155,11 @@ def main():
             t.unmount(mnt)
 
         # ---- auto_unmount: kill -9 leaves no stale mount ----
-        r = t.run(["-o", "auto_unmount", base, mnt])
+        r = t.cli(["-o", "auto_unmount", base, mnt])
         t.check(r.returncode == 0, f"mounts with auto_unmount ({r.stderr.strip()})")
         pid = t.kill_daemon_of(mnt)
         t.check(pid is not None, "auto_unmount: found the daemon to kill")
-        t.check(gone_within(lambda: not t.is_mounted(mnt), 10),
+        t.check(t.wait_unmounted(mnt),
                 "auto_unmount: after kill -9 the mount is gone")
         try:
             os.listdir(mnt)
@@ -182,7 +167,7 @@ def main():
         except OSError:
             fine = False
         t.check(fine, "auto_unmount: the mount point answers (no ENOTCONN)")
-        r = t.run([base, mnt])
+        r = t.cli([base, mnt])
         t.check(r.returncode == 0, f"auto_unmount: mounts again at once "
                 f"({r.stderr.strip()})")
         if t.is_mounted(mnt):

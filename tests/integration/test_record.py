@@ -122,7 +122,7 @@ def main():
 
         # A trace nobody can write refuses the mount, in one line.
         bad = os.path.join(d, "no-such-dir", "x.trace")
-        r = t.run(["-o", f"record={bad}", img, mnt])
+        r = t.cli(["-o", f"record={bad}", img, mnt])
         lines = r.stderr.strip().splitlines()
         t.check(r.returncode != 0 and len(lines) == 1 and
                 "record=" in lines[0] and "does not exist" in lines[0],

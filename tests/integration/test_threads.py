@@ -6,7 +6,6 @@ against the source."""
 
 import os
 import random
-import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing import Pool
@@ -58,8 +57,7 @@ def main():
             for rnd in range(3):
                 if os.geteuid() == 0:
                     # Drop the kernel's page cache so reads reach the daemon.
-                    subprocess.run(["sh", "-c",
-                                    "echo 1 > /proc/sys/vm/drop_caches"])
+                    t.drop_caches(1)
                 with Pool(PROCS) as pool:
                     for b in pool.map(worker, [(src, mnt, rels, rnd * 100 + i)
                                                for i in range(PROCS)]):

@@ -4,7 +4,6 @@
 unmounts; the daemon runs as that user. /dev/fuse is widened to 0666 (as
 distributions ship it) for the test if it is not already, and restored."""
 
-import grp
 import os
 import pwd
 import shutil
@@ -40,7 +39,6 @@ def main():
     try:
         os.chmod("/dev/fuse", 0o666)
         with t.tempdir() as d:
-            os.chmod(d, 0o755)
             src = os.path.join(d, "src")
             os.makedirs(os.path.join(src, "pkg"))
             with open(os.path.join(src, "pkg", "mod.py"), "w") as f:

@@ -12,7 +12,7 @@ import sys
 
 import sqvtest as t
 
-PY = "/usr/bin/python3"
+PY = t.SYS_PYTHON
 WORKLOAD = "import numpy, json, email.mime.text; print(numpy.__file__)"
 # Requests that a warm, fully cached import must not send.
 # The interpreter under test runs with none of the test's PYTHON* settings
@@ -40,10 +40,7 @@ def make_venv(path):
 
 def main():
     t.require_mount_capability()
-    if not os.path.exists(PY) or subprocess.run(
-            [PY, "-c", "import venv, ensurepip"], capture_output=True
-    ).returncode not in (0, 1):
-        t.skip("Debian's /usr/bin/python3 with venv is not installed")
+    t.require_python_venv()
     if not os.path.isdir("/usr/lib/python3/dist-packages/numpy"):
         t.skip("python3-numpy is not installed")
     with t.tempdir() as d:
@@ -65,10 +62,17 @@ def main():
                     f"({r.stderr.strip()[-300:]})")
             t.check(r.stdout.strip().startswith(mnt),
                     f"numpy comes from the mount ({r.stdout.strip()})")
-            before = t.stats(mnt)
-            r = subprocess.run([py, "-c", WORKLOAD], capture_output=True,
-                               text=True, env=CLEAN_ENV)
-            after = t.stats(mnt)
+
+            def warm_import():
+                # Warm (again, if a retry follows a cache drop), then count
+                # the requests of one more identical import.
+                subprocess.run([py, "-c", WORKLOAD], capture_output=True,
+                               env=CLEAN_ENV)
+                before = t.stats(mnt)
+                r = subprocess.run([py, "-c", WORKLOAD], capture_output=True,
+                                   text=True, env=CLEAN_ENV)
+                return r, before, t.stats(mnt)
+            r, before, after = t.undisturbed(warm_import, "a warm import")
             t.check(r.returncode == 0, "the second import works")
             delta = {k: after[k] - before[k] for k in after}
             sent = {k: delta[k] for k in CACHEABLE if delta[k]}

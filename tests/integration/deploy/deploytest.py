@@ -1,90 +1,43 @@
 # SPDX-License-Identifier: BSD-2-Clause
-"""What the deployment tests (Slurm, the systemd user manager) share: the
-verdict (check, skip), running commands, waiting with a deadline, mountinfo,
-finding the daemon's processes, and installing the build as an
-administrator would (meson install --destdir)."""
+"""What the deployment tests (Slurm, the systemd user manager) add to the
+test library, sqvtest: installing the build as an administrator would
+(meson install --destdir) and the unprivileged test user; and the
+library's helpers in the forms these tests call them."""
 import os
 import pwd
 import stat
-import subprocess
 import sys
-import time
 
-FAILED = []
+import sqvtest as t
+from sqvtest import FAILURES as FAILED
+from sqvtest import check, log, skip
+from sqvtest import verdict as finish   # main() returns it
 
-
-def log(msg):
-    print(msg, flush=True)
-
-
-def skip(why):
-    """Exit 77; CI (SQVENVFS_TEST_NO_SKIP=1) makes that a failure."""
-    if os.environ.get("SQVENVFS_TEST_NO_SKIP") == "1":
-        log(f"FAIL (skip not allowed): {why}")
-        sys.exit(1)
-    log(f"SKIP: {why}")
-    sys.exit(77)
-
-
-def check(cond, what):
-    """Record a failed expectation without stopping the test."""
-    log(("ok: " if cond else "FAIL: ") + what)
-    if not cond:
-        FAILED.append(what)
-    return cond
-
-
-def finish():
-    if FAILED:
-        log(f"{len(FAILED)} check(s) failed: {FAILED}")
-        return 1
-    return 0
+__all__ = ["FAILED", "check", "log", "skip", "finish", "run", "wait_for",
+           "mountinfo", "daemons", "meson_install", "installed", "test_user",
+           "enter_private_mount_ns", "private_fuse"]
 
 
 def run(cmd, **kw):
-    kw.setdefault("capture_output", True)
-    kw.setdefault("text", True)
-    return subprocess.run(cmd, **kw)
+    """A command's CompletedProcess (output captured), in the test's own
+    environment; its exit status is the caller's to check."""
+    kw.setdefault("env", dict(os.environ))
+    return t.run(cmd, check=False, **kw)
 
 
 def wait_for(pred, what, timeout=120):
     """Poll until pred() is true; a hang (not slowness) fails the test."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.2)
-    raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
+    return t.wait_until(pred, what, timeout)
 
 
 def mountinfo(pid="self"):
     """(mount point, fstype, line) of each mount in pid's namespace."""
-    out = []
-    with open(f"/proc/{pid}/mountinfo") as f:
-        for line in f:
-            a, b = line.split(" - ", 1)
-            mp = a.split()[4].encode().decode("unicode_escape")
-            out.append((mp, b.split()[0], line.strip()))
-    return out
+    return [(m.point, m.fstype, m.line) for m in t.mountinfo(pid)]
 
 
 def daemons(exe, uid=None):
     """Processes (not zombies) running the daemon executable."""
-    real = os.path.realpath(exe)
-    pids = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            if os.path.realpath(f"/proc/{d}/exe") != real:
-                continue
-            st = os.stat(f"/proc/{d}")
-        except OSError:
-            continue
-        if uid is None or st.st_uid == uid:
-            pids.append(int(d))
-    return pids
+    return t.daemon_pids(exe=exe, uid=uid)
 
 
 def meson_install(build_root, root):

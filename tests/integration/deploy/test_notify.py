@@ -28,31 +28,7 @@ import sys
 import tempfile
 import time
 
-FAILED = []
-
-
-def check(cond, what):
-    print(("ok: " if cond else "FAIL: ") + what, flush=True)
-    if not cond:
-        FAILED.append(what)
-    return cond
-
-
-def skip(why):
-    if os.environ.get("SQVENVFS_TEST_NO_SKIP") == "1":
-        print(f"FAIL (skip not allowed): {why}")
-        sys.exit(1)
-    print(f"SKIP: {why}")
-    sys.exit(77)
-
-
-def mounted(mp):
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            a, b = line.split(" - ", 1)
-            if a.split()[4].encode().decode("unicode_escape") == mp:
-                return b.split()[0]
-    return None
+import sqvtest as t
 
 
 def recv_until(sock, want, proc, timeout):
@@ -128,10 +104,10 @@ def unit_commands(a, tmp, img, src):
         for cmd in pre:
             tolerant = cmd.startswith("-")
             r = subprocess.run(expand(cmd.lstrip("-"), env), capture_output=True, text=True)
-            ok &= check(r.returncode == 0 or tolerant,
+            ok &= t.check(r.returncode == 0 or tolerant,
                         f"{attempt}: ExecStartPre={cmd} (rc {r.returncode} {r.stderr.strip()!r})")
         if attempt != "first start":
-            check(mounted(mp) is None, f"{attempt}: ExecStartPre cleared the stale mount")
+            t.check(t.mount_type(mp) is None, f"{attempt}: ExecStartPre cleared the stale mount")
         sock_path = os.path.join(tmp, f"unit-{len(attempt)}.sock")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.bind(sock_path)
@@ -144,14 +120,14 @@ def unit_commands(a, tmp, img, src):
                 content = f.read()
         except OSError as e:
             content = f"<{e}>"
-        check(ready and content == "from the top image\n",
-              f"{attempt}: ExecStart mounts the stack, top image wins: {content!r} {msgs}")
+        t.check(ready and content == "from the top image\n",
+                f"{attempt}: ExecStart mounts the stack, top image wins: {content!r} {msgs}")
         if attempt == "first start":
             proc.kill()
             proc.wait()
-            check(mounted(mp) == "fuse.sqvenvfs", "SIGKILL leaves a stale mount behind")
+            t.check(t.mount_type(mp) == "fuse.sqvenvfs", "SIGKILL leaves a stale mount behind")
     proc.send_signal(signal.SIGTERM)
-    check(proc.wait(30) == 0 and mounted(mp) is None, "stop: SIGTERM unmounts, exit 0")
+    t.check(proc.wait(60) == 0 and t.mount_type(mp) is None, "stop: SIGTERM unmounts, exit 0")
     return proc
 
 
@@ -161,13 +137,13 @@ def main():
     ap.add_argument("--unit", default="")
     a = ap.parse_args()
     if not a.daemon:
-        skip("the sqvenvfs daemon is not part of this build")
+        t.skip("the sqvenvfs daemon is not part of this build")
     a.daemon = os.path.abspath(a.daemon)
     for prog in ("mksquashfs",):
         if not shutil.which(prog):
-            skip(f"{prog} is not installed")
+            t.skip(f"{prog} is not installed")
     if not os.path.exists("/dev/fuse") or not os.access("/dev/fuse", os.R_OK | os.W_OK):
-        skip("/dev/fuse is not usable by this user")
+        t.skip("/dev/fuse is not usable by this user")
 
     tmp = tempfile.mkdtemp(prefix="sqv-notify-")
     mp = os.path.join(tmp, "mnt")
@@ -191,31 +167,31 @@ def main():
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         msgs, ready = recv_until(sock, "READY=1", proc, 60)
         # Right now, before anything else: is the mount usable?
-        fstype = mounted(mp)
+        fstype = t.mount_type(mp)
         try:
             with open(os.path.join(mp, "pkg", "hello.txt")) as f:
                 content = f.read()
         except OSError as e:
             content = f"<{e}>"
-        check(ready, f"READY=1 received: {msgs}")
-        check(fstype == "fuse.sqvenvfs",
-              f"at READY=1 the mount is there (fstype {fstype})")
-        check(content == "ready and serving\n",
-              f"at READY=1 the mount serves the image: {content!r}")
-        check(not any("READY=1" in m.split("\n") for m in msgs[:-1]),
-              "READY=1 is sent once")
-        check(proc.poll() is None, "the daemon stays in the foreground (-f)")
+        t.check(ready, f"READY=1 received: {msgs}")
+        t.check(fstype == "fuse.sqvenvfs",
+                f"at READY=1 the mount is there (fstype {fstype})")
+        t.check(content == "ready and serving\n",
+                f"at READY=1 the mount serves the image: {content!r}")
+        t.check(not any("READY=1" in m.split("\n") for m in msgs[:-1]),
+                "READY=1 is sent once")
+        t.check(proc.poll() is None, "the daemon stays in the foreground (-f)")
 
         proc.send_signal(signal.SIGTERM)
-        msgs, stopping = recv_until(sock, "STOPPING=1", proc, 30)
-        check(stopping, f"STOPPING=1 received after SIGTERM: {msgs}")
+        msgs, stopping = recv_until(sock, "STOPPING=1", proc, 60)
+        t.check(stopping, f"STOPPING=1 received after SIGTERM: {msgs}")
         try:
-            rc = proc.wait(30)
+            rc = proc.wait(60)
         except subprocess.TimeoutExpired:
             rc = None
         err = proc.stderr.read().decode(errors="replace")
-        check(rc == 0, f"exit status 0 after SIGTERM (got {rc}); stderr {err!r}")
-        check(mounted(mp) is None, "nothing mounted after SIGTERM")
+        t.check(rc == 0, f"exit status 0 after SIGTERM (got {rc}); stderr {err!r}")
+        t.check(t.mount_type(mp) is None, "nothing mounted after SIGTERM")
         sock.close()
 
         # JOURNAL_STREAM: what systemd sets when stderr goes to the journal.
@@ -229,15 +205,15 @@ def main():
         os.close(w_fd)
         with os.fdopen(r_fd) as f:
             out = f.read()
-        rc = p.wait(30)
+        rc = p.wait(60)
         lines = [l for l in out.splitlines() if l]
-        check(rc != 0 and lines and all(re.match(r"<[0-7]>", l) for l in lines)
-              and any(l.startswith("<3>") and "missing.sqfs" in l for l in lines),
-              f"with JOURNAL_STREAM, log lines carry a priority: {out!r}")
+        t.check(rc != 0 and lines and all(re.match(r"<[0-7]>", l) for l in lines)
+                and any(l.startswith("<3>") and "missing.sqfs" in l for l in lines),
+                f"with JOURNAL_STREAM, log lines carry a priority: {out!r}")
         env.pop("JOURNAL_STREAM")
         r = subprocess.run([a.daemon, "-f", bad, mp], env=env, capture_output=True, text=True)
-        check(r.returncode != 0 and r.stderr.startswith("sqvenvfs: ") and "missing.sqfs" in r.stderr,
-              f"without it, plain 'sqvenvfs: ...' lines: {r.stderr!r}")
+        t.check(r.returncode != 0 and r.stderr.startswith("sqvenvfs: ") and "missing.sqfs" in r.stderr,
+                f"without it, plain 'sqvenvfs: ...' lines: {r.stderr!r}")
 
         if a.unit:
             proc = unit_commands(a, tmp, img, src)
@@ -245,10 +221,10 @@ def main():
         if proc and proc.poll() is None:
             proc.kill()
             proc.wait()
-        if mounted(mp):
+        if t.mount_type(mp):
             subprocess.run(["umount", "-l", mp])
         shutil.rmtree(tmp, ignore_errors=True)
-    return 1 if FAILED else 0
+    t.finish()
 
 
 if __name__ == "__main__":

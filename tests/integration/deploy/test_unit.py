@@ -17,21 +17,8 @@ import subprocess
 import sys
 import tempfile
 
-FAILED = []
-
-
-def check(cond, what):
-    print(("ok: " if cond else "FAIL: ") + what, flush=True)
-    if not cond:
-        FAILED.append(what)
-
-
-def skip(why):
-    if os.environ.get("SQVENVFS_TEST_NO_SKIP") == "1":
-        print(f"FAIL (skip not allowed): {why}")
-        sys.exit(1)
-    print(f"SKIP: {why}")
-    sys.exit(77)
+from sqvtest import FAILURES as FAILED
+from sqvtest import check, skip
 
 
 def directives(text):

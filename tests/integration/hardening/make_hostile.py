@@ -29,7 +29,6 @@ through real mounts, by tests/integration/hardening/test_hostile.py).
 import os
 import random
 import re
-import shutil
 import struct
 import subprocess
 import sys
@@ -278,15 +277,16 @@ def main():
         emit("size-dir-nlink", patch(img, ino + 16 + 4, struct.pack("<I", 0xffffffff)))
         reg = inode_of_entry(img, s, find_entry(img, s, b"data.bin"))
         itype = struct.unpack_from("<H", img, reg)[0]
-        assert itype == 2, itype  # basic file: start, fragment, offset, size
-        if itype == 2:
-            for v in (0, 0xffffffff, 0x7fffffff):
-                emit(f"size-file-{v:x}", patch(img, reg + 16 + 12, struct.pack("<I", v)))
-            emit("size-file-frag-index", patch(img, reg + 16 + 4, struct.pack("<I", 0xfffffffe)))
-            emit("size-file-frag-offset", patch(img, reg + 16 + 8, struct.pack("<I", 0xffffff)))
-            emit("size-file-start", patch(img, reg + 16, struct.pack("<I", 0xfffffff0)))
+        if itype != 2:      # basic file: start, fragment, offset, size
+            raise RuntimeError(f"data.bin: inode type {itype}, not 2")
+        for v in (0, 0xffffffff, 0x7fffffff):
+            emit(f"size-file-{v:x}", patch(img, reg + 16 + 12, struct.pack("<I", v)))
+        emit("size-file-frag-index", patch(img, reg + 16 + 4, struct.pack("<I", 0xfffffffe)))
+        emit("size-file-frag-offset", patch(img, reg + 16 + 8, struct.pack("<I", 0xffffff)))
+        emit("size-file-start", patch(img, reg + 16, struct.pack("<I", 0xfffffff0)))
         ext = inode_of_entry(img, s, find_entry(img, s, b"mod.py"))
-        assert struct.unpack_from("<H", img, ext)[0] == 9  # extended file
+        if struct.unpack_from("<H", img, ext)[0] != 9:    # extended file
+            raise RuntimeError("mod.py: not an extended file inode")
         for v in (1 << 63, (1 << 64) - 1, 1 << 40, ((1 << 26) - 2) * 4096 + 100):
             emit(f"size-extfile-{v:x}", patch(img, ext + 16 + 8, struct.pack("<Q", v)))
         emit("size-extfile-xattr", patch(img, ext + 16 + 36, struct.pack("<I", 0xfffffff0)))

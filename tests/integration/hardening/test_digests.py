@@ -26,7 +26,6 @@ import sys
 import time
 
 import sqvtest as t
-import hard
 
 INSPECT = os.environ.get("SQVENVFS_INSPECT", "sqvenvfs-inspect")
 KINDS = {1: "data", 2: "fragment", 3: "metadata", 4: "raw"}
@@ -188,7 +187,7 @@ def main():
         damaged = os.path.join(d, "damaged.sqfs")
         shutil.copy(img, damaged)
         flip(damaged, data_entry[0] + data_entry[1] // 2, 0x01)
-        with hard.foreground([damaged], mnt) as fg:
+        with t.foreground([damaged], mnt) as fg:
             t.check(fg.mounted(), "a damaged data block: mounted")
             first = read_all(mnt, files)
             again = read_all(mnt, files)

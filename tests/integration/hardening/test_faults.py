@@ -15,11 +15,9 @@ import errno
 import os
 import random
 import shutil
-import subprocess
 import sys
 
 import sqvtest as t
-import hard
 
 
 def image_layout(img):
@@ -45,7 +43,6 @@ def main():
     if not lib or not os.path.exists(lib):
         t.skip("the fault-injecting library was not built")
     with t.tempdir() as d:
-        os.chmod(d, 0o755)
         src = os.path.join(d, "src")
         os.mkdir(src)
         rng = random.Random(6)
@@ -88,17 +85,17 @@ def main():
         # ---- EIO from the layer under the image, switched on and off ----
         # No block cache: every read of the file goes to the image.
         nocache = ["-o", "cache_size=0"]
-        with hard.foreground([img], mnt, nocache, env=env) as fg:
+        with t.foreground([img], mnt, nocache, env=env) as fg:
             t.check(fg.mounted(), "mounted over the fault layer")
             t.check(read_or_errno(os.path.join(mnt, "a-big.bin")) == big,
                     "no fault: the big file reads")
             # the first half of the big file's blocks
             set_fault("eio", 96 + (200 << 10), 96 + (300 << 10))
-            hard.drop_caches()
+            t.drop_caches()
             results = []
             for _ in range(5):
                 results.append(read_or_errno(os.path.join(mnt, "a-big.bin")))
-                hard.drop_caches()
+                t.drop_caches()
             t.check(all(r == errno.EIO for r in results),
                     f"EIO under the image: the reader gets EIO every time "
                     f"({[r if isinstance(r, int) else len(r) for r in results]})")
@@ -106,19 +103,19 @@ def main():
             lines_after_5 = len(fg.stderr().strip().splitlines())
             for _ in range(5):
                 read_or_errno(os.path.join(mnt, "a-big.bin"))
-                hard.drop_caches()
+                t.drop_caches()
             lines_after_10 = len(fg.stderr().strip().splitlines())
             t.check(lines_after_5 >= 1 and lines_after_10 == lines_after_5,
                     f"EIO: logged once per fault, not per request "
                     f"({lines_after_5} lines after 5 reads, {lines_after_10} after 10)")
             clear_fault()
-            hard.drop_caches()
+            t.drop_caches()
             t.check(read_or_errno(os.path.join(mnt, "a-big.bin")) == big,
                     "fault gone: the big file reads again (failures are not cached)")
 
             # ---- short reads: handled, or EIO, never wrong bytes ----
             set_fault("short", 0, 1 << 40)
-            hard.drop_caches()
+            t.drop_caches()
             r = read_or_errno(os.path.join(mnt, "a-big.bin"))
             t.check(r == big or r == errno.EIO,
                     f"short reads: right bytes or EIO, never wrong bytes "
@@ -128,7 +125,7 @@ def main():
                         for x, k in zip(r, small)),
                     "short reads: small files right or EIO")
             clear_fault()
-            hard.drop_caches()
+            t.drop_caches()
             t.check(read_or_errno(os.path.join(mnt, "a-big.bin")) == big and
                     smalls_ok(), "after short reads: everything reads again")
             t.check(fg.alive(), "the daemon kept serving through the faults")
@@ -136,9 +133,9 @@ def main():
 
         # ---- EIO while the index is built: a clear refusal ----
         set_fault("eio", data_end, 1 << 40)
-        with hard.foreground([img], mnt, env=env) as fg:
-            up = fg.mounted(timeout=30)
-            rc = fg.proc.wait(timeout=30) if not up else None
+        with t.foreground([img], mnt, env=env) as fg:
+            up = fg.mounted()
+            rc = fg.proc.wait(timeout=t.DEADLINE) if not up else None
             lines = fg.stderr().strip().splitlines()
             t.check(not up and rc == 1 and len(lines) == 1 and
                     "img.sqfs" in lines[0],
@@ -150,12 +147,12 @@ def main():
         # ---- the image truncated under a running daemon ----
         work = os.path.join(d, "work.sqfs")
         shutil.copy(img, work)
-        with hard.foreground([work], mnt, nocache) as fg:
+        with t.foreground([work], mnt, nocache) as fg:
             t.check(fg.mounted(), "truncate: mounted")
             os.truncate(work, 96 + (300 << 10))
-            hard.drop_caches()
+            t.drop_caches()
             results = [read_or_errno(os.path.join(mnt, "a-big.bin"))
-                       for _ in range(3) if not hard.drop_caches()]
+                       for _ in range(3) if not t.drop_caches()]
             t.check(all(r == errno.EIO for r in results),
                     f"truncated: the file past the cut gives EIO ({results[:1]})")
             st = os.stat(os.path.join(mnt, "small3"))
@@ -169,19 +166,19 @@ def main():
 
         # ---- overwritten in place: damaged blocks give EIO ----
         shutil.copy(img, work)
-        with hard.foreground([work], mnt, nocache) as fg:
+        with t.foreground([work], mnt, nocache) as fg:
             t.check(fg.mounted(), "overwrite: mounted")
             with open(work, "r+b") as f:
                 f.seek(96 + (100 << 10))
                 f.write(b"\xff" * (100 << 10))
-            hard.drop_caches()
+            t.drop_caches()
             r = read_or_errno(os.path.join(mnt, "a-big.bin"))
             t.check(r == errno.EIO, f"overwritten: the damaged file gives EIO ({r if isinstance(r, int) else 'data'})")
             t.check(fg.stop() == 0, "overwritten: the daemon exits 0")
 
         # ---- replaced or deleted: the open image goes on being served ----
         shutil.copy(img, work)
-        with hard.foreground([work], mnt) as fg:
+        with t.foreground([work], mnt) as fg:
             t.check(fg.mounted(), "replace: mounted")
             other = os.path.join(d, "other.sqfs")
             os.mkdir(os.path.join(d, "src2"))
@@ -189,11 +186,11 @@ def main():
                 f.write("another image\n")
             t.mksquashfs(os.path.join(d, "src2"), other)
             os.rename(other, work)
-            hard.drop_caches()
+            t.drop_caches()
             t.check(read_or_errno(os.path.join(mnt, "a-big.bin")) == big,
                     "replaced by rename: the image opened at mount is still served")
             os.unlink(work)
-            hard.drop_caches()
+            t.drop_caches()
             t.check(read_or_errno(os.path.join(mnt, "a-big.bin")) == big and
                     smalls_ok(), "deleted: still served from the open file")
             t.check(fg.stop() == 0 and not fg.stderr().strip(),

@@ -15,13 +15,12 @@ directories deep, and xattrs stored out of line (shared values).
 
 import os
 import shutil
-import subprocess
 import sys
 
 import sqvtest as t
-import hard
 
-HOSTILE = os.path.join(hard.SOURCE_ROOT, "tests", "fuzz", "hostile")
+HOSTILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                       "..", "fuzz", "hostile")
 # Peak RSS allowed for a tiny hostile image: the daemon's own baseline plus
 # the default block cache is far below this; an allocation sized from an
 # image field is far above.
@@ -33,7 +32,7 @@ LOG_LINES_MAX = 16
 
 def one_image(path, mnt):
     name = os.path.basename(path)
-    with hard.foreground([path], mnt) as fg:
+    with t.foreground([path], mnt) as fg:
         up = fg.mounted(timeout=60)
         if not up:
             rc = fg.proc.wait(timeout=60)
@@ -43,7 +42,7 @@ def one_image(path, mnt):
             t.check(ok, f"{name}: refused with one line ({rc}, {lines})")
             t.check(not t.is_mounted(mnt), f"{name}: nothing mounted")
             return "refused"
-        n, errors, problems = hard.walk_all(mnt)
+        n, errors, problems = t.walk_all(mnt)
         rss = fg.rss_peak_kib()
         alive = fg.alive() and os.path.isdir(mnt)
         rc = fg.stop()
@@ -69,7 +68,7 @@ def wide(d, mnt, count):
     os.close(fd)
     img = t.mksquashfs(src, os.path.join(d, "wide.sqfs"), comp="lz4")
     shutil.rmtree(src)
-    with hard.foreground([img], mnt) as fg:
+    with t.foreground([img], mnt) as fg:
         t.check(fg.mounted(timeout=300), f"{count} entries: mounted")
         names = os.listdir(mnt)
         t.check(len(names) == count, f"{count} entries listed ({len(names)})")
@@ -86,7 +85,7 @@ def wide(d, mnt, count):
 
 def deep(d, mnt):
     img = os.path.join(HOSTILE, "deep")
-    with hard.foreground([img], mnt) as fg:
+    with t.foreground([img], mnt) as fg:
         t.check(fg.mounted(), "deep: mounted")
         fd = os.open(mnt, os.O_RDONLY | os.O_DIRECTORY)
         depth = 0

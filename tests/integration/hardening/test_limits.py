@@ -22,7 +22,6 @@ import threading
 import time
 
 import sqvtest as t
-import hard
 
 SANITIZED = "ASAN_OPTIONS" in os.environ or "UBSAN_OPTIONS" in os.environ
 CGROUP_LIMIT = 40 << 20
@@ -119,7 +118,7 @@ def fd_limit(d, img, digests, nofile, background):
         t.check(gone, f"{label}: SIGTERM ends the daemon")
         t.check(not t.is_mounted(mnt), f"{label}: SIGTERM unmounts")
         return
-    with hard.foreground([img], mnt, wrapper=[
+    with t.foreground([img], mnt, wrapper=[
             "prlimit", f"--nofile={nofile}:{nofile}"]) as fg:
         t.check(fg.mounted(), f"{label}: mounted")
         readers = Readers(mnt, digests, 16)

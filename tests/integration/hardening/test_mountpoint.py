@@ -32,18 +32,12 @@ def one_line(r, want):
 
 
 def mount_source(mnt):
-    mnt = os.path.realpath(mnt)
-    for line in open("/proc/self/mountinfo"):
-        pre, post = line.split(" - ", 1)
-        if pre.split()[4].encode().decode("unicode_escape") == mnt:
-            return post.split()[1].encode().decode("unicode_escape")
-    return None
+    m = t.mounts_at(os.path.realpath(mnt))
+    return m[-1].source if m else None
 
 
 def mount_count(mnt):
-    mnt = os.path.realpath(mnt)
-    return sum(1 for line in open("/proc/self/mountinfo")
-               if line.split()[4].encode().decode("unicode_escape") == mnt)
+    return len(t.mounts_at(os.path.realpath(mnt)))
 
 
 def concurrent(d, img):
@@ -74,20 +68,20 @@ def symlink(d, img):
     os.mkdir(target)
     link = os.path.join(d, "mnt-link")
     os.symlink("mnt-target", link)
-    r = t.run([img, link])
+    r = t.cli([img, link])
     t.check(r.returncode == 0, f"mount through a symlink ({r.stderr.strip()})")
     t.check(mount_count(target) == 1, "the mount is on the link's target")
-    r = t.run([img, target])
+    r = t.cli([img, target])
     t.check(r.returncode == 1 and one_line(r, "already mounted"),
             f"mounting the target again: refused ({r.stderr.strip()})")
-    r = t.run([img, link])
+    r = t.cli([img, link])
     t.check(r.returncode == 1 and one_line(r, "already mounted"),
             f"mounting through the link again: refused ({r.stderr.strip()})")
     t.check(mount_count(target) == 1, f"still one mount ({mount_count(target)})")
-    r = t.run(["--stats", link])
+    r = t.cli(["--stats", link])
     t.check(r.returncode == 0 and "requests" in r.stdout,
             f"--stats through the link ({r.stderr.strip()})")
-    r = t.run(["--unmount", link])
+    r = t.cli(["--unmount", link])
     t.check(r.returncode == 0, f"--unmount through the link ({r.stderr.strip()})")
     t.check(t.wait_daemons_gone(target) and mount_count(target) == 0,
             "unmounted through the link")
@@ -128,7 +122,7 @@ def stats_timeout(d, img):
     finally:
         for pid in pids:
             os.kill(pid, 18)  # SIGCONT
-    r = t.run(["--stats", mnt])
+    r = t.cli(["--stats", mnt])
     t.check(r.returncode == 0, f"--stats once it runs again ({r.stderr.strip()})")
     t.unmount(mnt)
     t.wait_daemons_gone(mnt)
@@ -165,7 +159,7 @@ def bad_paths(d, img):
         t.skip(f"no loop device: {r.stderr.strip()}")
     dev = r.stdout.strip()
     try:
-        r = t.run([dev, mnt])
+        r = t.cli([dev, mnt])
         t.check(r.returncode == 0, f"a block device ({dev}): served ({r.stderr.strip()})")
         if r.returncode == 0:
             t.check(open(os.path.join(mnt, "file7")).read() == "content 7\n",

@@ -25,7 +25,6 @@ import threading
 import time
 
 import sqvtest as t
-import hard
 
 CACHE_MIB = 8
 # Threads' stacks, malloc arenas of up to 16 FUSE threads, the kernel's
@@ -69,7 +68,7 @@ def worker(src, mnt, deadline, seed, out):
     def run(tseed):
         rng = random.Random(tseed)
         n = 0
-        while time.time() < deadline:
+        while time.monotonic() < deadline:
             op = rng.random()
             try:
                 if op < 0.45:
@@ -144,13 +143,13 @@ def main():
                            extra=["-b", "65536"])
         mnt = os.path.join(d, "mnt")
         os.mkdir(mnt)
-        with hard.foreground([img], mnt,
+        with t.foreground([img], mnt,
                              ["-o", f"cache_size={CACHE_MIB}M,threads=16"]) as fg:
             t.check(fg.mounted(), "mounted")
             os.listdir(mnt)
             base = rss_kib(fg.proc.pid)
             limit = base + (CACHE_MIB + SLACK_MIB) * 1024
-            deadline = time.time() + seconds
+            deadline = time.monotonic() + seconds
             q = multiprocessing.Queue()
             procs = [multiprocessing.Process(target=worker,
                                              args=(src, mnt, deadline, i, q))
@@ -159,16 +158,16 @@ def main():
                 p.start()
             peak = base
             samples = 0
-            last_drop = time.time()
-            while time.time() < deadline:
+            last_drop = time.monotonic()
+            while time.monotonic() < deadline:
                 time.sleep(1)
                 r = rss_kib(fg.proc.pid)
                 if r is not None:
                     peak = max(peak, r)
                     samples += 1
-                if time.time() - last_drop > 5:
-                    hard.drop_caches()
-                    last_drop = time.time()
+                if time.monotonic() - last_drop > 5:
+                    t.drop_caches()
+                    last_drop = time.monotonic()
             results = [q.get(timeout=seconds + 120) for _ in procs]
             for p in procs:
                 p.join()

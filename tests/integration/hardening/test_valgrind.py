@@ -13,7 +13,6 @@ import shutil
 import sys
 
 import sqvtest as t
-import hard
 
 VALGRIND = ["valgrind", "--tool=memcheck", "--leak-check=full",
             "--errors-for-leak-kinds=definite", "--show-leak-kinds=definite",
@@ -46,7 +45,7 @@ def main():
         expected["new-file"] = None
         mnt = os.path.join(d, "mnt")
         os.mkdir(mnt)
-        with hard.foreground([low, upper], mnt, ["-o", "threads=4"],
+        with t.foreground([low, upper], mnt, ["-o", "threads=4"],
                              wrapper=VALGRIND) as fg:
             t.check(fg.mounted(timeout=120), "mounted under valgrind")
             actual = t.dump_tree(mnt)
@@ -55,7 +54,7 @@ def main():
             same = all(actual[k] == expected[k] for k in expected
                        if expected[k] is not None)
             t.check(same, "every path matches the source under valgrind")
-            n, errors, problems = hard.walk_all(mnt)
+            n, errors, problems = t.walk_all(mnt)
             t.check(not errors and not problems, f"walk: no error ({errors})")
             t.check(os.getxattr(os.path.join(mnt, "with-xattr"), "user.a")
                     == b"value", "xattr")

@@ -8,7 +8,7 @@ import os
 import re
 import stat
 
-import toolstest as T
+import sqvtest as t
 
 
 def esc(b):
@@ -27,19 +27,19 @@ def source_dump(root):
                 if p != os.fsencode(root) else b"/"
             st = os.lstat(p)
             m = st.st_mode
-            t = ("f" if stat.S_ISREG(m) else "d" if stat.S_ISDIR(m) else
-                 "l" if stat.S_ISLNK(m) else "p")
-            size = st.st_size if t in "fl" else 0
-            target = esc(os.readlink(p)) if t == "l" else ""
-            h = T.sha256(p) if t == "f" else "-"
-            lines.append("\t".join([esc(rel), t, "%o" % stat.S_IMODE(m), "0",
-                                    "0", str(size), str(int(st.st_mtime)),
-                                    target, h]))
+            kind = ("f" if stat.S_ISREG(m) else "d" if stat.S_ISDIR(m) else
+                    "l" if stat.S_ISLNK(m) else "p")
+            size = st.st_size if kind in "fl" else 0
+            target = esc(os.readlink(p)) if kind == "l" else ""
+            h = t.sha256(p) if kind == "f" else "-"
+            lines.append("\t".join([esc(rel), kind, "%o" % stat.S_IMODE(m),
+                                    "0", "0", str(size),
+                                    str(int(st.st_mtime)), target, h]))
     return sorted(lines)
 
 
 def test(tmp, cleanups):
-    T.check_basics()
+    t.require_pack_tools()
 
     # a tree with odd names, links, empty and multi-block files
     src = os.path.join(tmp, "src")
@@ -59,30 +59,35 @@ def test(tmp, cleanups):
     os.symlink("/usr/bin/python3", os.path.join(src, "abs"))
     os.chmod(os.path.join(src, "empty"), 0o4751)
     image = os.path.join(tmp, "tree.sqfs")
-    T.run(["mksquashfs", src, image, "-all-root", "-no-xattrs",
+    t.run(["mksquashfs", src, image, "-all-root", "-no-xattrs",
            "-comp", "zstd", "-Xcompression-level", "3", "-quiet",
            "-no-progress", "-noappend", "-no-recovery"])
 
-    r = T.inspect("dump", "--hash", image)
+    r = t.inspect("dump", "--hash", image)
     got = sorted(r.stdout.splitlines())
     want = source_dump(src)
-    assert got == want, "dump differs:\n" + "\n".join(
-        sorted(set(got) ^ set(want)))
+    t.check(got == want, "dump --hash agrees with the source tree path by "
+            "path", "differs:\n" + "\n".join(sorted(set(got) ^ set(want))))
 
-    r = T.inspect("ls", image, "/")
-    assert r.stdout.split("\n")[:6] == ["abs", "big.txt", "deep",
-                                        "dir with space", "empty", "link"], \
-        r.stdout
-    r = T.inspect("ls", "-l", image, "/link")
-    assert re.match(r"lrwxrwxrwx +1 +0 +0 +7 \S+ \S+ link -> big.txt\n$",
-                    r.stdout), r.stdout
-    r = T.inspect("stat", image, "/empty")
-    assert "Mode: 4751 (-rwsr-x--x)" in r.stdout, r.stdout
-    assert "Type: regular file" in r.stdout and "Size: 0" in r.stdout
-    r = T.inspect("cat", image, "/deep", text=False)
-    assert r.stdout == open(os.path.join(src, "big.txt"), "rb").read()
-    r = T.inspect("cat", image, "/dir with space/back\\slash", text=False)
-    assert r.stdout == b"back\\slash" * 3
+    r = t.inspect("ls", image, "/")
+    t.check(r.stdout.split("\n")[:6] == ["abs", "big.txt", "deep",
+                                         "dir with space", "empty", "link"],
+            "ls lists the root in order", r.stdout)
+    r = t.inspect("ls", "-l", image, "/link")
+    t.check(re.match(r"lrwxrwxrwx +1 +0 +0 +7 \S+ \S+ link -> big.txt\n$",
+                     r.stdout), "ls -l shows a symlink and its target",
+            r.stdout)
+    r = t.inspect("stat", image, "/empty")
+    t.check("Mode: 4751 (-rwsr-x--x)" in r.stdout,
+            "stat shows a setuid mode", r.stdout)
+    t.check("Type: regular file" in r.stdout and "Size: 0" in r.stdout,
+            "stat shows the type and size of an empty file", r.stdout)
+    r = t.inspect("cat", image, "/deep", text=False)
+    t.check(r.stdout == open(os.path.join(src, "big.txt"), "rb").read(),
+            "cat through a relative symlink gives the multi-block file")
+    r = t.inspect("cat", image, "/dir with space/back\\slash", text=False)
+    t.check(r.stdout == b"back\\slash" * 3, "cat of a name with a backslash",
+            r.stdout[:100])
     for args, msg in ((["cat", image, "/nope"], "/nope: no such path"),
                       (["cat", image, "/abs"], "outside the image"),
                       (["cat", image, "/dir with space"],
@@ -92,38 +97,47 @@ def test(tmp, cleanups):
                        "missing.sqfs: No such file"),
                       (["info", src], "is a directory"),
                       (["dump", "--bogus", image], "unrecognized option")):
-        r = T.inspect(*args, check=False)
-        assert r.returncode != 0, args
-        assert msg in r.stderr, (args, r.stderr)
+        r = t.inspect(*args, check=False)
+        t.check(r.returncode != 0 and msg in r.stderr,
+                f"inspect {' '.join(args[:1] + args[2:])}: fails naming "
+                f"{msg!r}", (r.returncode, r.stderr))
 
     # verify: fine, then damaged in the middle of big.txt's first block
-    r = T.inspect("verify", image)
-    assert "ok:" in r.stdout, r.stdout
+    r = t.inspect("verify", image)
+    t.check("ok:" in r.stdout, "verify: an intact image is ok", r.stdout)
     bad = os.path.join(tmp, "bad.sqfs")
     data = bytearray(open(image, "rb").read())
     data[2048:2048 + 512] = b"\xa5" * 512
     open(bad, "wb").write(data)
-    r = T.inspect("verify", image, bad, check=False)
-    assert r.returncode == 1, r
-    assert re.search(r"bad\.sqfs: /big\.txt: damaged at offset 0", r.stderr), \
-        r.stderr
-    assert f"{image}: ok:" in r.stdout, r.stdout
+    r = t.inspect("verify", image, bad, check=False)
+    t.check(r.returncode == 1, "verify of a damaged image exits 1", r)
+    t.check(re.search(r"bad\.sqfs: /big\.txt: damaged at offset 0",
+                      r.stderr),
+            "verify names the damaged file and offset", r.stderr)
+    t.check(f"{image}: ok:" in r.stdout,
+            "verify still says ok for the intact image beside it", r.stdout)
     trunc = os.path.join(tmp, "trunc.sqfs")
     open(trunc, "wb").write(data[:len(data) // 2])
-    r = T.inspect("verify", trunc, check=False)
-    assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r
+    r = t.inspect("verify", trunc, check=False)
+    t.check(r.returncode == 1 and len(r.stderr.splitlines()) == 1,
+            "verify of a truncated image: one line, exit 1", r)
 
     # info on a venv squashed by hand: no pycs, pinned to its path
-    venv = T.make_venv(os.path.join(tmp, "venv"))
+    venv = t.make_venv(os.path.join(tmp, "venv"))
     raw = os.path.join(tmp, "raw.sqfs")
-    T.run(["mksquashfs", venv, raw, "-quiet", "-no-progress", "-noappend"])
-    r = T.inspect(raw)
-    assert "python:       3.11.2" in r.stdout, r.stdout
+    t.run(["mksquashfs", venv, raw, "-quiet", "-no-progress", "-noappend"])
+    r = t.inspect(raw)
+    t.check("python:       3.11.2" in r.stdout,
+            "info reports the venv's Python", r.stdout)
     m = re.search(r"without \.pyc: (\d+) of (\d+) modules", r.stdout)
-    assert m and m.group(1) == m.group(2) and int(m.group(1)) > 5, r.stdout
-    assert "/bin/whereami: absolute shebang #!" + venv in r.stdout, r.stdout
-    assert "/bin/activate: sets a fixed VIRTUAL_ENV" in r.stdout, r.stdout
-    assert re.search(r"compression:\s+gzip", r.stdout), r.stdout
+    t.check(m and m.group(1) == m.group(2) and int(m.group(1)) > 5,
+            "info counts every module as without a .pyc", r.stdout)
+    t.check("/bin/whereami: absolute shebang #!" + venv in r.stdout,
+            "info reports the absolute shebang", r.stdout)
+    t.check("/bin/activate: sets a fixed VIRTUAL_ENV" in r.stdout,
+            "info reports activate's fixed VIRTUAL_ENV", r.stdout)
+    t.check(re.search(r"compression:\s+gzip", r.stdout),
+            "info reports the compression", r.stdout)
 
     # a stack: a layer with a whiteout that hides something, one that hides
     # nothing, and an opaque directory
@@ -134,20 +148,29 @@ def test(tmp, cleanups):
     open(os.path.join(up, "dir with space", ".wh..wh..opq"), "w").close()
     open(os.path.join(up, "dir with space", "new"), "w").close()
     upimg = os.path.join(tmp, "up.sqfs")
-    T.run(["mksquashfs", up, upimg, "-quiet", "-no-progress", "-noappend"])
-    r = T.inspect(image, upimg)
-    assert "whiteouts:    2 (and 1 opaque" in r.stdout, r.stdout
-    assert "resolves:     yes" in r.stdout, r.stdout
-    assert "dangling:     /.wh.ghost hides nothing below" in r.stdout, r.stdout
-    r = T.inspect("ls", image, upimg, "/")
-    assert "big.txt" not in r.stdout.split() and ".wh.ghost" not in r.stdout
-    r = T.inspect("ls", image, upimg, "/dir with space")
-    assert r.stdout.split() == ["new"], r.stdout
-    r = T.inspect("ls", "--raw", upimg, "/")
-    assert ".wh.ghost" in r.stdout.split(), r.stdout
-    r = T.inspect("stat", image, upimg, "/dir with space/new")
-    assert re.search(r"Layer: 1 \(.*up\.sqfs\)", r.stdout), r.stdout
+    t.run(["mksquashfs", up, upimg, "-quiet", "-no-progress", "-noappend"])
+    r = t.inspect(image, upimg)
+    t.check("whiteouts:    2 (and 1 opaque" in r.stdout,
+            "info of a stack counts whiteouts and opaque directories",
+            r.stdout)
+    t.check("resolves:     yes" in r.stdout, "the stack resolves", r.stdout)
+    t.check("dangling:     /.wh.ghost hides nothing below" in r.stdout,
+            "info names a whiteout that hides nothing", r.stdout)
+    r = t.inspect("ls", image, upimg, "/")
+    t.check("big.txt" not in r.stdout.split() and
+            ".wh.ghost" not in r.stdout,
+            "ls of the stack: the whited-out file and the whiteouts are "
+            "hidden", r.stdout)
+    r = t.inspect("ls", image, upimg, "/dir with space")
+    t.check(r.stdout.split() == ["new"],
+            "ls of an opaque directory shows the top layer only", r.stdout)
+    r = t.inspect("ls", "--raw", upimg, "/")
+    t.check(".wh.ghost" in r.stdout.split(), "ls --raw shows whiteouts",
+            r.stdout)
+    r = t.inspect("stat", image, upimg, "/dir with space/new")
+    t.check(re.search(r"Layer: 1 \(.*up\.sqfs\)", r.stdout),
+            "stat in a stack names the layer", r.stdout)
 
 
 if __name__ == "__main__":
-    T.main(test)
+    t.main(test)

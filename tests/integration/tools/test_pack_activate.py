@@ -12,7 +12,7 @@ import re
 import shutil
 import subprocess
 
-import toolstest as T
+import sqvtest as T
 
 # what each snippet prints: VIRTUAL_ENV, the first PATH entry and the
 # python3 the shell now finds, one per line, between markers
@@ -31,8 +31,8 @@ def reported(out):
 
 
 def test(tmp, cleanups):
-    T.check_basics()
-    T.check_fuse()
+    T.require_pack_tools()
+    T.require_mount_capability()
     shells = {s: shutil.which(s) for s in ("bash", "zsh", "fish", "tcsh",
                                            "dash")}
     missing = [s for s, p in shells.items() if not p]

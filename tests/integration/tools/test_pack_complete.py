@@ -15,7 +15,7 @@ mksquashfs: the packed image ends with a digest table that checks out."""
 import os
 import struct
 
-import toolstest as T
+import sqvtest as t
 
 FAILED = []
 
@@ -42,8 +42,8 @@ def wrapper(tmp, name, what, body):
 
 
 def refused(tmp, venv, img, mksquashfs, want):
-    r = T.pack(venv, img, check=False,
-               env=T.clean_env(SQVENVFS_MKSQUASHFS=mksquashfs))
+    r = t.pack(venv, img, check=False,
+               env=t.clean_env(SQVENVFS_MKSQUASHFS=mksquashfs))
     lines = r.stderr.strip().splitlines()
     check(r.returncode != 0, f"{want}: non-zero exit ({r.returncode})")
     check(len(lines) == 1 and lines[0].startswith("sqvenvfs-pack: ") and
@@ -53,8 +53,8 @@ def refused(tmp, venv, img, mksquashfs, want):
 
 
 def test(tmp, cleanups):
-    T.check_basics()
-    venv = T.make_venv(os.path.join(tmp, "venv"))
+    t.require_pack_tools()
+    venv = t.make_venv(os.path.join(tmp, "venv"))
     out = os.path.join(tmp, "out")
     os.mkdir(out)
     img = os.path.join(out, "v.sqfs")
@@ -71,14 +71,14 @@ def test(tmp, cleanups):
     refused(tmp, venv, img, warn, "File name too long, ignoring")
 
     # The real one: sealed.
-    r = T.pack(venv, img, check=False)
+    r = t.pack(venv, img, check=False)
     check(r.returncode == 0, f"pack with the real mksquashfs ({r.stderr.strip()})")
     if r.returncode == 0:
         with open(img, "rb") as f:
             f.seek(-64, os.SEEK_END)
             magic = f.read(8)
         check(magic == b"SQVDIGST", f"the image ends with a digest table ({magic!r})")
-        r = T.inspect("verify", img, check=False)
+        r = t.inspect("verify", img, check=False)
         check(r.returncode == 0 and "match their digests" in r.stdout,
               f"verify checks every block ({r.stdout.strip()} {r.stderr.strip()})")
     if FAILED:
@@ -86,4 +86,4 @@ def test(tmp, cleanups):
 
 
 if __name__ == "__main__":
-    T.main(test)
+    t.main(test)

@@ -7,20 +7,16 @@ import os
 import re
 import signal
 import subprocess
-import time
 
-import toolstest as T
+import sqvtest as t
 
 
 def expect_error(args, pattern, env=None, image=None):
-    r = T.pack(*args, check=False, env=env)
-    assert r.returncode != 0, f"{args}: exit 0\n{r.stdout}"
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1, f"{args}: want one line, got:\n{r.stderr}"
-    assert lines[0].startswith("sqvenvfs-pack: "), lines[0]
-    assert pattern in lines[0], f"{args}: {pattern!r} not in {lines[0]!r}"
+    r = t.pack(*args, check=False, env=env)
+    t.check_error(f"pack {' '.join(os.path.basename(a) for a in args)}", r,
+                  pattern, prefix="sqvenvfs-pack: ")
     if image:
-        assert not os.path.exists(image), f"{image} left behind"
+        t.check(not os.path.exists(image), f"{image}: not left behind")
     return r
 
 
@@ -30,8 +26,8 @@ def leftovers(d):
 
 
 def test(tmp, cleanups):
-    T.check_basics()
-    venv = T.make_venv(os.path.join(tmp, "venv"))
+    t.require_pack_tools()
+    venv = t.make_venv(os.path.join(tmp, "venv"))
     out = os.path.join(tmp, "out")
     os.mkdir(out)
     stage = os.path.join(tmp, "stage")
@@ -60,37 +56,43 @@ def test(tmp, cleanups):
     empty = os.path.join(tmp, "emptybin")
     os.mkdir(empty)
     expect_error([venv, img], "mksquashfs: not found",
-                 env=T.clean_env(PATH=empty), image=img)
+                 env=t.clean_env(PATH=empty), image=img)
 
     # a name the layer format reserves
-    wh = os.path.join(T.site_packages(venv), ".wh.sneaky")
+    wh = os.path.join(t.site_packages(venv), ".wh.sneaky")
     open(wh, "w").close()
     expect_error(["--tmpdir", stage, venv, img], ".wh.sneaky", image=img)
     os.unlink(wh)
-    assert not leftovers(stage) and not leftovers(out)
+    t.check(not leftovers(stage) and not leftovers(out),
+            "no staging directory or temporary image left",
+            (os.listdir(stage), os.listdir(out)))
 
     # a venv whose interpreter cannot run: refused, --no-compile packs it
-    broken = T.make_venv(os.path.join(tmp, "broken"), pkgs=("toml",))
+    broken = t.make_venv(os.path.join(tmp, "broken"), pkgs=("toml",))
     for n in ("python", "python3", "python3.11"):
         os.unlink(os.path.join(broken, "bin", n))
         os.symlink("/nonexistent/python3", os.path.join(broken, "bin", n))
     expect_error([broken, img], "use --no-compile", image=img)
-    T.pack("--no-compile", broken, img)
-    r = T.inspect(img)
-    assert re.search(r"without \.pyc: (\d+) of \1 modules", r.stdout), r.stdout
+    t.pack("--no-compile", broken, img)
+    r = t.inspect(img)
+    t.check(re.search(r"without \.pyc: (\d+) of \1 modules", r.stdout),
+            "--no-compile: inspect counts every module without a .pyc",
+            r.stdout)
     os.unlink(img)
 
     # a module this Python cannot compile: a warning, and inspect counts it
-    with open(os.path.join(T.site_packages(venv), "py2only.py"), "w") as f:
+    with open(os.path.join(t.site_packages(venv), "py2only.py"), "w") as f:
         f.write('print "python 2"\n')
-    r = T.pack(venv, img)
-    assert "1 file(s) could not be byte-compiled" in r.stderr and \
-        "py2only.py" in r.stderr, r.stderr
-    r = T.inspect(img)
-    assert re.search(r"without \.pyc: 1 of \d+ modules", r.stdout), r.stdout
-    assert "/py2only.py" in r.stdout, r.stdout
+    r = t.pack(venv, img)
+    t.check("1 file(s) could not be byte-compiled" in r.stderr and
+            "py2only.py" in r.stderr,
+            "a module that does not compile: a warning naming it", r.stderr)
+    r = t.inspect(img)
+    t.check(re.search(r"without \.pyc: 1 of \d+ modules", r.stdout) and
+            "/py2only.py" in r.stdout,
+            "inspect counts and names the module without a .pyc", r.stdout)
     os.unlink(img)
-    os.unlink(os.path.join(T.site_packages(venv), "py2only.py"))
+    os.unlink(os.path.join(t.site_packages(venv), "py2only.py"))
 
     # a base that is not an image
     junk = os.path.join(tmp, "junk.sqfs")
@@ -102,9 +104,10 @@ def test(tmp, cleanups):
     with open(img, "w") as f:
         f.write("precious")
     expect_error([venv, img], "exists (use --force")
-    assert open(img).read() == "precious"
-    T.pack("--force", venv, img)
-    T.inspect("verify", img)
+    t.check(open(img).read() == "precious",
+            "an existing IMAGE is left as it was without --force")
+    t.pack("--force", venv, img)
+    t.inspect("verify", img)
     os.unlink(img)
 
     # an output directory this user cannot write
@@ -112,17 +115,17 @@ def test(tmp, cleanups):
     os.mkdir(ro, 0o555)
     if os.geteuid() == 0:
         # root writes anywhere: run as nobody instead
-        T.require(T.run(["setpriv", "--help"], check=False).returncode == 0,
+        t.require(t.run(["setpriv", "--help"], check=False).returncode == 0,
                   "setpriv missing")
-        r = T.run(["setpriv", "--reuid=65534", "--regid=65534",
-                   "--clear-groups", T.PACK, venv, os.path.join(ro, "v.sqfs")],
+        r = t.run(["setpriv", "--reuid=65534", "--regid=65534",
+                   "--clear-groups", t.PACK, venv, os.path.join(ro, "v.sqfs")],
                   check=False)
     else:
-        r = T.pack(venv, os.path.join(ro, "v.sqfs"), check=False)
-    assert r.returncode == 1, r
-    assert r.stderr.strip() == f"sqvenvfs-pack: {ro}: cannot write: " \
-        "Permission denied", r.stderr
-    assert os.listdir(ro) == []
+        r = t.pack(venv, os.path.join(ro, "v.sqfs"), check=False)
+    t.check(r.returncode == 1 and r.stderr.strip() ==
+            f"sqvenvfs-pack: {ro}: cannot write: Permission denied",
+            "a read-only output directory: one line, exit 1", r)
+    t.check(os.listdir(ro) == [], "nothing written there", os.listdir(ro))
 
     # killed midway: mksquashfs has written its output, then hangs; the
     # test stops pack there with SIGTERM, SIGINT and SIGKILL
@@ -137,50 +140,56 @@ def test(tmp, cleanups):
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGKILL):
         if os.path.exists(marker):
             os.unlink(marker)
-        env = T.clean_env(SQVENVFS_MKSQUASHFS=fake)
-        p = subprocess.Popen([T.PACK, "--tmpdir", stage, venv, img], env=env,
+        env = t.clean_env(SQVENVFS_MKSQUASHFS=fake)
+        p = subprocess.Popen([t.PACK, "--tmpdir", stage, venv, img], env=env,
                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True,
                              start_new_session=True)
         cleanups.append(lambda p=p: (p.poll() is None and
                                      os.killpg(p.pid, signal.SIGKILL)))
-        deadline = time.monotonic() + 120
-        while not os.path.exists(marker):
-            assert p.poll() is None, p.communicate()
-            assert time.monotonic() < deadline, "pack never reached mksquashfs"
-            time.sleep(0.05)
-        assert [n for n in os.listdir(out) if n.endswith(".partial")], \
-            "no temporary image while mksquashfs runs"
+        t.wait_for(lambda: os.path.exists(marker) or p.poll() is not None)
+        if not os.path.exists(marker):
+            raise AssertionError(
+                f"{sig.name}: pack never reached mksquashfs in "
+                f"{t.DEADLINE:.0f} s" + (f" (it exited: {p.communicate()})"
+                                          if p.poll() is not None else ""))
+        t.check([n for n in os.listdir(out) if n.endswith(".partial")],
+                f"{sig.name}: a temporary image while mksquashfs runs",
+                os.listdir(out))
         p.send_signal(sig)
-        o, e = p.communicate(timeout=120)
-        assert p.returncode in (128 + sig, -sig), (sig, p.returncode, e)
-        assert not os.path.exists(img), f"{sig}: partial IMAGE left"
+        o, e = p.communicate(timeout=t.DEADLINE)
+        t.check(p.returncode in (128 + sig, -sig),
+                f"{sig.name}: pack dies of it", (p.returncode, e))
+        t.check(not os.path.exists(img), f"{sig.name}: no partial IMAGE")
         if sig != signal.SIGKILL:
-            assert "interrupted" in e, e
-            assert not leftovers(out), (sig, os.listdir(out))
-            assert not leftovers(stage), (sig, os.listdir(stage))
+            t.check("interrupted" in e, f"{sig.name}: says interrupted", e)
+            t.check(not leftovers(out) and not leftovers(stage),
+                    f"{sig.name}: no temporary image or staging left",
+                    (os.listdir(out), os.listdir(stage)))
         else:
             os.killpg(p.pid, signal.SIGKILL)    # the orphaned fake
             for n in leftovers(out):
                 os.unlink(os.path.join(out, n))
-            T.run(["rm", "-rf"] + [os.path.join(stage, n)
+            t.run(["rm", "-rf"] + [os.path.join(stage, n)
                                    for n in leftovers(stage)])
 
     # a full disk: a small tmpfs as the output directory (root only)
     if os.geteuid() == 0:
         small = os.path.join(tmp, "small")
         os.mkdir(small)
-        T.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", small])
-        cleanups.append(lambda: T.run(["umount", small]))
-        with open(os.path.join(T.site_packages(venv), "big.bin"), "wb") as f:
+        t.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", small])
+        cleanups.append(lambda: t.run(["umount", small]))
+        with open(os.path.join(t.site_packages(venv), "big.bin"), "wb") as f:
             f.write(os.urandom(512 * 1024))
-        r = T.pack("--tmpdir", stage, venv, os.path.join(small, "v.sqfs"),
+        r = t.pack("--tmpdir", stage, venv, os.path.join(small, "v.sqfs"),
                    check=False)
-        assert r.returncode == 1, r
-        assert r.stderr.startswith("sqvenvfs-pack: mksquashfs: "), r.stderr
-        assert os.listdir(small) == [], os.listdir(small)
-        assert not leftovers(stage)
+        t.check(r.returncode == 1 and
+                r.stderr.startswith("sqvenvfs-pack: mksquashfs: "),
+                "a full disk: mksquashfs's error, exit 1", r)
+        t.check(os.listdir(small) == [] and not leftovers(stage),
+                "a full disk: nothing left behind",
+                (os.listdir(small), os.listdir(stage)))
 
 
 if __name__ == "__main__":
-    T.main(test)
+    t.main(test)

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import time
 
-import toolstest as T
+import sqvtest as T
 
 
 def proc_read(pid, name, mode="rb"):
@@ -103,7 +103,7 @@ def interrupt(venv, stage, out, sig, reached, what, cleanups):
 
 
 def test(tmp, cleanups):
-    T.check_basics()
+    T.require_pack_tools()
     T.require(os.path.isdir(os.path.join(T.DIST, "numpy")),
               "python3-numpy missing (a venv big enough to interrupt)")
     venv = T.make_venv(os.path.join(tmp, "venv"),

@@ -8,7 +8,7 @@ and `sqvenvfs-inspect ls IMAGE` lists the root."""
 import os
 import stat
 
-import toolstest as T
+import sqvtest as T
 
 
 def umask_run(mask, cmd, **kw):
@@ -211,7 +211,7 @@ def pyc_reuse(tmp):
 
 
 def test(tmp, cleanups):
-    T.check_basics()
+    T.require_pack_tools()
     pyc_reuse(tmp)
     versions()
     ls_root(tmp)

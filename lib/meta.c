@@ -1,0 +1,341 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * meta: metadata blocks read and decompressed once; see meta.h.
+ *
+ * Blocks live in one growing byte arena, found by image offset through an
+ * open-addressing map. A block that is damaged (its header or bytes out of
+ * range, or it does not decompress) is remembered as damaged, so it is not
+ * read again either, and every read that needs it fails.
+ */
+#include "meta.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "decomp.h"
+#include "digest.h"
+#include "log.h"
+
+/* A metadata block holds at most this many bytes, decompressed. */
+#define MD_SIZE 8192
+/* The metadata range is read at once when no larger than this. */
+#define RAW_MAX ((uint64_t)512 << 20)
+#define RAW_CHUNK ((size_t)4 << 20)
+/*
+ * Decompressed metadata kept at most: a hostile image of tiny blocks that
+ * each decompress to 8 KiB must not take memory without bound. Real
+ * metadata compresses 3 to 10 times; past 64 times the stored range (plus
+ * a floor for small images) blocks count as damaged.
+ */
+#define KEEP_RATIO 64
+#define KEEP_FLOOR ((size_t)64 << 20)
+
+struct block {
+	uint64_t pos;    /* image offset of the block's 2-byte header */
+	uint64_t next;   /* image offset of the block after it */
+	size_t at;       /* its bytes in arena */
+	uint32_t size;   /* decompressed length */
+	bool damaged;
+};
+
+struct sqv_meta {
+	int fd;
+	const char *name;
+	int comp;
+	uint64_t lo, hi;
+	unsigned char *raw; /* the image's [lo, hi) when read at once */
+	struct sqv_decomp *decomp;
+	unsigned char *arena;
+	size_t arena_len, arena_cap, keep_max;
+	struct block *blocks;
+	size_t nblocks, blocks_cap;
+	uint32_t *map; /* block index + 1, 0: empty */
+	size_t map_cap;
+	size_t last; /* the block read last, for sequential reads */
+	uint64_t loaded;
+	const struct sqv_digests *digests; /* or NULL */
+	/* one block's stored bytes, its 2-byte header first */
+	unsigned char stored[2 + 0x8000];
+};
+
+static sqv_err_t pread_all(int fd, void *buf, size_t size, uint64_t pos)
+{
+	size_t done = 0;
+
+	while (done < size) {
+		ssize_t n = pread(fd, (char *)buf + done, size - done,
+				  (off_t)(pos + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -EIO;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+sqv_err_t sqv_meta_new(int fd, const char *name, int comp, uint64_t lo,
+		       uint64_t hi, struct sqv_meta **out)
+{
+	struct sqv_meta *m = calloc(1, sizeof(*m));
+	sqv_err_t err = -ENOMEM;
+
+	if (!m || !(m->decomp = sqv_decomp_new()))
+		goto fail;
+	m->fd = fd;
+	m->name = name;
+	m->comp = comp;
+	m->lo = lo;
+	m->hi = hi > lo ? hi : lo;
+	m->last = SIZE_MAX;
+	uint64_t span = m->hi - m->lo;
+	m->keep_max = KEEP_FLOOR + (span < SIZE_MAX / KEEP_RATIO ?
+				    (size_t)span * KEEP_RATIO : SIZE_MAX / 2);
+	if (span > 0 && span <= RAW_MAX) {
+		m->raw = malloc((size_t)span);
+		if (!m->raw)
+			goto fail;
+		for (uint64_t done = 0; done < span;) {
+			size_t n = span - done < RAW_CHUNK ? (size_t)(span - done) :
+							     RAW_CHUNK;
+			err = pread_all(fd, m->raw + done, n, lo + done);
+			if (err < 0)
+				goto fail;
+			done += n;
+		}
+	}
+	*out = m;
+	return 0;
+fail:
+	sqv_meta_free(m);
+	return err;
+}
+
+void sqv_meta_free(struct sqv_meta *m)
+{
+	if (!m)
+		return;
+	sqv_decomp_free(m->decomp);
+	free(m->raw);
+	free(m->arena);
+	free(m->blocks);
+	free(m->map);
+	free(m);
+}
+
+void sqv_meta_set_digests(struct sqv_meta *m, const struct sqv_digests *d)
+{
+	m->digests = d;
+}
+
+uint64_t sqv_meta_blocks(const struct sqv_meta *m)
+{
+	return m->loaded;
+}
+
+static size_t map_slot(uint64_t pos, size_t cap)
+{
+	return (size_t)((pos * UINT64_C(0x9e3779b97f4a7c15)) >> 17) & (cap - 1);
+}
+
+/* The index of the block at pos, or SIZE_MAX. */
+static size_t map_find(const struct sqv_meta *m, uint64_t pos)
+{
+	if (m->map_cap == 0)
+		return SIZE_MAX;
+	for (size_t j = map_slot(pos, m->map_cap); m->map[j];
+	     j = (j + 1) & (m->map_cap - 1))
+		if (m->blocks[m->map[j] - 1].pos == pos)
+			return m->map[j] - 1;
+	return SIZE_MAX;
+}
+
+static sqv_err_t map_grow(struct sqv_meta *m)
+{
+	size_t ncap = m->map_cap ? m->map_cap * 2 : 1024;
+	uint32_t *map = calloc(ncap, sizeof(*map));
+
+	if (!map)
+		return -ENOMEM;
+	for (size_t i = 0; i < m->nblocks; i++) {
+		size_t j = map_slot(m->blocks[i].pos, ncap);
+		while (map[j])
+			j = (j + 1) & (ncap - 1);
+		map[j] = (uint32_t)(i + 1);
+	}
+	free(m->map);
+	m->map = map;
+	m->map_cap = ncap;
+	return 0;
+}
+
+/* Room for one more block record and MD_SIZE more arena bytes. */
+static sqv_err_t reserve(struct sqv_meta *m)
+{
+	if (m->nblocks >= UINT32_MAX - 1)
+		return -ENOMEM;
+	if ((m->nblocks + 1) * 2 > m->map_cap)
+		SQV_TRY(map_grow(m));
+	if (m->nblocks == m->blocks_cap) {
+		size_t ncap = m->blocks_cap ? m->blocks_cap * 2 : 256;
+		struct block *b = realloc(m->blocks, ncap * sizeof(*b));
+		if (!b)
+			return -ENOMEM;
+		m->blocks = b;
+		m->blocks_cap = ncap;
+	}
+	if (m->arena_len + MD_SIZE > m->arena_cap) {
+		size_t ncap = m->arena_cap ? m->arena_cap * 2 : (size_t)1 << 20;
+		unsigned char *a = realloc(m->arena, ncap);
+		if (!a)
+			return -ENOMEM;
+		m->arena = a;
+		m->arena_cap = ncap;
+	}
+	return 0;
+}
+
+/* The stored bytes of the image at [pos, pos + n): where they lie in the
+ * range read at once, or read into buf. */
+static sqv_err_t read_stored(struct sqv_meta *m, uint64_t pos, size_t n,
+			     unsigned char *buf, const unsigned char **out)
+{
+	if (m->raw) {
+		*out = m->raw + (pos - m->lo);
+		return 0;
+	}
+	SQV_TRY(pread_all(m->fd, buf, n, pos));
+	*out = buf;
+	return 0;
+}
+
+/*
+ * THE place where a metadata block is read from the image: its 2-byte
+ * header (bit 15: stored uncompressed; low 15 bits: stored size, 0 meaning
+ * 0x8000), then its stored bytes, decompressed into dst (MD_SIZE bytes of
+ * room). *size gets the decompressed length, *next the offset of the block
+ * after it. Any check of a block's stored bytes belongs here.
+ */
+static sqv_err_t read_metadata_block(struct sqv_meta *m, uint64_t pos,
+				     unsigned char *dst, uint32_t *size,
+				     uint64_t *next)
+{
+	const unsigned char *stored;
+	uint16_t hdr;
+
+	if (pos < m->lo || pos > m->hi || m->hi - pos < 2)
+		return -SQV_ECORRUPT;
+	SQV_TRY(read_stored(m, pos, 2, m->stored, &stored));
+	hdr = (uint16_t)(stored[0] | stored[1] << 8);
+	size_t len = hdr & 0x7fff ? hdr & 0x7fff : 0x8000;
+	bool plain = hdr & 0x8000;
+	if (m->hi - pos - 2 < len || (plain && len > MD_SIZE))
+		return -SQV_ECORRUPT;
+	/* Header and bytes together, as the digest table covers them. */
+	SQV_TRY(read_stored(m, pos, 2 + len, m->stored, &stored));
+	const char *why;
+	if (m->digests && sqv_digest_check(m->digests, pos, stored, 2 + len,
+					   true, &why) < 0) {
+		sqv_log(SQV_LOG_ERR, "%s: offset %llu: metadata %s", m->name,
+			(unsigned long long)pos, why);
+		return -SQV_ECORRUPT;
+	}
+	stored += 2;
+	if (plain) {
+		memcpy(dst, stored, len);
+		*size = (uint32_t)len;
+	} else {
+		size_t out = MD_SIZE;
+		SQV_TRY(sqv_decomp_run(m->decomp, m->comp, stored, len, dst,
+				       &out));
+		*size = (uint32_t)out;
+	}
+	*next = pos + 2 + len;
+	return 0;
+}
+
+/* The block at pos, read and decompressed on first use. -ENOMEM,
+ * -SQV_ECORRUPT (also for a block found damaged before). */
+static sqv_err_t get_block(struct sqv_meta *m, uint64_t pos,
+			   const struct block **out)
+{
+	size_t i = m->last;
+
+	if (i == SIZE_MAX || m->blocks[i].pos != pos)
+		i = map_find(m, pos);
+	if (i == SIZE_MAX) {
+		if (pos < m->lo || pos >= m->hi)
+			return -SQV_ECORRUPT;
+		SQV_TRY(reserve(m));
+		struct block b = { .pos = pos, .at = m->arena_len };
+		sqv_err_t err = -SQV_ECORRUPT;
+		if (m->arena_len + MD_SIZE <= m->keep_max) {
+			err = read_metadata_block(m, pos, m->arena + b.at,
+						  &b.size, &b.next);
+			if (err == -ENOMEM || err == -EIO)
+				return err;
+			m->loaded++;
+		}
+		b.damaged = err < 0;
+		if (!b.damaged)
+			m->arena_len += b.size;
+		i = m->nblocks++;
+		m->blocks[i] = b;
+		size_t j = map_slot(pos, m->map_cap);
+		while (m->map[j])
+			j = (j + 1) & (m->map_cap - 1);
+		m->map[j] = (uint32_t)(i + 1);
+	}
+	if (m->blocks[i].damaged)
+		return -SQV_ECORRUPT;
+	m->last = i;
+	*out = &m->blocks[i];
+	return 0;
+}
+
+sqv_err_t sqv_meta_seek(struct sqv_meta *m, uint64_t base, uint64_t ref,
+			struct sqv_meta_cursor *out)
+{
+	const struct block *b;
+	uint64_t rel = ref >> 16;
+	size_t off = ref & 0xffff;
+
+	if (base >= m->hi || rel >= m->hi - base)
+		return -SQV_ECORRUPT;
+	SQV_TRY(get_block(m, base + rel, &b));
+	if (off >= b->size)
+		return -SQV_ECORRUPT;
+	out->block = base + rel;
+	out->offset = off;
+	return 0;
+}
+
+sqv_err_t sqv_meta_read(struct sqv_meta *m, struct sqv_meta_cursor *cur,
+			void *buf, size_t n)
+{
+	struct sqv_meta_cursor c = *cur;
+
+	while (n > 0) {
+		const struct block *b;
+		SQV_TRY(get_block(m, c.block, &b));
+		if (c.offset >= b->size)
+			return -SQV_ECORRUPT;
+		size_t take = b->size - c.offset;
+		if (take > n)
+			take = n;
+		if (buf) {
+			memcpy(buf, m->arena + b->at + c.offset, take);
+			buf = (unsigned char *)buf + take;
+		}
+		n -= take;
+		c.offset += take;
+		if (c.offset == b->size) {
+			c.block = b->next;
+			c.offset = 0;
+		}
+	}
+	*cur = c;
+	return 0;
+}
