@@ -155,6 +155,10 @@ def main():
             t.unmount(mnt)
 
         # ---- auto_unmount: kill -9 leaves no stale mount ----
+        # The earlier daemons on mnt must be gone first, or the kill below
+        # could hit one still exiting (slow under ASan's leak check) rather
+        # than the auto_unmount one.
+        t.check(t.wait_daemons_gone(mnt), "the earlier daemons have exited")
         r = t.cli(["-o", "auto_unmount", base, mnt])
         t.check(r.returncode == 0, f"mounts with auto_unmount ({r.stderr.strip()})")
         pid = t.kill_daemon_of(mnt)

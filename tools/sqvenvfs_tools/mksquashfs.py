@@ -7,6 +7,7 @@ SquashOptions (or an entry of `extra`), not a second command line."""
 import os
 import re
 import shutil
+import signal
 import subprocess
 
 from .errors import PackError
@@ -87,17 +88,29 @@ def write_squashfs(out, mksquashfs, src, dst, opts, extra=()):
     # -mkfs-time decides; SOURCE_DATE_EPOCH would conflict with it
     env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
     out.progress(f"writing the image ({opts.comp}) ...", force=True)
-    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # A signal that interrupted Popen itself would leave mksquashfs running
+    # unknown to us, and writing dst after the cleanup removed it: block the
+    # signals until proc is known (the child unblocks them before exec).
+    stop = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+    proc = None
     try:
+        proc = subprocess.Popen(
+            cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_SETMASK,
+                                                      mask))
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         o, e = proc.communicate()
     except BaseException:
-        try:
-            proc.terminate()
-            proc.wait(timeout=10)
-        except BaseException:
-            proc.kill()
-            proc.wait()
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        if proc is not None:
+            try:
+                proc.terminate()
+                proc.wait(timeout=10)
+            except BaseException:
+                proc.kill()
+                proc.wait()
         raise
     if proc.returncode != 0:
         lines = [l for l in (e or b"").decode("utf-8", "replace").splitlines()
