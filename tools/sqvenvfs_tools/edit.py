@@ -23,6 +23,7 @@ from .editns import EXIT_FAIL
 from .errors import Interrupted, PackError
 from .delta import find_inspect
 from .imagefile import TempImage
+from .seal import finish_image
 from .mksquashfs import find_mksquashfs
 from .out import human
 
@@ -156,7 +157,6 @@ class Edit:
             "command": self.command, "overlay": a.overlay,
             "sqvenvfs": self.sqvenvfs, "fuse_overlayfs": self.fuse_overlayfs,
             "unshare": self.unshare, "mksquashfs": self.mksquashfs,
-            "inspect": self.inspect,
             "uid": os.getuid(), "gid": os.getgid(),
             "tmp_image": self.tmp.path, "comp": a.comp, "level": a.level,
             "block_size": a.block_size, "levels": a.levels,
@@ -241,6 +241,11 @@ class Edit:
             self.out.error(st["message"])
             return st["code"]
         self.summary = st["summary"]
+        # Checked and sealed out here, not in the namespaces: there the
+        # procfs is the host's while the pids are the namespace's, which a
+        # sanitizer-built sqvenvfs-inspect cannot run under.
+        finish_image(self.out, self.inspect, os.path.join(self.top, "upper"),
+                     self.tmp.path)
         self.size = self.tmp.size()
         self.tmp.commit()
         return 0

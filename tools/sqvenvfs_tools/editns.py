@@ -26,7 +26,6 @@ from .mksquashfs import SquashOptions, write_squashfs
 from .nsmount import FuseDaemon, kill_strays, sys_mount, unmount
 from .out import Out
 from .relocate import Relocator
-from .seal import finish_image
 from .times import fix_times, source_date_epoch
 from .upper import Upper
 from .venvinfo import find_interpreter, interpreter_info
@@ -244,7 +243,6 @@ class Inner:
                              jobs=p["jobs"], epoch=epoch)
         size = tree_size(self.upper)
         write_squashfs(out, p["mksquashfs"], self.upper, p["tmp_image"], opts)
-        finish_image(out, p["inspect"], self.upper, p["tmp_image"])
         return {
             "added": up.added, "changed": up.changed, "removed": up.removed,
             "opaque": up.opaque, "paths": up.added_paths,
