@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: BSD-2-Clause
-"""bash completion for sqvenvfs and sqvenvfs-pack: bash-completion loads
+"""bash completion for sqvenvfs, sqvenvfs-pack and sqvenvfs-edit:
+bash-completion loads
 the files on demand from a completions directory as they are installed,
 and completing options, -o mount options (also after a comma), image paths,
-mounted sqvenvfs mount points and pack's --comp values gives what --help
-lists and what is on disk. `meson install` puts the files in
+mounted sqvenvfs mount points, pack's and edit's --comp values, edit's
+--overlay values and edit's COMMAND after "--" gives what --help lists and
+what is on disk. `meson install` puts the files in
 bash-completion's completions directory.
 
 usage: test_completion.py BUILD_DIR COMPLETION_FILE..."""
@@ -62,6 +64,10 @@ def main():
         os.symlink(os.path.realpath(t.SQVENVFS), os.path.join(bindir, "sqvenvfs"))
         os.symlink(os.environ["SQVENVFS_PACK"],
                    os.path.join(bindir, "sqvenvfs-pack"))
+        # sqvenvfs-edit is built beside sqvenvfs-pack
+        os.symlink(os.path.join(os.path.dirname(os.environ["SQVENVFS_PACK"]),
+                                "sqvenvfs-edit"),
+                   os.path.join(bindir, "sqvenvfs-edit"))
         env = dict(os.environ, XDG_DATA_DIRS=share,
                    BASH_COMPLETION_USER_DIR=os.path.join(d, "none"),
                    PATH=bindir + os.pathsep + os.environ["PATH"])
@@ -108,6 +114,19 @@ def main():
         want(["sqvenvfs-pack", "ba"], ["badir"], "VENV_DIR is a directory")
         want(["sqvenvfs-pack", "badir", "ba"], ["base.sqfs", "badir"],
              "then the image")
+
+        want(["sqvenvfs-edit", "--ov"], ["--overlay"], "edit's options")
+        want(["sqvenvfs-edit", "--overlay", ""], ["auto", "kernel", "fuse"],
+             "edit's overlays")
+        want(["sqvenvfs-edit", "--comp", "l"], ["lz4"], "edit's compressors")
+        want(["sqvenvfs-edit", "--work", "ba"], ["badir"],
+             "the work directory is a directory")
+        want(["sqvenvfs-edit", "base.sqfs", "ba"], ["base.sqfs", "badir"],
+             "images, then DELTA")
+        want(["sqvenvfs-edit", "base.sqfs", "new.sqfs", "--", "sqvenvfs-pa"],
+             ["sqvenvfs-pack"], "COMMAND after -- is a command")
+        want(["sqvenvfs-edit", "base.sqfs", "new.sqfs", "--", "sqvenvfs-pack",
+              "--co"], ["--comp"], "and COMMAND's arguments complete as its own")
 
         mnt = os.path.join(d, "mnt")
         os.mkdir(mnt)

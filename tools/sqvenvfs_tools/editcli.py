@@ -40,7 +40,7 @@ def parser():
                          "fuse-overlayfs (default auto: the kernel's, "
                          "fuse-overlayfs if it refuses)")
     cli.add_image_options(ap, "DELTA")
-    ap.add_argument("--version", action="version",
+    ap.add_argument("-V", "--version", action="version",
                     version=f"{PROG} {VERSION}")
     return ap
 

@@ -145,6 +145,9 @@ def staging_full(tmp, cleanups):
 def versions():
     progs = [(T.SQVENVFS, "sqvenvfs"), (T.PACK, "sqvenvfs-pack"),
              (T.INSPECT, "sqvenvfs-inspect")]
+    # sqvenvfs-edit is built beside sqvenvfs-pack
+    progs.append((os.path.join(os.path.dirname(T.PACK), "sqvenvfs-edit"),
+                  "sqvenvfs-edit"))
     # the Slurm helper, where it was built (tools/slurm/ of the build tree)
     slurm = os.path.join(os.path.dirname(T.INSPECT), "slurm",
                          "sqvenvfs-slurm")
