@@ -23,7 +23,6 @@ import shutil
 import struct
 import subprocess
 import sys
-import time
 
 import sqvtest as t
 

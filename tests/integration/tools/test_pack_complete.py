@@ -13,7 +13,6 @@ in both cases non-zero, no IMAGE and no temporary file left. The real
 mksquashfs: the packed image ends with a digest table that checks out."""
 
 import os
-import struct
 
 import sqvtest as t
 
