@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
 
 static bool is_ci(char c, char upper)
 {
@@ -44,4 +45,25 @@ int sqv_size_parse(const char *s, uint64_t *out)
 		return -ERANGE;
 	*out = v << shift;
 	return 0;
+}
+
+int sqv_size_format(uint64_t bytes, char *buf, size_t size)
+{
+	static const char *const units[] = { "KiB", "MiB", "GiB", "TiB",
+					     "PiB", "EiB" };
+	const unsigned last = sizeof(units) / sizeof(units[0]) - 1;
+	unsigned u = 0;
+
+	if (bytes < 1024)
+		return snprintf(buf, size, "%u B", (unsigned)bytes);
+	/* 128 bits: bytes * 10 must not wrap near UINT64_MAX. */
+	unsigned __int128 b = bytes, div = 1024;
+	for (; u < last && (b + div / 2) / div >= 1024; u++)
+		div <<= 10;
+	unsigned tenths = (unsigned)((b * 10 + div / 2) / div);
+	if (tenths < 100)
+		return snprintf(buf, size, "%u.%u %s", tenths / 10, tenths % 10,
+				units[u]);
+	return snprintf(buf, size, "%u %s", (unsigned)((b + div / 2) / div),
+			units[u]);
 }
