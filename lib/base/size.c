@@ -56,14 +56,18 @@ int sqv_size_format(uint64_t bytes, char *buf, size_t size)
 
 	if (bytes < 1024)
 		return snprintf(buf, size, "%u B", (unsigned)bytes);
-	/* 128 bits: bytes * 10 must not wrap near UINT64_MAX. */
-	unsigned __int128 b = bytes, div = 1024;
-	for (; u < last && (b + div / 2) / div >= 1024; u++)
+	/* Quotient and remainder apart, so that rounding never wraps near
+	 * UINT64_MAX: rem * 10 < 10 * 2^60 fits. */
+	uint64_t div = 1024;
+	for (; u < last && bytes / div + (bytes % div >= div / 2) >= 1024; u++)
 		div <<= 10;
-	unsigned tenths = (unsigned)((b * 10 + div / 2) / div);
-	if (tenths < 100)
-		return snprintf(buf, size, "%u.%u %s", tenths / 10, tenths % 10,
-				units[u]);
-	return snprintf(buf, size, "%u %s", (unsigned)((b + div / 2) / div),
-			units[u]);
+	uint64_t q = bytes / div, rem = bytes % div;
+	if (q < 10) {
+		unsigned tenths = (unsigned)(q * 10 + (rem * 10 + div / 2) / div);
+		if (tenths < 100)
+			return snprintf(buf, size, "%u.%u %s", tenths / 10,
+					tenths % 10, units[u]);
+	}
+	return snprintf(buf, size, "%llu %s",
+			(unsigned long long)(q + (rem >= div / 2)), units[u]);
 }
