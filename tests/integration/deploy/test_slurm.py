@@ -41,8 +41,9 @@ in order:
   broadcast    the guides' broadcast recipe: the installed sqvenvfs-sbcast
                in a batch job sbcasts the image to node-local storage, mounts
                the copy on the node from an srun step, and an srun step imports
-               from it; afterwards nothing is mounted and the copy is gone; an
-               image that is no squashfs image fails the job, saying why
+               from it; afterwards nothing is mounted and the copy is gone; a
+               cancelled one leaves no mount and no daemon; an image that is
+               no squashfs image fails the job, saying why
 
 Exit 77 only when Slurm cannot start here at all (not root, packages
 missing); SQVENVFS_TEST_NO_SKIP=1 turns that into a failure.
@@ -874,6 +875,30 @@ def broadcast(cl, top, work, img, secret, notsq, uid, gid):
           "broadcast: the mount on the node serves the copy, not the shared image")
     check("LEFT " not in text, "broadcast: the copy is removed at the end")
     clean_after(cl, m, uid, "broadcast")
+
+    # A cancelled job: Slurm ends the holding step, and the daemon with it,
+    # which unmounts. (The copy may stay: the site cleans the directory.)
+    flag = f"{work}/bcast-cancel.started"
+    wrapper_job = os.path.join(work, "bcast-cancel.sh")
+    jid = None
+    st, text = None, ""
+    with open(wrapper_job, "w") as f:
+        f.write(f"#!/bin/sh\nPATH={os.path.dirname(cl.args.daemon)}:$PATH\nexport PATH\n"
+                f"{wrapper} -d {local} {img} {m} sh -c 'touch {flag}; "
+                f"while [ ! -e {work}/never ]; do sleep 0.2; done'\n")
+    os.chmod(wrapper_job, 0o755)
+    jid, r = cl.sbatch(["-o", f"{work}/bcast-cancel.out"], wrapper_job, work)
+    if check(jid is not None, f"broadcast: cancel job submitted {r.stderr.strip()}"):
+        cl.wait_running(jid, flag)
+        check(len(mounts_at(m)) == 1 and daemons(cl.args.daemon, uid),
+              "broadcast: mounted on the node while the job runs")
+        run(["scancel", str(jid)], env=cl.env)
+        st = cl.wait_job(jid)
+        check(st == "CANCELLED", f"broadcast: cancelled ({st})")
+        wait_for(lambda: not mounts_at(m) and not daemons(cl.args.daemon, uid),
+                 "the cancelled broadcast job's mount and daemon to go", 60)
+        clean_after(cl, m, uid, "broadcast: cancelled")
+    shutil.rmtree(local, ignore_errors=True)
 
     # An image that sbcast copies but sqvenvfs refuses: the job fails with
     # the reason, nothing runs, nothing stays. One it cannot read: no copy.
