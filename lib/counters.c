@@ -182,10 +182,11 @@ size_t sqv_counters_human(const struct sqv_counters *c, const char *mnt,
 	    plural(getattrs, "s"), num(listings).s, plural(listings, "s"),
 	    num(GET("ioctl")).s);
 
-	put(&t, "File reads:   %s request%s, %s; block cache %s hit%s, %s miss%s",
+	put(&t, "File reads:   %s request%s, %s of file data\n",
 	    num(GET("read")).s, plural(GET("read"), "s"),
-	    size(GET("read_bytes")).s, num(hits).s, plural(hits, "s"),
-	    num(misses).s, plural(misses, "es"));
+	    size(GET("read_bytes")).s);
+	put(&t, "Block cache:  %s hit%s, %s miss%s", num(hits).s,
+	    plural(hits, "s"), num(misses).s, plural(misses, "es"));
 	if (hits + misses)
 		put(&t, " (%llu %%)",
 		    (unsigned long long)(hits * 100 / (hits + misses)));
@@ -201,8 +202,8 @@ size_t sqv_counters_human(const struct sqv_counters *c, const char *mnt,
 		    num(GET("prefetch_used_blocks")).s,
 		    num(GET("prefetch_blocks")).s);
 
-	put(&t, "Kernel:       repeats answered from its caches (not counted "
-		"here)%s\n",
+	put(&t, "Kernel:       answers repeats from its caches, not counted "
+		"here%s\n",
 	    GET("kernel_skips_open") ? "; no opens sent" : "");
 
 	sqv_counters_unpacked(c, &u);
