@@ -240,7 +240,12 @@ static int print_stats(const struct options *o, const char *mnt,
 	c = malloc(sizeof(*c));
 	if (!c)
 		return fail(mnt, strerror(ENOMEM));
-	if (sqv_counters_parse(text, c) < 0) {
+	int err = sqv_counters_parse(text, c);
+	if (err == -E2BIG) {
+		rc = fail(mnt, "its daemon sends more counters than this sqvenvfs "
+			       "can read (a newer daemon? --stats piped to cat "
+			       "prints them as they come)");
+	} else if (err < 0) {
 		rc = fail(mnt, "its daemon's counters are not \"name value\" lines");
 	} else if (o->json) {
 		print_json_stats(c);
