@@ -26,7 +26,7 @@
 
 #include "err.h"
 
-#define SQV_COUNTERS_MAX 96
+#define SQV_COUNTERS_MAX 256 /* the daemon sends about 45 */
 #define SQV_COUNTER_NAME_MAX 48
 
 struct sqv_counters {
