@@ -76,6 +76,11 @@ struct sqv_fs {
 	void (*on_ready)(struct sqv_fs *fs);
 
 	atomic_uint_fast64_t ops[OP_COUNT];
+	/* What reads returned, and how many started at offset 0: the page
+	 * cache sends a file's first page once, so that is about one per
+	 * file read (the estimate of --stats --human counts an open each). */
+	atomic_uint_fast64_t read_bytes;
+	atomic_uint_fast64_t files_read;
 };
 
 extern const struct fuse_lowlevel_ops sqv_ops;

@@ -34,6 +34,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "counters.h"
 #include "log.h"
 #include "mountinfo.h"
 #include "options.h"
@@ -201,20 +202,59 @@ out:
 	return rc;
 }
 
-static void print_json_stats(const char *text)
+static void print_json_stats(const struct sqv_counters *c)
 {
-	bool first = true;
-	char name[128];
-	unsigned long long value;
-	int used;
-
 	putchar('{');
-	while (sscanf(text, "%127s %llu\n%n", name, &value, &used) == 2) {
-		printf("%s\"%s\": %llu", first ? "" : ", ", name, value);
-		first = false;
-		text += used;
-	}
+	for (unsigned i = 0; i < c->n; i++)
+		printf("%s\"%s\": %llu", i ? ", " : "", c->v[i].name,
+		       (unsigned long long)c->v[i].value);
 	printf("}\n");
+}
+
+static int print_human_stats(const struct sqv_counters *c, const char *mnt)
+{
+	size_t len = sqv_counters_human(c, mnt, NULL, 0);
+	char *text = malloc(len + 1);
+
+	if (!text)
+		return fail(mnt, strerror(ENOMEM));
+	sqv_counters_human(c, mnt, text, len + 1);
+	fputs(text, stdout);
+	free(text);
+	return 0;
+}
+
+/* The counters as asked: JSON, the human form (asked, or on a terminal),
+ * or the daemon's own "name value" lines, as scripts read them. mnt is
+ * the mount point as given (for errors), path the one resolved. */
+static int print_stats(const struct options *o, const char *mnt,
+		       const char *path, const char *text)
+{
+	struct sqv_counters *c;
+	int rc;
+
+	if (!o->json && !o->human && !isatty(STDOUT_FILENO)) {
+		fputs(text, stdout);
+		return 0;
+	}
+	c = malloc(sizeof(*c));
+	if (!c)
+		return fail(mnt, strerror(ENOMEM));
+	int err = sqv_counters_parse(text, c);
+	if (err == -E2BIG) {
+		rc = fail(mnt, "its daemon sends more counters than this sqvenvfs "
+			       "can read (a newer daemon? --stats piped to cat "
+			       "prints them as they come)");
+	} else if (err < 0) {
+		rc = fail(mnt, "its daemon's counters are not \"name value\" lines");
+	} else if (o->json) {
+		print_json_stats(c);
+		rc = 0;
+	} else {
+		rc = print_human_stats(c, path);
+	}
+	free(c);
+	return rc;
 }
 
 /* One --stats question, asked from its own thread so that a daemon that
@@ -310,11 +350,7 @@ static int do_stats(const struct options *o)
 	switch (q->err) {
 	case 0:
 		q->buf[sizeof(q->buf) - 1] = '\0';
-		if (o->json)
-			print_json_stats(q->buf);
-		else
-			fputs(q->buf, stdout);
-		rc = 0;
+		rc = print_stats(o, mnt, path, q->buf);
 		break;
 	case ENOTCONN:
 		fail(mnt, "stale mount: its daemon is gone (sqvenvfs --unmount it)");

@@ -240,6 +240,10 @@ static void op_read(fuse_req_t req, fuse_ino_t node, size_t size, off_t off,
 		return;
 	}
 	size_t bytes = p.bytes;
+	atomic_fetch_add_explicit(&fs->read_bytes, bytes, memory_order_relaxed);
+	if (off == 0)
+		atomic_fetch_add_explicit(&fs->files_read, 1,
+					  memory_order_relaxed);
 	fuse_reply_iov(req, p.iov, (int)p.count);
 	sqv_reader_release(fs->reader, &p);
 	if (fs->trace && sqv_trace_note(fs->trace, ino, (uint64_t)off,
@@ -555,15 +559,22 @@ size_t sqv_fs_format_stats(struct sqv_fs *fs, char *buf, size_t size)
 	for (int i = 0; i < OP_COUNT; i++)
 		EMIT(op_names[i], atomic_load(&fs->ops[i]));
 
+	EMIT("read_bytes", atomic_load(&fs->read_bytes));
+	EMIT("files_read", atomic_load(&fs->files_read));
+	/* 1 once the kernel sends no open/opendir: it answers them itself. */
+	EMIT("kernel_skips_open", fs->zero_open);
+
 	sqv_reader_cache_stats(fs->reader, &cache);
 	EMIT("cache_hits", cache.hits);
 	EMIT("cache_misses", cache.misses);
 	EMIT("cache_evictions", cache.evictions);
 	EMIT("cache_bytes", cache.bytes);
 
+	uint64_t image_bytes = 0;
 	for (unsigned i = 0; i < fs->nlayers; i++) {
 		struct sqv_image_io one;
 		sqv_image_io(fs->layers[i], &one);
+		image_bytes += sqv_image_info(fs->layers[i])->bytes_used;
 		io.backing_reads += one.backing_reads;
 		io.backing_bytes += one.backing_bytes;
 		io.decompressed_bytes += one.decompressed_bytes;
@@ -590,6 +601,7 @@ size_t sqv_fs_format_stats(struct sqv_fs *fs, char *buf, size_t size)
 	EMIT("prefetch_failed", pf.failed);
 
 	EMIT("layers", fs->nlayers);
+	EMIT("image_bytes", image_bytes);
 	EMIT("inodes", sqv_index_inode_count(fs->index));
 	EMIT("entries", sqv_index_entry_count(fs->index));
 	EMIT("index_bytes", sqv_index_memory(fs->index));

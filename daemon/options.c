@@ -37,6 +37,7 @@ enum {
 	KEY_UNMOUNT,
 	KEY_STATS,
 	KEY_JSON,
+	KEY_HUMAN,
 	KEY_IF_MOUNTED,
 	KEY_THREADS,
 	KEY_CACHE_SIZE,
@@ -73,6 +74,7 @@ static const struct fuse_opt table[] = {
 	FUSE_OPT_KEY("-s", KEY_STATS),
 	FUSE_OPT_KEY("--stats", KEY_STATS),
 	FUSE_OPT_KEY("--json", KEY_JSON),
+	FUSE_OPT_KEY("--human", KEY_HUMAN),
 	FUSE_OPT_KEY("--if-mounted", KEY_IF_MOUNTED),
 
 	FUSE_OPT_KEY("threads=", KEY_THREADS),
@@ -145,7 +147,7 @@ void sqv_options_usage(FILE *out)
 	fprintf(out,
 		"usage: sqvenvfs [OPTIONS] IMAGE[,IMAGE...] [IMAGE...] MOUNTPOINT\n"
 		"       sqvenvfs --unmount [--if-mounted] MOUNTPOINT\n"
-		"       sqvenvfs --stats [--json] MOUNTPOINT\n"
+		"       sqvenvfs --stats [--human | --json] MOUNTPOINT\n"
 		"       mount -t fuse.sqvenvfs [-o OPT,...] IMAGE[,IMAGE...] MOUNTPOINT\n"
 		"\n"
 		"Mount squashfs images of a Python environment as one read-only tree.\n"
@@ -161,6 +163,8 @@ void sqv_options_usage(FILE *out)
 		"  -u, --unmount        unmount MOUNTPOINT (also a stale mount)\n"
 		"      --if-mounted     with --unmount: exit 0 quietly if nothing is mounted\n"
 		"  -s, --stats          print the counters of the daemon serving MOUNTPOINT\n"
+		"      --human          with --stats: a few lines for people (the default\n"
+		"                       on a terminal; otherwise \"name value\" lines)\n"
 		"      --json           with --stats: one JSON object\n"
 		"  -o OPT[,OPT...]      mount options, below\n"
 		"  -h, --help           this help\n"
@@ -389,6 +393,9 @@ static int option_proc(void *data, const char *arg, int key,
 	case KEY_JSON:
 		o->json = true;
 		return 0;
+	case KEY_HUMAN:
+		o->human = true;
+		return 0;
 	case KEY_IF_MOUNTED:
 		o->if_mounted = true;
 		return 0;
@@ -469,6 +476,14 @@ static int check_mode(struct parse *p)
 	}
 	if (o->json && !p->stats) {
 		fprintf(stderr, "sqvenvfs: --json goes with --stats\n");
+		return -1;
+	}
+	if (o->human && !p->stats) {
+		fprintf(stderr, "sqvenvfs: --human goes with --stats\n");
+		return -1;
+	}
+	if (o->human && o->json) {
+		fprintf(stderr, "sqvenvfs: --human and --json do not go together\n");
 		return -1;
 	}
 	if (o->if_mounted && !p->unmount) {

@@ -22,6 +22,7 @@ struct options {
 	bool foreground;
 	bool debug;
 	bool json;
+	bool human;      /* --stats --human (also the default on a terminal) */
 	bool if_mounted; /* --unmount: nothing mounted is no error */
 	unsigned threads;
 	size_t cache_bytes;

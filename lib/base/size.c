@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
 
 static bool is_ci(char c, char upper)
 {
@@ -44,4 +45,29 @@ int sqv_size_parse(const char *s, uint64_t *out)
 		return -ERANGE;
 	*out = v << shift;
 	return 0;
+}
+
+int sqv_size_format(uint64_t bytes, char *buf, size_t size)
+{
+	static const char *const units[] = { "KiB", "MiB", "GiB", "TiB",
+					     "PiB", "EiB" };
+	const unsigned last = sizeof(units) / sizeof(units[0]) - 1;
+	unsigned u = 0;
+
+	if (bytes < 1024)
+		return snprintf(buf, size, "%u B", (unsigned)bytes);
+	/* Quotient and remainder apart, so that rounding never wraps near
+	 * UINT64_MAX: rem * 10 < 10 * 2^60 fits. */
+	uint64_t div = 1024;
+	for (; u < last && bytes / div + (bytes % div >= div / 2) >= 1024; u++)
+		div <<= 10;
+	uint64_t q = bytes / div, rem = bytes % div;
+	if (q < 10) {
+		unsigned tenths = (unsigned)(q * 10 + (rem * 10 + div / 2) / div);
+		if (tenths < 100)
+			return snprintf(buf, size, "%u.%u %s", tenths / 10,
+					tenths % 10, units[u]);
+	}
+	return snprintf(buf, size, "%llu %s",
+			(unsigned long long)(q + (rem >= div / 2)), units[u]);
 }

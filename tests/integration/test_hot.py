@@ -8,13 +8,14 @@ Checks: the hot image's tree equals the unsorted image's through sqvenvfs,
 sqvenvfs-inspect and the kernel's squashfs (which alone shows the record);
 the record is hidden from a mount; the traced files come first; the
 prefetch reads the hot range in a few large reads and the import then uses
-them; prefetch=0 turns it off; a damaged hot block stops the prefetch with
+them (and --stats --human says so); prefetch=0 turns it off; a damaged hot block stops the prefetch with
 one log line while the mount keeps serving and that file reads EIO; a cold
 import on the stand-in reads the image in at most 50 + hot bytes / 4 MiB
 reads; bad traces are refused in one line, with nothing written."""
 
 import errno
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -233,6 +234,17 @@ def main():
             t.check(s["backing_reads"] - before <= 5,
                     f"the import read the image {s['backing_reads'] - before}"
                     " times after the prefetch")
+            # --stats --human tells the same prefetch (test_stats checks
+            # the other lines).
+            h = t.cli(["--stats", "--human", mnt]).stdout
+            m = re.search(r"^Prefetch: +([0-9,]+) reads?, [^(]+ \(hot range "
+                          r"[^)]+\); ([0-9,]+) of ([0-9,]+) blocks used$", h,
+                          re.M)
+            got = m and tuple(int(x.replace(",", "")) for x in m.groups())
+            t.check(got == (s["prefetch_reads"], s["prefetch_used_blocks"],
+                            s["prefetch_blocks"]),
+                    f"--stats --human: the prefetch's reads and blocks used "
+                    f"{got}", h)
         with t.mounted([hot], mnt, ["-o", "prefetch=0"]):
             r = import_in(mnt)
             s = t.stats(mnt)

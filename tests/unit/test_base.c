@@ -72,6 +72,44 @@ static void test_size(void)
 	}
 }
 
+/* Sizes written for people: the rounding edges and the extremes. */
+static void test_size_format(void)
+{
+	static const struct {
+		uint64_t v;
+		const char *s;
+	} cases[] = {
+		{ 0, "0 B" },
+		{ 1, "1 B" },
+		{ 1023, "1023 B" },
+		{ 1024, "1.0 KiB" },
+		{ 1535, "1.5 KiB" },
+		{ 1536, "1.5 KiB" },
+		{ 10 * 1024 - 52, "9.9 KiB" },
+		{ 10 * 1024 - 51, "10 KiB" },
+		{ 212ull << 20, "212 MiB" },
+		{ (1ull << 20) - 513, "1023 KiB" },
+		{ (1ull << 20) - 512, "1.0 MiB" },
+		{ 3ull << 30, "3.0 GiB" },
+		{ 23ull << 30, "23 GiB" },
+		{ 5ull << 40, "5.0 TiB" },
+		{ UINT64_MAX, "16 EiB" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char buf[SQV_SIZE_FORMAT_MAX];
+		int n = sqv_size_format(cases[i].v, buf, sizeof(buf));
+		if (strcmp(buf, cases[i].s) != 0)
+			fprintf(stderr, "size %llu: \"%s\", want \"%s\"\n",
+				(unsigned long long)cases[i].v, buf, cases[i].s);
+		CHECK(strcmp(buf, cases[i].s) == 0);
+		CHECK_EQ(n, strlen(cases[i].s));
+	}
+	/* snprintf's contract: a short buffer is cut and NUL-ended. */
+	char small[4];
+	CHECK_EQ(sqv_size_format(212ull << 20, small, sizeof(small)), 7);
+	CHECK(strcmp(small, "212") == 0);
+}
+
 /* The superblock of a real image, from mksquashfs. */
 static int make_image(const char *dir, const char *comp, unsigned char *sb,
 		      uint64_t *size)
@@ -242,6 +280,7 @@ int main(void)
 	if (!mkdtemp(dir))
 		return 99;
 	test_size();
+	test_size_format();
 	test_superblock(dir);
 	test_mountinfo(dir);
 	char cmd[PATH_MAX];

@@ -38,11 +38,18 @@ in order:
                until the last Epilog
   no-init      a daemon that dies between its mount and the kernel's INIT
                fails the job, and leaves no dead mount behind
+  broadcast    the guides' broadcast recipe: the installed sqvenvfs-sbcast
+               in a batch job sbcasts the image to node-local storage, mounts
+               the copy on the node from an srun step, and an srun step imports
+               from it; afterwards nothing is mounted and the copy is gone; a
+               cancelled one leaves no mount and no daemon; an image that is
+               no squashfs image fails the job, saying why
 
 Exit 77 only when Slurm cannot start here at all (not root, packages
 missing); SQVENVFS_TEST_NO_SKIP=1 turns that into a failure.
 """
 import argparse
+import hashlib
 import os
 import shutil
 import signal
@@ -690,6 +697,7 @@ def tests(cl, top, work, uid, gid, img, img2, imgs, secret, notsq):
     steps(cl, work, img, img2, mp)
     many(cl, top, img, uid, gid, mp("many"))
     no_init(cl, top, img, uid, gid, mp("no-init"))
+    broadcast(cl, top, work, img, secret, notsq, uid, gid)
 
     check(cl.node_state() == "idle", f"the node is idle at the end ({cl.node_state()})")
     left = [n for n in os.listdir(os.path.join(cl.state, "jobs"))]
@@ -808,6 +816,100 @@ def no_init(cl, top, img, uid, gid, m):
     run([cl.args.epilog], env=slurmd_env(cl, jobid, uid, gid))
     clean_after(cl, m, uid, "no-init")
     cl.write_site()
+
+
+def broadcast_job(cl, top, work, name, images, m, local, command):
+    """A batch job that runs the installed sqvenvfs-sbcast as the guides
+    show: the images to the node-local directory local, mounted at m, then
+    command. It prints, after the wrapper, its exit status and what is
+    left in local. Returns (job state, output)."""
+    wrapper = os.path.join(os.path.dirname(cl.args.examples["slurm.conf.example"]),
+                           "sqvenvfs-sbcast")
+    script = os.path.join(work, f"{name}.sh")
+    with open(script, "w") as f:
+        f.write(f"""#!/bin/sh
+PATH={os.path.dirname(cl.args.daemon)}:$PATH
+export PATH
+{wrapper} -d {local} {images} {m} sh -c '{command}'
+echo "wrapper-rc=$?"
+ls -A {local} 2>/dev/null | sed "s/^/LEFT /"
+""")
+    os.chmod(script, 0o755)
+    out = f"{work}/{name}.out"
+    jid, r = cl.sbatch(["-o", out], script, work)
+    if not check(jid is not None, f"broadcast: {name} job submitted {r.stderr.strip()}"):
+        return None, ""
+    return cl.wait_job(jid), output(out)
+
+
+def broadcast(cl, top, work, img, secret, notsq, uid, gid):
+    """The broadcast recipe of the guides, on this one node: sbcast really
+    copies, the node mounts the copy, a step imports from it."""
+    wrapper = os.path.join(os.path.dirname(cl.args.examples["slurm.conf.example"]),
+                           "sqvenvfs-sbcast")
+    check(os.access(wrapper, os.X_OK), "broadcast: sqvenvfs-sbcast is installed with the "
+          "Slurm examples, executable")
+    # Stands for the node-local disk; the wrapper makes the directory and
+    # the mount point on the node.
+    local = os.path.join(user_dir(top, "local", uid=uid, gid=gid), "node")
+    m = os.path.join(work, "bcast")
+    probe = (f'grep " {m} " /proc/self/mountinfo; '
+             f'for f in {local}/*; do echo "COPY $(stat -c %i "$f") '
+             f'$(sha256sum <"$f" | cut -d" " -f1) $f"; done; '
+             f'srun -n1 {m}/bin/python -c "import sqvprobe; print(\\"VALUE\\", '
+             f'sqvprobe.VALUE)"')
+    st, text = broadcast_job(cl, top, work, "bcast", img, m, local, probe)
+    copy = None
+    for line in text.splitlines():
+        if line.startswith("COPY "):
+            _, ino, sha, copy = line.split(" ", 3)
+    with open(img, "rb") as f:
+        want = hashlib.sha256(f.read()).hexdigest()
+    check(st == "COMPLETED" and "wrapper-rc=0" in text and "VALUE sqvenvfs-slurm-ok" in text,
+          f"broadcast: an srun step imports from the mounted copy ({st}): {text!r}")
+    check(copy is not None and os.path.dirname(copy) == local and
+          int(ino) != os.stat(img).st_ino and sha == want,
+          f"broadcast: sbcast made a copy of the image in the node-local directory: {copy}")
+    check(any(" - fuse.sqvenvfs " in ln and f" {m} " in ln and
+              ln.split(" - ")[1].split()[1] == copy for ln in text.splitlines()),
+          "broadcast: the mount on the node serves the copy, not the shared image")
+    check("LEFT " not in text, "broadcast: the copy is removed at the end")
+    clean_after(cl, m, uid, "broadcast")
+
+    # A cancelled job: Slurm ends the holding step, and the daemon with it,
+    # which unmounts. (The copy may stay: the site cleans the directory.)
+    flag = f"{work}/bcast-cancel.started"
+    wrapper_job = os.path.join(work, "bcast-cancel.sh")
+    jid = None
+    st, text = None, ""
+    with open(wrapper_job, "w") as f:
+        f.write(f"#!/bin/sh\nPATH={os.path.dirname(cl.args.daemon)}:$PATH\nexport PATH\n"
+                f"{wrapper} -d {local} {img} {m} sh -c 'touch {flag}; "
+                f"while [ ! -e {work}/never ]; do sleep 0.2; done'\n")
+    os.chmod(wrapper_job, 0o755)
+    jid, r = cl.sbatch(["-o", f"{work}/bcast-cancel.out"], wrapper_job, work)
+    if check(jid is not None, f"broadcast: cancel job submitted {r.stderr.strip()}"):
+        cl.wait_running(jid, flag)
+        check(len(mounts_at(m)) == 1 and daemons(cl.args.daemon, uid),
+              "broadcast: mounted on the node while the job runs")
+        run(["scancel", str(jid)], env=cl.env)
+        st = cl.wait_job(jid)
+        check(st == "CANCELLED", f"broadcast: cancelled ({st})")
+        wait_for(lambda: not mounts_at(m) and not daemons(cl.args.daemon, uid),
+                 "the cancelled broadcast job's mount and daemon to go", 60)
+        clean_after(cl, m, uid, "broadcast: cancelled")
+    shutil.rmtree(local, ignore_errors=True)
+
+    # An image that sbcast copies but sqvenvfs refuses: the job fails with
+    # the reason, nothing runs, nothing stays. One it cannot read: no copy.
+    for name, bad, why in (("bcast-bad", notsq, "failed on 1 of 1 nodes"),
+                           ("bcast-unreadable", secret, "not a readable file")):
+        st, text = broadcast_job(cl, top, work, name, bad, m, local, "echo RAN")
+        check("wrapper-rc=1" in text and why in text and "RAN" not in text and
+              "LEFT " not in text,
+              f"broadcast: {os.path.basename(bad)} fails the wrapper ({why}), the command "
+              f"does not run, no copy stays: {text!r}")
+        clean_after(cl, m, uid, name)
 
 
 if __name__ == "__main__":
