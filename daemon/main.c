@@ -837,6 +837,16 @@ static int do_mount(struct options *o)
 	if (check_mountpoint(mnt_arg, mnt, &plan.lock_fd) != 0 ||
 	    check_fuse_device() != 0)
 		goto out;
+	/* Allocations of 64 KiB and more get their own mappings: the index's
+	 * arrays and the metadata blocks, which double as they grow, move with
+	 * mremap (no copy, no page faulted twice) and go back to the system
+	 * when freed; later, the data path's per-thread buffers and libfuse's
+	 * request buffers do too, rather than what glibc's adaptive threshold
+	 * (raised by each large free) would leave in its arenas. Cached blocks
+	 * are mappings of their own anyway (blockcache.h). Before this was
+	 * set first, each metadata block's fresh zstd context was a mapping;
+	 * contexts are made once now (lib/decomp.c). */
+	mallopt(M_MMAP_THRESHOLD, 64 * 1024);
 	if (open_layers(&fs, o->paths, (int)nimages) != 0)
 		goto out_fs;
 	sqv_err_t ierr = sqv_index_build(fs.layers, fs.nlayers, 0, &fs.index);
@@ -861,13 +871,6 @@ static int do_mount(struct options *o)
 	}
 	fs.prefetch_chunk = o->prefetch_bytes;
 	fs.has_xattrs = serves_xattrs(&fs);
-	/* From now on, allocations of 64 KiB and more (the data path's
-	 * per-thread buffers, libfuse's request buffers) get their own
-	 * mappings and go back to the system when freed, rather than what
-	 * glibc's adaptive threshold (raised by each large free, such as the
-	 * build's) would leave in its arenas. Cached blocks are mappings of
-	 * their own anyway (blockcache.h). */
-	mallopt(M_MMAP_THRESHOLD, 64 * 1024);
 	uint32_t block_size = 0;
 	for (unsigned i = 0; i < fs.nlayers; i++)
 		if (sqv_image_info(fs.layers[i])->block_size > block_size)

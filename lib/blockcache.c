@@ -174,6 +174,18 @@ static struct sqv_block *find_locked(struct shard *s, uint64_t key)
 	return NULL;
 }
 
+/* What a cached block costs: its pages touched, not its bytes. A block
+ * shorter than its mapping (a file's last block, a short fragment block)
+ * still holds whole pages; counting len let a full cache of such blocks
+ * hold more than cache_size (1.2 MiB over 64 MiB for the venv). */
+static size_t resident(const struct sqv_block *b)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE); /* no system call */
+	size_t r = (b->len + page - 1) / page * page;
+
+	return r < b->map_len ? r : b->map_len;
+}
+
 static void unlink_locked(struct shard *s, struct sqv_block *b)
 {
 	struct sqv_block **pp = bucket_of(s, b->key);
@@ -182,7 +194,7 @@ static void unlink_locked(struct shard *s, struct sqv_block *b)
 	*pp = b->hnext;
 	b->hnext = NULL;
 	lru_unlink(s, b);
-	s->bytes -= b->len;
+	s->bytes -= resident(b);
 	s->blocks--;
 }
 
@@ -220,7 +232,7 @@ struct sqv_block *sqv_blockcache_insert(struct sqv_blockcache *c,
 	struct sqv_block *victims = NULL;
 	struct sqv_block *have;
 
-	if (b->len > s->capacity)
+	if (resident(b) > s->capacity)
 		return b; /* uncached: the caller's reference is the only one */
 
 	pthread_mutex_lock(&s->lock);
@@ -232,7 +244,7 @@ struct sqv_block *sqv_blockcache_insert(struct sqv_blockcache *c,
 		block_unref(b);
 		return have;
 	}
-	while (s->bytes + b->len > s->capacity && s->lru_tail) {
+	while (s->bytes + resident(b) > s->capacity && s->lru_tail) {
 		struct sqv_block *v = s->lru_tail;
 		unlink_locked(s, v);
 		v->hnext = victims;
@@ -242,7 +254,7 @@ struct sqv_block *sqv_blockcache_insert(struct sqv_blockcache *c,
 	b->hnext = *bucket;
 	*bucket = b;
 	lru_push_front(s, b);
-	s->bytes += b->len;
+	s->bytes += resident(b);
 	s->blocks++;
 	atomic_fetch_add(refs_of(b), 1); /* the cache's own reference */
 	pthread_mutex_unlock(&s->lock);

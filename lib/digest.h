@@ -67,7 +67,9 @@ const struct sqv_digest_entry *sqv_digest_entry(const struct sqv_digests *d,
 
 /* Check the len stored bytes of the block at pos against its entry, which
  * must exist with that length and a data or fragment kind (data) or the
- * metadata kind (meta). 0 or -SQV_ECORRUPT; *why says which check failed. */
+ * metadata kind (meta). buf NULL checks the entry only, for bytes already
+ * checked against the table. 0 or -SQV_ECORRUPT; *why says which check
+ * failed. */
 sqv_err_t sqv_digest_check(const struct sqv_digests *d, uint64_t pos,
 			   const void *buf, size_t len, bool meta,
 			   const char **why);
@@ -78,9 +80,6 @@ sqv_err_t sqv_digest_check(const struct sqv_digests *d, uint64_t pos,
 sqv_err_t sqv_digest_verify(const struct sqv_digests *d, unsigned kinds,
 			    sqv_digest_read_fn read, void *ctx,
 			    uint64_t *bad_pos);
-
-/* pread until all len bytes are read: 0 or -EIO (also for a short file). */
-sqv_err_t sqv_digest_read_at(int fd, void *buf, size_t len, uint64_t pos);
 
 /* XXH3-128 of len bytes in canonical byte order (the tools' helper). */
 void sqv_digest_of(const void *buf, size_t len, uint8_t out[16]);

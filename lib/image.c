@@ -28,6 +28,7 @@
 
 #include "decomp.h"
 #include "digest.h"
+#include "io.h"
 #include "log.h"
 #include "meta.h"
 #include "superblock.h"
@@ -86,6 +87,9 @@ struct sqv_image {
 	uint64_t root_inode;
 	uint64_t inode_table, dir_table, xattr_table;
 	uint64_t meta_lo; /* the lowest offset of any metadata block */
+	/* Where the directory table ends at the latest: the first other
+	 * table (or table index) after its start, else bytes_used. */
+	uint64_t dir_end;
 	struct table ids, frags, xattr_ids;
 	/* The block digests appended by sqvenvfs-pack, or NULL. */
 	struct sqv_digests *digests;
@@ -139,20 +143,8 @@ static void report_damage(struct sqv_image *img, uint64_t pos,
 static sqv_err_t pread_exact(struct sqv_image *img, void *buf, size_t size,
 			     uint64_t pos)
 {
-	size_t done = 0;
-
-	while (done < size) {
-		ssize_t n = pread(img->fd, (char *)buf + done, size - done,
-				  (off_t)(pos + done));
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -EIO;
-		}
-		if (n == 0)
-			return -EIO; /* the file shrank under us */
-		done += (size_t)n;
-	}
+	/* -EIO also when the file shrank under us. */
+	SQV_TRY(sqv_pread_all(img->fd, buf, size, pos));
 	atomic_fetch_add_explicit(&img->backing_reads, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&img->backing_bytes, size,
 				  memory_order_relaxed);
@@ -202,30 +194,49 @@ static sqv_err_t check_superblock(struct sqv_image *img,
 	return 0;
 }
 
-/* Read for sqv_digest_verify: the image itself (the metadata store reads
- * the same range again for the build; only images with digests pay it). */
+/* Read for sqv_digest_verify: from the metadata store's copy of the
+ * metadata range where it holds one (so the mount reads those bytes once,
+ * and the index is built from the very bytes checked), else the image. */
 static sqv_err_t static_read(void *ctx, void *buf, size_t len, uint64_t pos)
 {
-	return pread_exact(ctx, buf, len, pos);
+	struct sqv_image *img = ctx;
+	const void *p = img->meta ? sqv_meta_stored(img->meta, pos, len) : NULL;
+
+	if (!p)
+		return pread_exact(img, buf, len, pos);
+	memcpy(buf, p, len);
+	return 0;
 }
+
+static sqv_err_t meta(struct sqv_image *img, struct sqv_meta **out);
 
 /*
  * With a digest table, check every metadata block and every other stored
  * byte outside the data blocks (superblock, table indexes) once, at open:
  * the index is built from them, so damage there refuses the mount rather
- * than serving a wrong tree. Data and fragment blocks are checked when
- * read (sqv_image_read_block).
+ * than serving a wrong tree, also in blocks the build never reads. The
+ * metadata range is read once, by the metadata store, and checked there;
+ * the store then hashes no block again (meta.h). Data and fragment blocks
+ * are checked when read (sqv_image_read_block).
  */
 static sqv_err_t verify_static(struct sqv_image *img)
 {
+	struct sqv_meta *m;
 	uint64_t bad = 0;
 	sqv_err_t err;
 
 	if (!img->digests)
 		return 0;
-	err = sqv_digest_verify(img->digests,
-				1u << SQV_DIGEST_META | 1u << SQV_DIGEST_RAW,
-				static_read, img, &bad);
+	pthread_mutex_lock(&img->meta_lock);
+	err = meta(img, &m);
+	if (err == 0)
+		err = sqv_digest_verify(img->digests,
+					1u << SQV_DIGEST_META |
+						1u << SQV_DIGEST_RAW,
+					static_read, img, &bad);
+	if (err == 0)
+		sqv_meta_set_digests(m, img->digests, true);
+	pthread_mutex_unlock(&img->meta_lock);
 	if (err == -SQV_ECORRUPT) {
 		atomic_fetch_add_explicit(&img->corrupt_blocks, 1,
 					  memory_order_relaxed);
@@ -236,6 +247,14 @@ static sqv_err_t verify_static(struct sqv_image *img)
 		sqv_log(SQV_LOG_ERR, "%s: cannot read the metadata", img->name);
 	}
 	return err;
+}
+
+/* Offset v starts something other than the directory table: it ends
+ * there at the latest. */
+static void note_end(struct sqv_image *img, uint64_t v)
+{
+	if (v > img->dir_table && v < img->dir_end)
+		img->dir_end = v;
 }
 
 /* Read a table's list of block offsets, stored at pos, for count entries
@@ -258,10 +277,12 @@ static sqv_err_t table_open(struct sqv_image *img, struct table *t,
 		return -ENOMEM;
 	SQV_TRY(pread_exact(img, t->blocks, (size_t)n * sizeof(uint64_t), pos));
 	t->nblocks = (size_t)n;
+	note_end(img, pos);
 	for (size_t i = 0; i < t->nblocks; i++) {
 		t->blocks[i] = le64toh(t->blocks[i]);
 		if (t->blocks[i] < img->meta_lo)
 			img->meta_lo = t->blocks[i];
+		note_end(img, t->blocks[i]);
 	}
 	return 0;
 }
@@ -273,6 +294,17 @@ static sqv_err_t open_tables(struct sqv_image *img,
 {
 	img->meta_lo = img->inode_table < img->dir_table ? img->inode_table :
 							  img->dir_table;
+	img->dir_end = img->info.bytes_used;
+	/* The export table (mksquashfs writes it unless -no-exports) is not
+	 * read, but its first block may follow the directory table. */
+	uint64_t exports = le64toh(sb->lookup_table_start);
+	uint64_t first;
+	if (exports < img->info.bytes_used &&
+	    img->info.bytes_used - exports >= sizeof(first)) {
+		note_end(img, exports);
+		SQV_TRY(pread_exact(img, &first, sizeof(first), exports));
+		note_end(img, le64toh(first));
+	}
 	SQV_TRY(table_open(img, &img->ids, le64toh(sb->id_table_start),
 			   le16toh(sb->no_ids), ID_SIZE));
 	if (img->info.fragment_count > 0)
@@ -291,6 +323,8 @@ static sqv_err_t open_tables(struct sqv_image *img,
 			return -SQV_ECORRUPT;
 		if (img->xattr_table < img->meta_lo)
 			img->meta_lo = img->xattr_table;
+		note_end(img, pos);
+		note_end(img, img->xattr_table);
 		SQV_TRY(table_open(img, &img->xattr_ids, pos + sizeof(xt),
 				   le32toh(xt.xattr_ids), XATTR_ID_SIZE));
 	}
@@ -303,9 +337,10 @@ static sqv_err_t meta(struct sqv_image *img, struct sqv_meta **out)
 	if (!img->meta) {
 		SQV_TRY(sqv_meta_new(img->fd, img->name, img->comp, img->meta_lo,
 				     img->info.bytes_used, &img->meta));
-		/* Checked at open already (verify_static); again where each
-		 * block is read, in case the file changed since. */
-		sqv_meta_set_digests(img->meta, img->digests);
+		/* Each block where it is read, until verify_static has
+		 * checked the copy read at once: a store made after
+		 * sqv_image_drop_metadata reads the file afresh. */
+		sqv_meta_set_digests(img->meta, img->digests, false);
 	}
 	*out = img->meta;
 	return 0;
@@ -357,16 +392,22 @@ sqv_err_t sqv_image_open(int fd, const char *name, struct sqv_image **out)
 			      &img->digests);
 	if (err < 0)
 		goto fail;
-	err = verify_static(img);
-	if (err < 0)
-		goto fail;
 	err = open_tables(img, &sb);
+	if (err == -SQV_ECORRUPT && img->digests) {
+		/* Damage that the digest table names better, if it does. */
+		if (verify_static(img) < 0)
+			goto fail;
+	}
 	if (err == -SQV_ECORRUPT)
 		sqv_log(SQV_LOG_ERR, "%s: damaged tables (id, fragment or xattr)",
 			name);
 	if (err == -EIO)
 		sqv_log(SQV_LOG_ERR, "%s: cannot read the metadata tables (I/O error)",
 			name);
+	if (err < 0)
+		goto fail;
+	/* After the tables: they say where the metadata range starts. */
+	err = verify_static(img);
 	if (err < 0)
 		goto fail;
 
@@ -406,6 +447,24 @@ void sqv_image_free(struct sqv_image *img)
 	free(img->xattr_ids.blocks);
 	free(img->name);
 	free(img);
+}
+
+sqv_err_t sqv_image_preload_metadata(struct sqv_image *img)
+{
+	struct sqv_meta *m;
+	sqv_err_t err;
+
+	pthread_mutex_lock(&img->meta_lock);
+	err = meta(img, &m);
+	if (err == 0 && img->inode_table < img->dir_table) {
+		/* mksquashfs's order: inodes, then directories, then the
+		 * other tables; anything else is left to first use. */
+		uint64_t starts[2] = { img->inode_table, img->dir_table };
+		uint64_t ends[2] = { img->dir_table, img->dir_end };
+		err = sqv_meta_preload(m, starts, ends, 2);
+	}
+	pthread_mutex_unlock(&img->meta_lock);
+	return err;
 }
 
 void sqv_image_drop_metadata(struct sqv_image *img)

@@ -72,6 +72,11 @@ struct sqv_file_layout {
 sqv_err_t sqv_image_open(int fd, const char *name, struct sqv_image **out);
 void sqv_image_free(struct sqv_image *img);
 
+/* Read and decompress the inode and directory tables now, on two cores
+ * when there are two (meta.h, sqv_meta_preload): for the index build,
+ * which reads them all. -ENOMEM, -EIO. */
+sqv_err_t sqv_image_preload_metadata(struct sqv_image *img);
+
 /* The first metadata call reads the metadata tables into memory in a few
  * large sequential reads (no small reads of the image: each is a round trip
  * on a parallel file system), and each block is decompressed on first use

@@ -30,6 +30,7 @@
 #include "ino.h"
 #include "layer.h"
 #include "log.h"
+#include "mem.h"
 
 #define NONE UINT32_MAX
 /* Damaged entries logged one by one before only a count is kept. */
@@ -82,13 +83,17 @@ static int vec_reserve_(void **v, size_t *cap, size_t len, size_t n,
 	void *nv = realloc(*v, ncap * size);
 	if (!nv)
 		return -ENOMEM;
+	/* The new room is about to be filled: fault it in at once. */
+	sqv_mem_prefault((char *)nv + *cap * size, (ncap - *cap) * size);
 	*v = nv;
 	*cap = ncap;
 	return 0;
 }
 #define vec_reserve(vec, n)                                                    \
-	vec_reserve_((void **)&(vec).v, &(vec).cap, (vec).len, (n),            \
-		     sizeof(*(vec).v))
+	((vec).len + (n) <= (vec).cap ?                                        \
+		 0 :                                                           \
+		 vec_reserve_((void **)&(vec).v, &(vec).cap, (vec).len, (n),   \
+			      sizeof(*(vec).v)))
 #define vec_trim(vec)                                                          \
 	do {                                                                   \
 		if ((vec).len && (vec).len < (vec).cap) {                      \
@@ -556,6 +561,18 @@ static bool dir_is_opaque(const struct build *b, const struct contrib *c)
 				find_opaque_xattr, NULL) == 1;
 }
 
+/* A squashfs directory lists its names sorted (the kernel's lookup relies
+ * on it), so the records of a directory of one layer without whiteouts are
+ * sorted already: one pass instead of a sort. */
+static bool records_sorted(const struct build *b)
+{
+	for (size_t i = 1; i < b->records.len; i++)
+		if (record_cmp(&b->records.v[i - 1], &b->records.v[i],
+			       b->names.v) > 0)
+			return false;
+	return true;
+}
+
 /* Read directory p in each of its layers, top first, into b->records and
  * b->names, down to the first layer that marks it opaque. */
 static int read_layers(struct build *b, struct pending p)
@@ -588,7 +605,7 @@ static int read_layers(struct build *b, struct pending p)
 		if (b->opaque || dir_is_opaque(b, &c))
 			break;
 	}
-	if (b->records.len > 0) /* records.v may still be NULL */
+	if (!records_sorted(b))
 		qsort_r(b->records.v, b->records.len, sizeof(*b->records.v),
 			record_cmp, b->names.v);
 	return 0;
@@ -741,6 +758,13 @@ sqv_err_t sqv_index_build(struct sqv_image *const *layers, unsigned nlayers,
 	idx->block_size = sqv_image_info(layers[0])->block_size;
 	b.idx = idx;
 
+	/* The build reads every inode and directory: decompress them all
+	 * at once, on both cores. */
+	for (unsigned i = 0; i < nlayers; i++) {
+		err = sqv_image_preload_metadata(layers[i]);
+		if (err == -ENOMEM)
+			goto fail;
+	}
 	/* Every layer's root merges into the root, top first. */
 	for (unsigned i = 0; i < nlayers; i++) {
 		unsigned layer = nlayers - 1 - i;

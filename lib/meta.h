@@ -12,11 +12,14 @@
  * gives -SQV_ECORRUPT, never bytes from elsewhere. Blocks are decompressed
  * on first use, by one context that is kept (decomp.h).
  *
- * Not thread-safe: the image serialises its metadata calls.
+ * Not thread-safe: the image serialises its metadata calls. (Only
+ * sqv_meta_preload runs a thread of its own, and joins it before it
+ * returns.)
  */
 #ifndef SQV_META_H
 #define SQV_META_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,10 +27,14 @@
 
 struct sqv_meta;
 
-/* Where a read starts: a block's image offset and an offset inside it. */
+/* Where a read starts: a block's image offset and an offset inside it.
+ * hint is where meta last found that block (a position in its own list,
+ * plus one; 0: none): only a hint, checked against block before use, so a
+ * cursor stays valid across sqv_meta_free and a new store. */
 struct sqv_meta_cursor {
 	uint64_t block;
-	size_t offset;
+	uint32_t offset;
+	uint32_t hint;
 };
 
 /* Metadata of the image on fd (not owned), compression comp, whose blocks
@@ -48,10 +55,30 @@ sqv_err_t sqv_meta_seek(struct sqv_meta *m, uint64_t base, uint64_t ref,
 sqv_err_t sqv_meta_read(struct sqv_meta *m, struct sqv_meta_cursor *cur,
 			void *buf, size_t n);
 
+/* Read and decompress now every block of the chains that start at
+ * starts[i] and end before ends[i] (ranges that do not overlap), following
+ * their headers, with a second thread when the machine has a second core:
+ * for a caller that will read them all, such as the index build. A block
+ * already held is skipped; a header that leaves its range ends that
+ * chain, and what it leaves out is read on first use as before. Each block
+ * gets the same checks as on first use. Only when the whole range was read
+ * at once (else 0 and nothing done). -ENOMEM. */
+sqv_err_t sqv_meta_preload(struct sqv_meta *m, const uint64_t *starts,
+			   const uint64_t *ends, size_t nranges);
+
 /* Check each metadata block against this digest table (lib/digest.h)
- * when it is read; NULL checks nothing. */
+ * when it is read; NULL checks nothing. raw_checked: the caller has
+ * checked the bytes read at once (sqv_meta_stored) against the table, so a
+ * block read from them is only looked up in the table, not hashed again;
+ * blocks read one by one are hashed as they are read. */
 struct sqv_digests;
-void sqv_meta_set_digests(struct sqv_meta *m, const struct sqv_digests *d);
+void sqv_meta_set_digests(struct sqv_meta *m, const struct sqv_digests *d,
+			  bool raw_checked);
+
+/* The image's stored bytes [pos, pos + len) where the store read them at
+ * once (sqv_meta_new), else NULL. */
+const void *sqv_meta_stored(const struct sqv_meta *m, uint64_t pos,
+			    size_t len);
 
 /* Metadata blocks read and decompressed by m so far. */
 uint64_t sqv_meta_blocks(const struct sqv_meta *m);

@@ -27,6 +27,7 @@
 #include "digest.h"
 #include "image.h"
 #include "index.h"
+#include "io.h"
 #include "log.h"
 #include "superblock.h"
 
@@ -57,7 +58,7 @@ static int fail(const char *path, const char *fmt, ...)
 
 static int read_at(int fd, void *buf, size_t len, uint64_t pos)
 {
-	return sqv_digest_read_at(fd, buf, len, pos) < 0 ? -1 : 0;
+	return sqv_pread_all(fd, buf, len, pos) < 0 ? -1 : 0;
 }
 
 static uint64_t le64(const unsigned char *p)

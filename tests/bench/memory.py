@@ -132,7 +132,7 @@ def walk(mnt):
     for root, dirs, names in os.walk(mnt):
         for n in dirs + names:
             p = os.path.join(root, n)
-            st = os.lstat(p)
+            os.lstat(p)  # what a walk asks the daemon for
             if os.path.isfile(p) and not os.path.islink(p):
                 files.append(p)
     return files
