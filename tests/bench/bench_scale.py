@@ -181,7 +181,7 @@ def run_cell(ctx, strategy, n):
             """One node from mount to the end of its replay; its finish time."""
             if strategy == "dir":
                 c.replay(os.path.join(c.fs(i), "venv"))
-                return time.perf_counter() - t0
+                return (time.perf_counter() - t0, 0.0, 0.0)
             if strategy == "staged":
                 # What the Slurm staging does: a full copy to node-local storage.
                 d = os.path.join(c.local, f"node{i}")
@@ -191,10 +191,12 @@ def run_cell(ctx, strategy, n):
             elif img is None:
                 img = os.path.join(c.fs(i), {"squashfuse_ll": "venv.sqfs", "sqvenvfs": "venv.sqfs",
                                              "sqvenvfs hot": hot}[strategy])
+            ready = time.perf_counter() - t0  # copied, if staged
             m = c.mount_daemon(i, img)
+            mounted = time.perf_counter() - t0
             c.pids |= pids_naming(m)
             c.replay(m)
-            return time.perf_counter() - t0
+            return (time.perf_counter() - t0, ready, mounted)
 
         if strategy == "broadcast":
             # sbcast: the image read once from the server, then forwarded
@@ -215,7 +217,10 @@ def run_cell(ctx, strategy, n):
         else:
             times = parallel([lambda i=i: node(i) for i in range(n)])
         res["t_s"] = time.perf_counter() - t0
-        res["node_s"] = sorted(times)
+        # Per node: when it had its image (copied), was mounted, was done.
+        res["node_s"] = sorted(t for t, _, _ in times)
+        res["node_ready_s"] = sorted(r for _, r, _ in times)
+        res["node_mounted_s"] = sorted(m for _, _, m in times)
         after = c.server_stats()
         # Each mount's own count of the reads it served: their sum must be
         # the server's (one server shared by all the mounts).
@@ -247,8 +252,9 @@ def workload(cells, strategy):
         return None
     c = min(ok, key=lambda c: c["n"])
     s = c["server"]
-    w = {"R": (s["meta_requests"] + s["read_requests"]) / c["n"], "D": s["read_bytes"] / c["n"],
-         "per_node": True, "cpu": c["cpu_s"] / c["n"], "t1": c["t_s"], "n1": c["n"]}
+    w = {"s": strategy, "R": (s["meta_requests"] + s["read_requests"]) / c["n"],
+         "D": s["read_bytes"] / c["n"], "per_node": True, "cpu": c["cpu_s"] / c["n"],
+         "t1": c["t_s"], "n1": c["n"]}
     if strategy == "broadcast":
         # The server's load is the one read, whatever N; what follows the
         # read (forwarding, mounting the local copy, the replay) is local.
@@ -257,45 +263,57 @@ def workload(cells, strategy):
     return w
 
 
+def softmax(k, *xs):
+    return sum(x ** k for x in xs) ** (1 / k)
+
+
 def predict(p, w, n, S):
     """Start-up time of N simulated nodes on this machine (docs/scaling.md).
 
-    T = (T1^k + X^k)^(1/k): the time of one node alone and the time the
-    shared resources need for all N combine in a soft maximum. X is the
-    largest of the server's bandwidth (N·D/B), its request throughput
-    (N·R·L/C) and this two-core machine's CPU (N·cpu/cores). A broadcast
-    reads the image once, then every added node costs one local copy
-    (S/B_copy: on this machine all copies share one memory and two cores)."""
+    The time of one node alone (T1) and the times the shared resources need
+    for all N nodes combine in a soft maximum of exponent k: the server's
+    bandwidth (N·D/B), its request throughput (N·R·L/C) and this two-core
+    machine's CPU (N·cpu/cores). A broadcast reads the image once, every
+    added node costs one local copy (S/B_copy: on this machine all copies
+    share one memory and two cores), then the nodes mount and replay."""
+    k, t1 = p["k"], w["t1"] * p["t1f"].get(w["s"], 1.0)
+    cpu = n * w["cpu"] / p["cores"]
     if not w["per_node"]:
-        return w["t_read"] + w["t_local"] + (n - 1) * S / p["B_copy"]
-    x = max(n * w["D"] / p["B"], n * w["R"] * p["L"] / p["C"], n * w["cpu"] / p["cores"])
-    return (w["t1"] ** p["k"] + x ** p["k"]) ** (1 / p["k"])
+        t_local = w["t_local"] * p["t1f"].get(w["s"], 1.0)
+        return w["t_read"] + (n - 1) * S / p["B_copy"] + softmax(k, t_local, cpu)
+    return softmax(k, t1, n * w["D"] / p["B"], n * w["R"] * p["L"] / p["C"], cpu)
 
 
 def fit(cells, S, cores):
-    """Fit B (effective aggregate bandwidth), L (effective time per
-    request), B_copy (this machine's copy rate) and k on the measured cells:
-    least squares of the relative error over a coarse grid (four
-    parameters, no scipy needed)."""
+    """Fit on the measured cells, by least squares of the relative error over
+    coarse grids (no scipy needed): B (effective aggregate bandwidth), L
+    (effective time per request) and k for all strategies, then the
+    broadcast's B_copy, then a factor on each strategy's measured T1 (0.8
+    to 1.2: one noisy N = 1 run must not skew a whole line), then B, L and
+    k again."""
     ws = {s: workload(cells, s) for s in STRATEGIES}
     pts = [c for c in cells if "t_s" in c and ws.get(c["strategy"])]
-    base = {"C": SERVER["server_conc"], "cores": cores}
+    p = {"C": SERVER["server_conc"], "cores": cores, "B": SERVER["server_bw_mbps"] * 1e6,
+         "L": 1e-3, "k": 2.0, "B_copy": 1e9, "t1f": {}}
+
+    def err(q, only=None):
+        return sum((predict(q, ws[c["strategy"]], c["n"], S) / c["t_s"] - 1) ** 2
+                   for c in pts if only is None or c["strategy"] == only)
+
+    def best(cands, only=None):
+        return min(cands, key=lambda q: err(q, only))
+
     bw = SERVER["server_bw_mbps"] * 1e6
-    best = None
-    for Bf in (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2):
-        for L in (0.6e-3, 0.8e-3, 1.0e-3, 1.2e-3, 1.4e-3, 1.7e-3, 2.0e-3, 2.5e-3, 3e-3):
-            for k in (1.0, 1.5, 2.0, 3.0, 5.0, 10.0):
-                p = dict(base, B=bw * Bf, L=L, k=k, B_copy=1e9)
-                err = sum((predict(p, ws[c["strategy"]], c["n"], S) / c["t_s"] - 1) ** 2
-                          for c in pts if c["strategy"] != "broadcast")
-                if best is None or err < best[0]:
-                    best = (err, p)
-    p = best[1]
-    # The broadcast's one parameter, on its own points.
-    bc = [c for c in pts if c["strategy"] == "broadcast"]
-    p["B_copy"] = min((0.1e9 * 1.15 ** i for i in range(40)),
-                      key=lambda b: sum((predict(dict(p, B_copy=b), ws["broadcast"], c["n"], S)
-                                         / c["t_s"] - 1) ** 2 for c in bc))
+    for _ in range(2):
+        p = best([dict(p, B=bw * bf, L=L, k=k)
+                  for bf in (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2)
+                  for L in (0.6e-3, 0.8e-3, 1.0e-3, 1.2e-3, 1.4e-3, 1.7e-3, 2.0e-3, 2.5e-3, 3e-3)
+                  for k in (1.0, 1.5, 2.0, 3.0, 5.0, 10.0)])
+        if ws.get("broadcast"):
+            p = best([dict(p, B_copy=0.1e9 * 1.15 ** i) for i in range(40)], "broadcast")
+        for s in STRATEGIES:
+            if ws.get(s):
+                p = best([dict(p, t1f=dict(p["t1f"], **{s: f / 20})) for f in range(16, 25)], s)
     for c in pts:
         c["model_s"] = predict(p, ws[c["strategy"]], c["n"], S)
         c["model_err"] = c["model_s"] / c["t_s"] - 1
@@ -322,9 +340,10 @@ def cluster_time(p, w, n, S, B, scale=1.0):
         f, link = CLUSTER["fanout"], CLUSTER["link_Bps"]
         depth = math.ceil(math.log(n, f) - 1e-9) if n > 1 else 0
         fan = (min(f, n - 1) * Sx / link + depth * f * CLUSTER["block"] / link) if n > 1 else 0
-        return Sx / min(B, link) + fan + w["t_local"]
-    x = max(n * w["D"] * scale / B, n * w["R"] * scale * CLUSTER["L"] / CLUSTER["C"])
-    return (w["t1"] ** p["k"] + x ** p["k"]) ** (1 / p["k"])
+        return Sx / min(B, link) + fan + w["t_local"] * p["t1f"].get(w["s"], 1.0)
+    t1 = w["t1"] * p["t1f"].get(w["s"], 1.0)
+    return softmax(p["k"], t1, n * w["D"] * scale / B,
+                   n * w["R"] * scale * CLUSTER["L"] / CLUSTER["C"])
 
 
 def azure(p, ws, S):
@@ -338,6 +357,30 @@ def azure(p, ws, S):
         out[label] = {"B_GBps": B / 1e9,
                       "t": {s: cluster_time(p, ws.get(s), 64, S, B, img / S) for s in STRATEGIES}}
     return out
+
+
+def crossovers(p, ws, S):
+    """For images of several sizes (this venv's workload scaled) and servers
+    of several bandwidths: from how many nodes one strategy beats another,
+    and which strategy is fastest at 16, 64 and 1,000 nodes."""
+    servers = [("stand-in, fitted", p["B"]), ("Azure default", 64 * 23 * 2**30 / 200),
+               ("Azure full", 64 * 23 * 2**30 / 74)]
+    pairs = [("sqvenvfs hot", "dir"), ("sqvenvfs hot", "staged"), ("broadcast", "sqvenvfs hot"),
+             ("broadcast", "staged"), ("staged", "dir")]
+    rows = []
+    for size in (S, 2e9, 23 * 2**30, 100e9):
+        for label, B in servers:
+            def t(s, n):
+                return cluster_time(p, ws.get(s), n, S, B, size / S)
+            row = {"image_bytes": size, "server": label, "B": B, "from": {}, "best": {}}
+            for a, b in pairs:
+                if ws.get(a) and ws.get(b):
+                    row["from"][f"{a} < {b}"] = next((n for n in range(1, 4097)
+                                                      if t(a, n) < t(b, n)), None)
+            for n in (16, 64, 1000):
+                row["best"][n] = min((s for s in STRATEGIES if ws.get(s)), key=lambda s: t(s, n))
+            rows.append(row)
+    return rows
 
 
 # ---------------------------------------------------------------- output
@@ -373,8 +416,9 @@ def report(res):
     P(f"Fitted: effective aggregate bandwidth B = {p['B'] / 1e6:.0f} MB/s (set: "
       f"{res['server']['server_bw_mbps']}), effective time per request L = {p['L'] * 1e3:.2f} ms "
       f"(set: {res['server']['meta_delay_us'] / 1000:.2f}), this machine's copy rate "
-      f"B_copy = {p['B_copy'] / 1e9:.1f} GB/s, soft-maximum exponent k = {p['k']:g}; "
-      f"requests in service C = {p['C']}, cores = {p['cores']}. Largest error "
+      f"B_copy = {p['B_copy'] / 1e9:.2f} GB/s, soft-maximum exponent k = {p['k']:g}, "
+      "T1 factors " + ", ".join(f"{s} {f:.2f}" for s, f in p["t1f"].items())
+      + f"; requests in service C = {p['C']}, cores = {p['cores']}. Largest error "
       f"{res['max_err'] * 100:.0f} %.")
     P("")
     P("Per-node workload (from the smallest N of each strategy): requests R, bytes D, "
@@ -412,6 +456,18 @@ def report(res):
     P("|---|" + "---:|" * len(res["azure"]) + "")
     for s in STRATEGIES:
         P(f"| {s} | " + " | ".join(fmt(v["t"].get(s)) for v in res["azure"].values()) + " |")
+    P("")
+    P("Crossovers on a cluster: the smallest N from which the first strategy is faster "
+      "(– : not up to 4,096), and the fastest strategy at 16, 64 and 1,000 nodes:")
+    P("")
+    xs = res["crossovers"]
+    keys = list(xs[0]["from"]) if xs else []
+    P("| image | server | " + " | ".join(keys) + " | best at 16 | at 64 | at 1,000 |")
+    P("|---|---|" + "---:|" * len(keys) + "---|---|---|")
+    for r in xs:
+        P(f"| {r['image_bytes'] / 1e9:.1f} GB | {r['server']} ({r['B'] / 1e9:.2f} GB/s) | "
+          + " | ".join(fmt(r["from"][k], "n") for k in keys) + " | "
+          + " | ".join(r["best"][n] for n in (16, 64, 1000)) + " |")
     P("")
     v = res["versions"]
     P(f"Machine: {v['cpu']}, {v['cores']} cores; kernel {v['kernel']}; 1-minute load average at "
@@ -561,6 +617,7 @@ def do_scale(a):
         res["hot_target"] = {"per_node": per, "ratio": per / res["hot_bytes"]}
     res["extrapolation"] = extrapolate(params, ws, S)
     res["azure"] = azure(params, ws, S)
+    res["crossovers"] = crossovers(params, ws, S)
     res["prepare_s"] = t_prepared - t_start
     res["total_s"] = time.perf_counter() - t_start
     return res
