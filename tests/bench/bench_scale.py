@@ -23,6 +23,7 @@ import math
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -465,7 +466,7 @@ def report(res):
     P("| image | server | " + " | ".join(keys) + " | best at 16 | at 64 | at 1,000 |")
     P("|---|---|" + "---:|" * len(keys) + "---|---|---|")
     for r in xs:
-        P(f"| {r['image_bytes'] / 1e9:.1f} GB | {r['server']} ({r['B'] / 1e9:.2f} GB/s) | "
+        P(f"| {r['image_bytes'] / 1e9:.2f} GB | {r['server']} ({r['B'] / 1e9:.2f} GB/s) | "
           + " | ".join(fmt(r["from"][k], "n") for k in keys) + " | "
           + " | ".join(r["best"][n] for n in (16, 64, 1000)) + " |")
     P("")
@@ -588,14 +589,21 @@ def do_scale(a):
     strategies = a.strategies.split(",") if a.strategies else STRATEGIES
     cells = []
     try:
-        for s in strategies:
-            for n in ns:
+        # Every strategy at one N, then the next N: strategies measured side
+        # by side see the same machine, and a run out of time loses its
+        # largest N, not a whole strategy.
+        for n in ns:
+            for s in strategies:
                 need = S * n if s in ("staged", "broadcast") else 0
                 avail = os.statvfs("/dev/shm")
+                skip = None
                 if need > avail.f_bavail * avail.f_frsize * 0.6:
-                    cells.append({"strategy": s, "n": n,
-                                  "error": f"skipped: {need / 1e9:.1f} GB of node-local copies "
-                                           "do not fit in /dev/shm"})
+                    skip = f"{need / 1e9:.1f} GB of node-local copies do not fit in /dev/shm"
+                elif time.perf_counter() - t_start > a.budget_min * 60:
+                    skip = f"the run's budget of {a.budget_min} minutes is spent"
+                if skip:
+                    cells.append({"strategy": s, "n": n, "error": f"skipped: {skip}"})
+                    log(f"scale: {s}, N={n}: skipped: {skip}")
                     continue
                 log(f"scale: {s}, N={n}")
                 cells.append(run_cell(ctx, s, n))
@@ -603,6 +611,7 @@ def do_scale(a):
                     log(f"scale: {s}, N={n}: {cells[-1]['t_s']:.2f} s")
     finally:
         shutil.rmtree(ctx.local_root, ignore_errors=True)
+    cells.sort(key=lambda c: (STRATEGIES.index(c["strategy"]), c["n"]))
     res = {"cells": cells, "image_bytes": S, "venv_entries": ctx.venv_info["venv"]["entries"],
            "trace_files": ctx.trace_files, "trace_bytes": ctx.trace_bytes,
            "server": dict(SERVER, **ctx.server_over), "fanout": FANOUT,
@@ -665,7 +674,23 @@ def main(argv):
     p.add_argument("--server-bw-mbps", type=int)
     p.add_argument("--server-conc", type=int)
     p.add_argument("--rebuild", action="store_true")
+    p.add_argument("--budget-min", type=float, default=17,
+                   help="start no cell after this many minutes (default 17: the whole "
+                        "run must take under 20)")
     a = p.parse_args(argv)
+    for s in (a.strategies or "").split(",") if a.strategies else ():
+        if s not in STRATEGIES:
+            print(f"bench.py scale: --strategies: {s}: not one of {', '.join(STRATEGIES)}",
+                  file=sys.stderr)
+            return 2
+    if a.ns and not all(x.isdigit() and int(x) > 0 for x in a.ns.split(",")):
+        print(f"bench.py scale: --ns {a.ns}: not a list of node counts like 1,2,4",
+              file=sys.stderr)
+        return 2
+
+    def on_signal(sig, frame):
+        raise KeyboardInterrupt  # unwinds through every cell's unmounts
+    signal.signal(signal.SIGTERM, on_signal)
     temp_work = a.smoke and not a.workdir
     a.work = (tempfile.mkdtemp(prefix="sqvbench-scale-smoke-", dir="/var/tmp") if temp_work
               else os.path.abspath(a.workdir or "/var/tmp/sqvbench-scale"))
