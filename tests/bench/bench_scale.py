@@ -568,6 +568,11 @@ def prepare(a):
     return ctx
 
 
+def mem_available():
+    with open("/proc/meminfo") as f:
+        return next(int(ln.split()[1]) * 1024 for ln in f if ln.startswith("MemAvailable:"))
+
+
 def hot_bytes(cells):
     for c in cells:
         st = c.get("sqvenvfs_stats") or {}
@@ -594,11 +599,12 @@ def do_scale(a):
         # largest N, not a whole strategy.
         for n in ns:
             for s in strategies:
+                # The node-local copies live in /dev/shm, that is in memory.
                 need = S * n if s in ("staged", "broadcast") else 0
-                avail = os.statvfs("/dev/shm")
+                shm = os.statvfs("/dev/shm")
                 skip = None
-                if need > avail.f_bavail * avail.f_frsize * 0.6:
-                    skip = f"{need / 1e9:.1f} GB of node-local copies do not fit in /dev/shm"
+                if need > min(shm.f_bavail * shm.f_frsize, mem_available()) * 0.6:
+                    skip = f"{need / 1e9:.1f} GB of node-local copies do not fit in memory"
                 elif time.perf_counter() - t_start > a.budget_min * 60:
                     skip = f"the run's budget of {a.budget_min} minutes is spent"
                 if skip:

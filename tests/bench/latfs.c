@@ -22,8 +22,8 @@
  * semaphore; the others queue), and reads share an aggregate bandwidth of
  * server_bw_mbps through a virtual clock (each read reserves size / bandwidth
  * of the server's time after the reads before it and finishes at the end of
- * its reservation). A request's own delay is spent while it holds its slot, as
- * on a server whose service threads are busy for the whole request. The server
+ * its reservation). A request holds its slot for its own delay and its
+ * transfer, as a service thread would be busy for the whole request. The server
  * counts what it served; getxattr of "user.latfs.server" on the root of any of
  * its mounts gives the counts of all of them. A mount killed while it holds a
  * slot leaks it: one server file serves one run.
