@@ -587,12 +587,12 @@ def do_scale(a):
     ctx.server_over = {k: v for k, v in (("server_bw_mbps", a.server_bw_mbps),
                                          ("server_conc", a.server_conc)) if v}
     ctx.scale_dir = os.path.join(ctx.work, "mnt", "scale")
-    ctx.local_root = tempfile.mkdtemp(prefix="sqvbench-scale-local-", dir="/dev/shm")
     t_prepared = time.perf_counter()
     S = os.path.getsize(ctx.hot_img)
     ns = [int(x) for x in a.ns.split(",")] if a.ns else (SMOKE_NS if a.smoke else FULL_NS)
     strategies = a.strategies.split(",") if a.strategies else STRATEGIES
     cells = []
+    ctx.local_root = tempfile.mkdtemp(prefix="sqvbench-scale-local-", dir="/dev/shm")
     try:
         # Every strategy at one N, then the next N: strategies measured side
         # by side see the same machine, and a run out of time loses its
@@ -618,11 +618,13 @@ def do_scale(a):
     finally:
         shutil.rmtree(ctx.local_root, ignore_errors=True)
     cells.sort(key=lambda c: (STRATEGIES.index(c["strategy"]), c["n"]))
+    refusals = server_refusals(ctx) if a.smoke else []
     res = {"cells": cells, "image_bytes": S, "venv_entries": ctx.venv_info["venv"]["entries"],
            "trace_files": ctx.trace_files, "trace_bytes": ctx.trace_bytes,
            "server": dict(SERVER, **ctx.server_over), "fanout": FANOUT,
            "versions": bench.tool_versions(ctx), "smoke": a.smoke, "command": " ".join(sys.argv)}
     res["hot_bytes"] = hot_bytes(cells) or 0
+    res["refusals"] = refusals
     params, ws = fit(cells, S, os.cpu_count())
     res["params"], res["workloads"] = params, ws
     res["max_err"] = max((abs(c["model_err"]) for c in cells if "model_err" in c), default=0)
@@ -638,8 +640,37 @@ def do_scale(a):
     return res
 
 
-def check_complete(res, ns):
+def server_refusals(ctx):
+    """Bad server files are refused with one line each: another mount's
+    settings, a file that is not a server. Returns the problems found."""
     problems = []
+    base = os.path.join(ctx.work, "mnt", "refuse")
+    server = f"/dev/shm/sqvbench-scale-{os.getpid()}-refuse"
+    m1, m2 = os.path.join(base, "a"), os.path.join(base, "b")
+    for m in (m1, m2):
+        os.makedirs(m, exist_ok=True)
+    try:
+        bench.run([ctx.latfs, "-o", f"server={server},server_conc=4", ctx.shared, m1])
+        wait_mounted(m1)
+        cases = [(f"server={server},server_conc=5", "made with server_conc=4"),
+                 (f"server={ctx.trace}", "not a server file")]
+        for opts, want in cases:
+            r = bench.run([ctx.latfs, "-o", opts, ctx.shared, m2], check=False)
+            err = r.stderr.strip()
+            if r.returncode == 0 or want not in err or len(err.splitlines()) != 1:
+                problems.append(f"latfs -o {opts}: exit {r.returncode}, {err!r}: "
+                                f"want one line with {want!r}")
+                bench.run(["fusermount3", "-u", m2], check=False)
+    finally:
+        bench.run(["fusermount3", "-u", m1], check=False)
+        shutil.rmtree(base, ignore_errors=True)
+        if os.path.exists(server):
+            os.unlink(server)
+    return problems
+
+
+def check_complete(res, ns):
+    problems = list(res.get("refusals", []))
     for s in STRATEGIES:
         for n in ns:
             c = next((c for c in res["cells"] if c["strategy"] == s and c["n"] == n), None)
