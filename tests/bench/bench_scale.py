@@ -91,13 +91,15 @@ class Cell:
             cmd = ["squashfuse_ll", img, m]
         else:
             cmd = [self.ctx.sqvenvfs, img, m]
-        bench.run(cmd)
+        bench.run(cmd, timeout=120)
         self.daemon_mnts.append(m)
         wait_mounted(m)
         return m
 
     def replay(self, root):
-        r = bench.run([self.ctx.replay, "--check", self.ctx.hashes, self.ctx.trace, root])
+        # A hung mount must not hang the run: a node gets 15 minutes.
+        r = bench.run([self.ctx.replay, "--check", self.ctx.hashes, self.ctx.trace, root],
+                      timeout=900)
         got = dict(ln.split() for ln in r.stdout.splitlines())
         if int(got["files"]) != self.ctx.trace_files:
             raise bench.BenchError(f"replay read {got['files']} files, not {self.ctx.trace_files}")
