@@ -445,12 +445,16 @@ def report(res):
       f"links {CLUSTER['link_Bps'] / 1e9:g} GB/s, fan-out {CLUSTER['fanout']}), this venv, "
       "server bandwidth as fitted here and as implied by the Azure case, s:")
     P("")
-    P("| strategy | " + " | ".join(f"{lab}" for lab in res["extrapolation"]["labels"]) + " |")
-    P("|---|" + "---:|" * len(res["extrapolation"]["labels"]) + "")
+    P("| strategy | " + " | ".join(f"{lab}" for lab in res["extrapolation"]["labels"])
+      + " | server load at N=1000 |")
+    P("|---|" + "---:|" * len(res["extrapolation"]["labels"]) + "---:|")
     for s in STRATEGIES:
         row = res["extrapolation"]["t"].get(s)
+        w = res["workloads"].get(s)
         if row:
-            P(f"| {s} | " + " | ".join(fmt(x) for x in row) + " |")
+            k = 1000 if w["per_node"] else 1
+            P(f"| {s} | " + " | ".join(fmt(x) for x in row)
+              + f" | {k * w['R']:,.0f} req., {k * w['D'] / 1e9:,.1f} GB |")
     P("")
     P("The Azure case (23 GiB image, 64 nodes), each strategy's workload scaled to the image:")
     P("")
