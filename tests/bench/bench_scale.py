@@ -227,7 +227,15 @@ def run_cell(ctx, strategy, n):
         after = c.server_stats()
         # Each mount's own count of the reads it served: their sum must be
         # the server's (one server shared by all the mounts).
-        res["mount_reads_sum"] = sum(bench.latfs_reads(c.fs(i)) or 0 for i in range(n))
+        # A readahead the kernel started may still be in flight (the server
+        # counts a read when it starts, a mount when it ends): let it land.
+        deadline = time.monotonic() + 5
+        while True:
+            res["mount_reads_sum"] = sum(bench.latfs_reads(c.fs(i)) or 0 for i in range(n))
+            after = c.server_stats()
+            if res["mount_reads_sum"] == after["read_requests"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         res["server"] = {k: after[k] - before.get(k, 0) for k in after
                          if k not in ("conc", "bw_mbps")}
         if strategy.startswith("sqvenvfs"):
