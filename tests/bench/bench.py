@@ -5,6 +5,7 @@
     bench.py [run] [--smoke] [-C BUILDDIR] [--workdir DIR] ...
     bench.py make-venv DEST [--packages P ...]
     bench.py make-tree DEST [--entries N]
+    bench.py scale [--smoke] [-C BUILDDIR] ...   (bench_scale.py: N nodes)
 
 `run` builds (or reuses) a venv made from Debian's python3-* packages, packs it
 with mksquashfs, and times `python -c 'import ...'` from it as a plain
@@ -843,7 +844,8 @@ def mksquashfs(src, img):
          "-no-recovery", "-noappend", "-quiet", "-no-progress"])
 
 
-def prepare(ctx):
+def prepare(ctx, with_tree=True):
+    """The venv and its images; the big tree too unless with_tree=False."""
     a = ctx.args
     data = os.path.join(ctx.work, "data")
     os.makedirs(data, exist_ok=True)
@@ -878,6 +880,8 @@ def prepare(ctx):
     run([ctx.inspect, "seal", ctx.venv_sealed])
     log(f"venv: {info['venv']['entries']} entries, {info['venv']['bytes'] / 1e6:.0f} MB, "
         f"image {info['image_bytes'] / 1e6:.0f} MB")
+    if not with_tree:
+        return
 
     tree_root = os.path.join(ctx.work, "tree")
     tree = os.path.join(tree_root, "tree")
@@ -1445,6 +1449,9 @@ SMOKE_ROWS = [("local", "dir"), ("local", "squashfuse"), ("local", "squashfuse_l
 
 
 def main():
+    if sys.argv[1:2] == ["scale"]:
+        import bench_scale  # it imports this module: not at the top
+        return bench_scale.main(sys.argv[2:])
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("command", nargs="?", default="run", choices=["run", "make-venv", "make-tree"])
     p.add_argument("dest", nargs="?", help="for make-venv and make-tree")
@@ -1515,13 +1522,19 @@ def main():
             f.write(text + "\n")
         log(f"results in {out}")
     if a.smoke:
-        problems = check_complete(res, SMOKE_ROWS)
-        for pr in problems:
-            print(f"bench: smoke: {pr}", file=sys.stderr)
-        if problems:
-            print("bench: smoke: FAILED: the table is incomplete", file=sys.stderr)
-            return 1
-        print("bench: smoke: complete table, every row measured")
+        return smoke_verdict("smoke", check_complete(res, SMOKE_ROWS),
+                             "complete table, every row measured")
+    return 0
+
+
+def smoke_verdict(what, problems, ok):
+    """A smoke run's exit status: 1 and each problem on stderr, or 0."""
+    for pr in problems:
+        print(f"bench: {what}: {pr}", file=sys.stderr)
+    if problems:
+        print(f"bench: {what}: FAILED: the table is incomplete", file=sys.stderr)
+        return 1
+    print(f"bench: {what}: {ok}")
     return 0
 
 

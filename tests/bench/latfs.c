@@ -16,6 +16,18 @@
  * "user.latfs.stats" on its root gives "reads N\nread_bytes N\n", so a test or
  * the benchmark can see how many round trips a client made.
  *
+ * With -o server=PATH, several mounts (the "nodes" of tests/bench/bench_scale.py)
+ * share one server, kept in a small file in shared memory that the first mount
+ * creates: at most server_conc requests are in service at once (a process-shared
+ * semaphore; the others queue), and reads share an aggregate bandwidth of
+ * server_bw_mbps through a virtual clock (each read reserves size / bandwidth
+ * of the server's time after the reads before it and finishes at the end of
+ * its reservation). A request holds its slot for its own delay and its
+ * transfer, as a service thread would be busy for the whole request. The server
+ * counts what it served; getxattr of "user.latfs.server" on the root of any of
+ * its mounts gives the counts of all of them. A mount killed while it holds a
+ * slot leaks it: one server file serves one run.
+ *
  * A fault can be injected on one file for tests of error paths: every read of
  * it at or past fault_offset fails with EIO (fault=eio) or returns half of
  * what was asked (fault=short).
@@ -32,6 +44,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -39,6 +52,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -48,6 +62,21 @@
 #define PROG "sqvbench-latfs"
 
 enum fault_kind { FAULT_NONE, FAULT_EIO, FAULT_SHORT };
+
+/* The shared server (-o server=PATH), mapped by every mount of one run. The
+ * creator fills it and sets magic last; the others wait for magic. Every
+ * field after magic is either set before magic and then read-only, or
+ * atomic, so no lock is needed. */
+#define SERVER_MAGIC 0x3156525351564153ull /* "SAVQSRV1" */
+struct lat_server {
+	_Atomic uint64_t magic;
+	uint64_t bw_bps;		/* aggregate read bandwidth, bytes/s; 0: none */
+	uint32_t conc;			/* requests in service at once */
+	sem_t slots;			/* process-shared, conc slots */
+	_Atomic uint64_t next_free_ns;	/* virtual clock of the bandwidth, CLOCK_MONOTONIC */
+	_Atomic uint64_t meta_requests, read_requests, read_bytes;
+	_Atomic uint64_t queue_ns;	/* time requests waited for a slot or the bandwidth */
+};
 
 /* One inode we handed to the kernel. The fuse_ino_t is the pointer. */
 struct lat_inode {
@@ -79,7 +108,11 @@ static struct {
 	char *fault_file;		/* relative to source */
 	char *fault;			/* "eio" or "short" */
 	unsigned long long fault_offset;
+	char *server_path;
+	unsigned long server_bw_mbps;	/* 0: no aggregate bandwidth limit */
+	unsigned int server_conc;
 
+	struct lat_server *server;	/* mapped shared server, or NULL */
 	enum fault_kind fault_kind;
 	ino_t fault_ino;
 	dev_t fault_dev;
@@ -91,6 +124,7 @@ static struct {
 	.read_delay_us = 1000,
 	.read_bw_mbps = 1000,
 	.threads = 64,
+	.server_conc = 16,
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 };
 
@@ -105,6 +139,9 @@ static const struct fuse_opt lat_opts[] = {
 	LAT_OPT("fault_file=%s", fault_file),
 	LAT_OPT("fault=%s", fault),
 	LAT_OPT("fault_offset=%llu", fault_offset),
+	LAT_OPT("server=%s", server_path),
+	LAT_OPT("server_bw_mbps=%lu", server_bw_mbps),
+	LAT_OPT("server_conc=%u", server_conc),
 	FUSE_OPT_END
 };
 
@@ -121,9 +158,66 @@ static void lat_sleep(unsigned long us)
 		;
 }
 
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void sleep_until_ns(uint64_t t)
+{
+	struct timespec ts = { .tv_sec = (time_t)(t / 1000000000u),
+			       .tv_nsec = (long)(t % 1000000000u) };
+
+	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+		;
+}
+
+/* Take a service slot of the shared server, counting the wait. */
+static void server_enter(void)
+{
+	uint64_t t0 = now_ns();
+
+	while (sem_wait(&fs.server->slots) != 0 && errno == EINTR)
+		;
+	atomic_fetch_add(&fs.server->queue_ns, now_ns() - t0);
+}
+
+/* Reserve bytes of the server's aggregate bandwidth after every earlier
+ * reservation and wait for the end of this one. */
+static void server_transfer(size_t bytes)
+{
+	uint64_t cost, now, old, start;
+
+	if (!fs.server->bw_bps)
+		return;
+	cost = (uint64_t)((unsigned __int128)bytes * 1000000000u / fs.server->bw_bps);
+	now = now_ns();
+	old = atomic_load(&fs.server->next_free_ns);
+	do
+		start = old > now ? old : now;
+	while (!atomic_compare_exchange_weak(&fs.server->next_free_ns, &old, start + cost));
+	atomic_fetch_add(&fs.server->queue_ns, start - now);
+	sleep_until_ns(start + cost);
+}
+
+static void server_leave(void)
+{
+	sem_post(&fs.server->slots);
+}
+
 static void meta_delay(void)
 {
+	if (!fs.server) {
+		lat_sleep(fs.meta_delay_us);
+		return;
+	}
+	server_enter();
+	atomic_fetch_add(&fs.server->meta_requests, 1);
 	lat_sleep(fs.meta_delay_us);
+	server_leave();
 }
 
 static void read_delay(size_t bytes)
@@ -133,7 +227,16 @@ static void read_delay(size_t bytes)
 
 	if (fs.read_bw_mbps)
 		us += bytes / fs.read_bw_mbps;
+	if (!fs.server) {
+		lat_sleep(us);
+		return;
+	}
+	server_enter();
+	atomic_fetch_add(&fs.server->read_requests, 1);
+	atomic_fetch_add(&fs.server->read_bytes, bytes);
 	lat_sleep(us);
+	server_transfer(bytes);
+	server_leave();
 }
 
 static struct lat_inode *lat_inode(fuse_ino_t ino)
@@ -439,16 +542,27 @@ static void lat_statfs(fuse_req_t req, fuse_ino_t ino)
 
 static void lat_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
-	char buf[128];
+	char buf[256];
 	int len;
 
-	if (ino != FUSE_ROOT_ID || strcmp(name, "user.latfs.stats") != 0) {
+	if (ino == FUSE_ROOT_ID && strcmp(name, "user.latfs.stats") == 0) {
+		len = snprintf(buf, sizeof(buf), "reads %llu\nread_bytes %llu\n",
+			       (unsigned long long)atomic_load(&stat_reads),
+			       (unsigned long long)atomic_load(&stat_read_bytes));
+	} else if (ino == FUSE_ROOT_ID && fs.server && strcmp(name, "user.latfs.server") == 0) {
+		len = snprintf(buf, sizeof(buf),
+			       "meta_requests %llu\nread_requests %llu\nread_bytes %llu\n"
+			       "queue_us %llu\nconc %u\nbw_mbps %llu\n",
+			       (unsigned long long)atomic_load(&fs.server->meta_requests),
+			       (unsigned long long)atomic_load(&fs.server->read_requests),
+			       (unsigned long long)atomic_load(&fs.server->read_bytes),
+			       (unsigned long long)atomic_load(&fs.server->queue_ns) / 1000,
+			       fs.server->conc,
+			       (unsigned long long)fs.server->bw_bps / 1000000);
+	} else {
 		lat_reply_err(req, ENODATA);
 		return;
 	}
-	len = snprintf(buf, sizeof(buf), "reads %llu\nread_bytes %llu\n",
-		       (unsigned long long)atomic_load(&stat_reads),
-		       (unsigned long long)atomic_load(&stat_read_bytes));
 	if (size == 0)
 		fuse_reply_xattr(req, (size_t)len);
 	else if ((size_t)len > size)
@@ -481,6 +595,72 @@ static const struct fuse_lowlevel_ops lat_ops = {
 	.getxattr = lat_getxattr,
 };
 
+/* Create the shared server at path, or attach to the one another mount made.
+ * Returns 0 or -errno, with a message printed. */
+static int server_attach(const char *path)
+{
+	struct lat_server *sv;
+	uint64_t deadline;
+	struct stat st;
+	bool made = true;
+	int fd;
+
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0 && errno == EEXIST) {
+		made = false;
+		fd = open(path, O_RDWR | O_CLOEXEC);
+	}
+	if (fd < 0 || (made && ftruncate(fd, sizeof(*sv)) < 0)) {
+		int err = errno;
+
+		fprintf(stderr, PROG ": server=%s: %s\n", path, strerror(err));
+		if (fd >= 0)
+			close(fd);
+		return -err;
+	}
+	/* Another mount is making it: wait until it has its size. */
+	deadline = now_ns() + 10000000000ull;
+	while (fstat(fd, &st) == 0 && (size_t)st.st_size < sizeof(*sv) && now_ns() < deadline)
+		lat_sleep(1000);
+	if ((size_t)st.st_size != sizeof(*sv)) {
+		fprintf(stderr, PROG ": server=%s: not a server file of this build\n", path);
+		close(fd);
+		return -EINVAL;
+	}
+	sv = mmap(NULL, sizeof(*sv), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (sv == MAP_FAILED) {
+		fprintf(stderr, PROG ": server=%s: mmap: %s\n", path, strerror(errno));
+		return -errno;
+	}
+	if (made) {
+		sv->bw_bps = (uint64_t)fs.server_bw_mbps * 1000000u;
+		sv->conc = fs.server_conc;
+		if (sem_init(&sv->slots, 1, fs.server_conc) != 0) {
+			fprintf(stderr, PROG ": server=%s: sem_init: %s\n", path, strerror(errno));
+			munmap(sv, sizeof(*sv));
+			return -EINVAL;
+		}
+		atomic_store(&sv->magic, SERVER_MAGIC);
+	}
+	while (atomic_load(&sv->magic) != SERVER_MAGIC && now_ns() < deadline)
+		lat_sleep(1000);
+	if (atomic_load(&sv->magic) != SERVER_MAGIC) {
+		fprintf(stderr, PROG ": server=%s: not a server file of this build\n", path);
+		munmap(sv, sizeof(*sv));
+		return -EINVAL;
+	}
+	if (sv->conc != fs.server_conc || sv->bw_bps != (uint64_t)fs.server_bw_mbps * 1000000u) {
+		fprintf(stderr, PROG ": server=%s: made with server_conc=%u,server_bw_mbps=%llu, "
+			"not these options\n", path, sv->conc,
+			(unsigned long long)(sv->bw_bps / 1000000u));
+		munmap(sv, sizeof(*sv));
+		return -EINVAL;
+	}
+	fs.server = sv;
+	return 0;
+}
+
 static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
 {
 	(void)data;
@@ -509,6 +689,11 @@ static void usage(void)
 	       "                           to BACKING_DIR)\n"
 	       "    -o fault=eio|short     the fault: EIO, or half of the bytes asked\n"
 	       "    -o fault_offset=N      only reads that reach past byte N fail\n"
+	       "    -o server=PATH         share one server with every mount given the\n"
+	       "                           same PATH (a file, made by the first)\n"
+	       "    -o server_bw_mbps=N    its aggregate read bandwidth, 10^6 bytes/s\n"
+	       "                           (default 0: none)\n"
+	       "    -o server_conc=N       its requests in service at once (default 16)\n"
 	       "    -f, -d                 foreground, debug\n");
 }
 
@@ -571,6 +756,12 @@ int main(int argc, char *argv[])
 		fs.fault_ino = st.st_ino;
 		fs.fault_dev = st.st_dev;
 	}
+	if (fs.server_conc == 0) {
+		fprintf(stderr, PROG ": server_conc: must be at least 1\n");
+		goto out;
+	}
+	if (fs.server_path && server_attach(fs.server_path) < 0)
+		goto out;
 	/* Sleeps of a millisecond must not be rounded up by the default 50 us slack;
 	 * threads created later inherit this. */
 	prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
