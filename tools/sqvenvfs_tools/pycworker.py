@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: BSD-2-Clause
 """Byte-compile a staged tree; run by the venv's own interpreter
-(python -S -B pycworker.py ROOT DDIR JOBS LEVELS), standard library only,
-Python 3.7 or later.
+(python -S -B pycworker.py ROOT DDIR JOBS LEVELS [IN_BASE]), standard
+library only, Python 3.7 or later.
 
 For every .py below ROOT (not following symlinked directories, as
 compileall does) and every optimisation level, the pyc this interpreter
@@ -17,9 +17,14 @@ A compiled pyc depends on the source and the interpreter only, not on the
 process that compiled it (see canonical()), and every module is compiled
 in a pool worker whatever JOBS, so -j changes nothing in the image.
 
+An optional fifth argument names a file of paths relative to ROOT
+(NUL-separated): sources that the base images of a delta hold unchanged,
+with their pycs. Those are not compiled: their stale or missing pycs are
+removed, so that the base's show through (valid ones are kept as above).
+
 Prints "N count" first, then one line per source: "R path" (all its
-pycs reused), "C path" (at least one compiled) or "*** Error compiling
-'path': why"."""
+pycs reused), "C path" (at least one compiled), "B path" (left to the
+base images) or "*** Error compiling 'path': why"."""
 
 import importlib.util
 import marshal
@@ -179,15 +184,14 @@ def replace(path, data):
 
 
 def one(args):
-    src, root, ddir, levels = args
+    src, root, ddir, levels, in_base = args
     rel = os.path.relpath(src, root)
     dfile = os.path.join(ddir, rel) if ddir else rel
     try:
         st = os.stat(src)
         with open(src, "rb") as f:
             source = f.read()
-        compiled = False
-        prev = None
+        have = []      # per level: (pyc path, its bytes, reheadered or None)
         for lv in levels:
             cfile = importlib.util.cache_from_source(
                 src, optimization=lv if lv else "")
@@ -197,7 +201,20 @@ def one(args):
                     data = f.read()
             except OSError:
                 pass
-            new = reheader(data, source, st) if data is not None else None
+            have.append((cfile, data, reheader(data, source, st)
+                         if data is not None else None))
+        if in_base and any(new is None for _, _, new in have):
+            # the base images hold this very source and its pycs: they
+            # show through, so none is compiled (the directory stays, as
+            # it would be with them)
+            for cfile, _, _ in have:
+                if os.path.lexists(cfile):
+                    os.unlink(cfile)
+            os.makedirs(os.path.dirname(have[0][0]), exist_ok=True)
+            return "B " + src
+        compiled = False
+        prev = None
+        for lv, (cfile, data, new) in zip(levels, have):
             if new is None:
                 write_pyc(src, cfile, dfile, source, st, lv)
                 compiled = True
@@ -224,7 +241,12 @@ def main():
     sys.stdout.reconfigure(errors="surrogateescape")
     root, ddir, jobs, levels = sys.argv[1:5]
     levels = [int(x) for x in levels.split(",")]
-    todo = [(s, root, ddir, levels) for s in sources(root)]
+    in_base = set()
+    if len(sys.argv) > 5 and sys.argv[5]:
+        with open(sys.argv[5], "rb") as f:
+            in_base = {os.path.join(root, os.fsdecode(p))
+                       for p in f.read().split(b"\0") if p}
+    todo = [(s, root, ddir, levels, s in in_base) for s in sources(root)]
     print(f"N {len(todo)}", flush=True)
     # Pool workers even for -j 1: compiling processes that imported the
     # same modules whatever JOBS (3.13 interns a string constant in place
