@@ -191,7 +191,7 @@ def one(args):
         st = os.stat(src)
         with open(src, "rb") as f:
             source = f.read()
-        have = []      # per level: (pyc path, its bytes, reheadered or None)
+        have = []   # per level: (level, pyc path, its bytes, reheadered)
         for lv in levels:
             cfile = importlib.util.cache_from_source(
                 src, optimization=lv if lv else "")
@@ -201,20 +201,22 @@ def one(args):
                     data = f.read()
             except OSError:
                 pass
-            have.append((cfile, data, reheader(data, source, st)
+            have.append((lv, cfile, data, reheader(data, source, st)
                          if data is not None else None))
-        if in_base and any(new is None for _, _, new in have):
-            # the base images hold this very source and its pycs: they
-            # show through, so none is compiled (the directory stays, as
-            # it would be with them)
-            for cfile, _, _ in have:
-                if os.path.lexists(cfile):
+        based = False
+        if in_base and any(h[3] is None for h in have):
+            # the base images hold this very source and its pycs: theirs
+            # show through where the venv has no valid one, so nothing is
+            # compiled (the directory stays, as it would be with them)
+            for _, cfile, _, new in have:
+                if new is None and os.path.lexists(cfile):
                     os.unlink(cfile)
-            os.makedirs(os.path.dirname(have[0][0]), exist_ok=True)
-            return "B " + src
+            os.makedirs(os.path.dirname(have[0][1]), exist_ok=True)
+            have = [h for h in have if h[3] is not None]
+            based = True
         compiled = False
         prev = None
-        for lv, (cfile, data, new) in zip(levels, have):
+        for lv, cfile, data, new in have:
             if new is None:
                 write_pyc(src, cfile, dfile, source, st, lv)
                 compiled = True
@@ -229,7 +231,7 @@ def one(args):
                     os.unlink(cfile)
                     os.link(prev, cfile)
             prev = cfile
-        return ("C " if compiled else "R ") + src
+        return ("B " if based else "C " if compiled else "R ") + src
     except py_compile.PyCompileError as e:
         msg = str(e.msg).strip().splitlines()
         return f"*** Error compiling '{src}': {msg[-1] if msg else ''}"

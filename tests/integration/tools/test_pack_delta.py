@@ -180,6 +180,10 @@ def test(tmp, cleanups):
     # several optimisation levels: the base's pycs of each level are kept
     base01 = os.path.join(tmp, "base01.sqfs")
     t.pack("--optimize", "0,2", venv1, base01)
+    # an unchanged module with a valid pyc of level 0 only (as pip leaves
+    # it): that one is kept, level 2's comes from the base
+    t.run([os.path.join(venv2, "bin", "python"), "-m", "py_compile",
+           os.path.join(sp2, "toml", "decoder.py")])
     delta01 = os.path.join(tmp, "delta01.sqfs")
     r = t.pack("--optimize", "0,2", "--base", base01, venv2, delta01)
     check_compiled(r.stdout, venv2, 4, "the -O 0,2 delta")
