@@ -40,6 +40,7 @@ import threading
 import time
 
 import bench_edit
+import bench_pack
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # The tests' library (tests/lib): meson sets PYTHONPATH, but the benchmark
@@ -1135,6 +1136,8 @@ def do_run(a):
         if not a.only or "edit" in a.only:
             results["edit_row"] = bench_edit.edit_row(b, ctx.venv, ctx.work, SYS_PYTHON,
                                                       mksquashfs, log)
+        if not a.only or "pack" in a.only:
+            results["pack_row"] = bench_pack.pack_row(b, ctx.venv, ctx.work, mksquashfs, log)
     finally:
         unmount_all()
         ctx.trace.close()
@@ -1284,6 +1287,7 @@ def targets(res):
              f"{(rss_b - cb) / n:.0f} B/entry; " if cb is not None else "")
             + (f"index {st['index_bytes'] / n:.0f} B/entry" if st.get("index_bytes") else ""))
     bench_edit.edit_targets(res.get("edit_row"), add, fmt)
+    bench_pack.pack_targets(res.get("pack_row"), add, fmt)
     return t
 
 
@@ -1363,6 +1367,7 @@ def table(res):
               f"{fmt(st.get('prefetch_reads'), 'n')} | "
               f"{fmt(pb / 2**20) if pb is not None else '–'} | {used} | "
               f"{fmt(st.get('backing_reads'), 'n')} | {fmt(r.get('standin_reads_import'), 'n')} |")
+    bench_pack.pack_table(res.get("pack_row"), P, fmt)
     P("")
     P("Targets for sqvenvfs (ratios from this run):")
     P("")
@@ -1372,7 +1377,8 @@ def table(res):
         met = {True: "met", False: "**missed**", None: "see note"}[t["met"]]
         P(f"| {t['target']} | {t['goal']} | {t['measured']} | {met} | {t['note']} |")
     errs = [(r["row"], r.get("storage", "tree"), k, e)
-            for r in rows + res["tree_rows"] + [res.get("edit_row") or {"row": "edit"}]
+            for r in rows + res["tree_rows"] + [res.get("edit_row") or {"row": "edit"},
+                                                res.get("pack_row") or {"row": "pack"}]
             for k, e in r.get("errors", {}).items()]
     if errs:
         P("")
@@ -1420,6 +1426,7 @@ def check_complete(res, want_rows):
             if r.get(k) is None:
                 problems.append(f"{storage} {name}: {k} missing")
     problems += bench_edit.edit_check(res.get("edit_row"))
+    problems += bench_pack.pack_check(res.get("pack_row"))
     for name in ("dir", "squashfuse_ll", "sqvenvfs"):
         r = next((t for t in res["tree_rows"] if t["row"] == name), None)
         if r is None:

@@ -24,7 +24,7 @@ setup(name="sqvbench_tiny", version="1.0", packages=["sqvbench_tiny"],
 """
 
 
-def _run(cmd, **kw):
+def run_checked(cmd, **kw):
     r = subprocess.run(cmd, capture_output=True, text=True,
                        stdin=subprocess.DEVNULL, **kw)
     if r.returncode != 0:
@@ -33,11 +33,23 @@ def _run(cmd, **kw):
     return r
 
 
-def _env():
+def tool_env():
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env.update(PIP_NO_CACHE_DIR="1", PIP_DISABLE_PIP_VERSION_CHECK="1",
                PIP_ROOT_USER_ACTION="ignore")
     return env
+
+
+def write_modules(pkg):
+    """The small package's modules into directory pkg: an __init__.py and
+    WHEEL_MODULES others (also the bench's pack rows' small package)."""
+    with open(os.path.join(pkg, "__init__.py"), "w") as f:
+        f.write("def main():\n    return 0\n")
+    for i in range(WHEEL_MODULES):
+        with open(os.path.join(pkg, f"m{i}.py"), "w") as f:
+            f.write("".join(f"def f{j}(x):\n    return x * {j} + {i}\n\n"
+                            for j in range(40)))
+    return WHEEL_MODULES + 1
 
 
 def build_wheel(d, python):
@@ -46,15 +58,11 @@ def build_wheel(d, python):
     os.makedirs(pkg)
     with open(os.path.join(src, "setup.py"), "w") as f:
         f.write(SETUP)
-    with open(os.path.join(pkg, "__init__.py"), "w") as f:
-        f.write("def main():\n    return 0\n")
-    for i in range(WHEEL_MODULES):
-        with open(os.path.join(pkg, f"m{i}.py"), "w") as f:
-            f.write("".join(f"def f{j}(x):\n    return x * {j} + {i}\n\n"
-                            for j in range(40)))
+    write_modules(pkg)
     wheels = os.path.join(d, "wheels")
-    _run([python, "-m", "pip", "wheel", "--no-index", "--no-deps",
-          "--no-build-isolation", "-q", "-w", wheels, src], env=_env())
+    run_checked([python, "-m", "pip", "wheel", "--no-index", "--no-deps",
+                 "--no-build-isolation", "-q", "-w", wheels, src],
+                env=tool_env())
     return os.path.join(wheels, os.listdir(wheels)[0])
 
 
@@ -91,13 +99,14 @@ def edit_row(builddir, venv, work, python, mksquashfs, log):
         base = os.path.join(images, "base.sqfs")
         log("edit: full sqvenvfs-pack of the venv")
         t0 = time.perf_counter()
-        _run([pack, "-q", venv, base], env=_env())
+        run_checked([pack, "-q", venv, base], env=tool_env())
         row["pack_s"] = time.perf_counter() - t0
         row["base_bytes"] = os.path.getsize(base)
 
         target = os.path.join(d, "change")
-        _run([python, "-m", "pip", "install", "-q", "--no-index", "--no-deps",
-              "--no-compile", "--target", target, wheel], env=_env())
+        run_checked([python, "-m", "pip", "install", "-q", "--no-index",
+                     "--no-deps", "--no-compile", "--target", target, wheel],
+                    env=tool_env())
         row["change_files"] = tree_files(target)
         row["change_bytes"] = allocated(target)
         cimg = os.path.join(d, "change.sqfs")
@@ -109,9 +118,9 @@ def edit_row(builddir, venv, work, python, mksquashfs, log):
         st0 = os.statvfs(images)
         delta = os.path.join(images, "delta.sqfs")
         t0 = time.perf_counter()
-        r = _run([edit, "--keep-work", "--work", ework, base, delta, "--",
-                  "pip", "install", "-q", "--no-index", "--no-deps", wheel],
-                 env=_env())
+        r = run_checked([edit, "--keep-work", "--work", ework, base, delta,
+                         "--", "pip", "install", "-q", "--no-index",
+                         "--no-deps", wheel], env=tool_env())
         row["edit_s"] = time.perf_counter() - t0
         st1 = os.statvfs(images)
         row["overlay"] = next((l.split("overlay:", 1)[1].strip()

@@ -79,12 +79,65 @@ def same_entry(a, b, p):
     return a.size == b.size
 
 
+def pyc_names(name, tag, levels):
+    """The pyc names in __pycache__ for module file name (str, "x.py")."""
+    return [f"{name[:-3]}.{tag}" + (f".opt-{lv}" if lv else "") + ".pyc"
+            for lv in levels]
+
+
+def sources_in_base(out, root, base, all_root, clamp, tag, levels):
+    """Before byte-compiling a delta: the sources under root (relative
+    paths, bytes) that the base stack holds as they are (type, mode,
+    owner, mtime after the SOURCE_DATE_EPOCH clamp, content), with a pyc
+    for every level, of the source's mtime as pack makes them, and the set
+    of those pycs' base paths. A compile of such a source would give the
+    base's pyc again (the compile does not depend on the process), so it
+    is left out and the base's pycs show through the delta."""
+    found, pycs = [], set()
+    # progress against the base's modules, which bound the comparisons
+    total = sum(1 for p in base if p.endswith(b".py"))
+    seen = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d != "__pycache__" and
+                       not os.path.islink(os.path.join(dirpath, d))]
+        rel = os.path.relpath(dirpath, root)
+        bdir = b"" if rel == "." else b"/" + os.fsencode(rel)
+        for n in filenames:
+            if not n.endswith(".py"):
+                continue
+            b = base.get(bdir + b"/" + os.fsencode(n))
+            if b is None or b.type != "f":
+                continue
+            seen += 1
+            out.progress(f"comparing modules with the base images: {seen} "
+                         f"of {total}")
+            p = os.path.join(dirpath, n)
+            a = staged_entry(p, all_root, False)
+            if clamp is not None:
+                a.mtime = min(a.mtime, clamp)
+            names = [bdir + b"/__pycache__/" + os.fsencode(c)
+                     for c in pyc_names(n, tag, levels)]
+            if not all(base.get(c) is not None and base[c].type == "f"
+                       and base[c].mtime == a.mtime for c in names):
+                continue
+            if a.type == "f" and same_entry(a, b, p):
+                found.append(os.fsencode(os.path.relpath(p, root)))
+                pycs.update(names)
+    out.progress(f"comparing modules with the base images: {seen} of "
+                 f"{total}", force=True)
+    return found, pycs
+
+
 class Delta:
-    def __init__(self, out, root, base, all_root):
+    def __init__(self, out, root, base, all_root, from_base=(), total=0):
+        """from_base: base paths the staged copy lacks on purpose (the
+        pycs of sources_in_base()): shown by the base, not whiteouts;
+        total: the staged entries, which progress counts towards."""
         self.out = out
         self.root = root
         self.base = base         # bytes path ("/a/b") -> Entry
         self.all_root = all_root
+        self.from_base = set(from_base)
         self.children = {}
         for path in base:
             if path == b"/":
@@ -95,11 +148,20 @@ class Delta:
         self.opaque = 0
         self.added_paths = []
         self._memo = {}
+        self.total = total
+        self.seen = 0
 
     def run(self):
         rootst = os.lstat(self.root)
         self._dir(self.root, b"/", force=False)
         os.utime(self.root, ns=(rootst.st_mtime_ns, rootst.st_mtime_ns))
+        # what is below a new or opaque directory was dealt with at once
+        self.seen = self.total
+        self._progress(True)
+
+    def _progress(self, force=False):
+        self.out.progress("comparing with the base images: "
+                          f"{self.seen} of {self.total} entries", force)
 
     def _dir(self, d, path, force):
         """Prune d (staged path, base path `path`, a directory in both) of
@@ -114,7 +176,10 @@ class Delta:
                                 "whiteouts in layered images")
         bnames = set(self.children.get(path, []))
         snames = {os.fsencode(n) for n in names}
-        removed = sorted(bnames - snames)
+        shown = {n for n in bnames - snames
+                 if path.rstrip(b"/") + b"/" + n in self.from_base}
+        self.kept += len(shown)
+        removed = sorted(bnames - snames - shown)
         keep = False
         # a directory that lost entries and keeps nothing of the base (no
         # file below it is unchanged), or whose whiteout names would be too
@@ -126,6 +191,8 @@ class Delta:
         for n in names:
             p = os.path.join(d, n)
             bp = (path.rstrip(b"/") + b"/" + os.fsencode(n))
+            self.seen += 1
+            self._progress()
             b = self.base.get(bp)
             if b is None:
                 self._count_added(p)
@@ -166,6 +233,9 @@ class Delta:
     def _shares(self, d, path):
         """Whether anything below staged directory d is identical to the
         base's entry at the same path (so the base's copy is still used)."""
+        if any(path.rstrip(b"/") + b"/" + n in self.from_base
+               for n in self.children.get(path, [])):
+            return True
         for n in os.listdir(d):
             p = os.path.join(d, n)
             bp = path.rstrip(b"/") + b"/" + os.fsencode(n)

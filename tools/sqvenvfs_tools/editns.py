@@ -226,9 +226,9 @@ class Inner:
                 raise PackError("bin/python3: missing in the images; cannot "
                                 "byte-compile (use --no-compile)")
             tag, _ = interpreter_info(python)
-            nfail, first, _reused, _compiled = byte_compile(out, python, self.upper,
-                                        p["mount_point"], p["levels"],
-                                        p["jobs"])
+            res = byte_compile(out, python, self.upper, p["mount_point"],
+                               p["levels"], p["jobs"])
+            nfail, first = res.failed, res.first
             if nfail:
                 full = work_full(self.upper)
                 if full:

@@ -48,6 +48,23 @@ def tree_size(root):
     return total
 
 
+def tree_totals(root):
+    """(entries, files, bytes of the files) under root, as staging counts
+    them: what progress reports against."""
+    entries = files = size = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        entries += len(dirnames) + len(filenames)
+        for n in filenames:
+            try:
+                st = os.lstat(os.path.join(dirpath, n))
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                files += 1
+                size += st.st_size
+    return entries, files, size
+
+
 def count_tree(root):
     files = links = 0
     dirs = 1

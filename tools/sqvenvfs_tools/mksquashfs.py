@@ -4,11 +4,15 @@ how its failures become one line. Every image the tools write goes
 through write_squashfs(); a new layout or option is a new field of
 SquashOptions (or an entry of `extra`), not a second command line."""
 
+import fcntl
 import os
 import re
+import selectors
 import shutil
 import signal
+import struct
 import subprocess
+import termios
 
 from .errors import PackError
 from .seal import check_mksquashfs_output
@@ -61,10 +65,12 @@ def find_mksquashfs():
     return p
 
 
-def mksquashfs_command(mksquashfs, src, dst, opts, extra=()):
+def mksquashfs_command(mksquashfs, src, dst, opts, extra=(),
+                       progress=False):
     """The command line: reproducible (fixed creation time, sorted
     entries, no xattrs, which would make images depend on the machine),
-    no recovery file, never appending to an existing dst."""
+    no recovery file, never appending to an existing dst; with progress,
+    mksquashfs draws its progress bar."""
     cmd = [mksquashfs, src, dst, "-noappend", "-no-recovery", "-reproducible",
            "-comp", opts.comp]
     if opts.level is not None:
@@ -76,32 +82,93 @@ def mksquashfs_command(mksquashfs, src, dst, opts, extra=()):
     cmd += list(extra)
     # Not -quiet: it also hides the line mksquashfs prints when it leaves a
     # path out (write_squashfs reads what it says).
-    cmd += ["-no-progress"]
+    if not progress:
+        cmd += ["-no-progress"]
     return cmd
+
+
+# mksquashfs's progress bar: "[===    /] 987/2873  34%", redrawn after \r
+BAR = re.compile(rb"\[[^\]\r\n]*\] *(\d+)/(\d+) +(\d+)%")
+
+
+def follow(out, proc, master, comp):
+    """Read mksquashfs's stdout from the pty master (it flushes its bar
+    only to a terminal) and its stderr until both end, showing its
+    progress; returns (stdout without the bar, stderr)."""
+    sel = selectors.DefaultSelector()
+    sel.register(master, selectors.EVENT_READ)
+    sel.register(proc.stderr, selectors.EVENT_READ)
+    o, e = bytearray(), bytearray()
+    last = None
+    while sel.get_map():
+        for key, _ in sel.select():
+            try:
+                b = os.read(key.fd, 65536)
+            except OSError:         # EIO: the pty's other side is closed
+                b = b""
+            if not b:
+                sel.unregister(key.fileobj)
+                continue
+            if key.fd != master:
+                e += b
+                continue
+            o += b
+            bars = BAR.findall(bytes(o[-4096:]))
+            if bars and bars[-1] != last:
+                last = bars[-1]
+                n, total, pct = (int(x) for x in last)
+                out.progress(f"writing the image ({comp}): {n} of {total} "
+                             f"blocks ({pct}%)", force=pct == 100)
+    sel.close()
+    proc.wait()
+    text = BAR.sub(b"", bytes(o)).replace(b"\r\n", b"\n")
+    return text.replace(b"\r", b""), bytes(e)
 
 
 def write_squashfs(out, mksquashfs, src, dst, opts, extra=()):
     """Write the tree src into the file dst (which exists, and is
     overwritten). Raises PackError with mksquashfs's own reason, also
     when it exits 0 but warned or left a path out."""
-    cmd = mksquashfs_command(mksquashfs, src, dst, opts, extra)
+    cmd = mksquashfs_command(mksquashfs, src, dst, opts, extra,
+                             progress=out.tty)
     # -mkfs-time decides; SOURCE_DATE_EPOCH would conflict with it
     env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
     out.progress(f"writing the image ({opts.comp}) ...", force=True)
     # A signal that interrupted Popen itself would leave mksquashfs running
     # unknown to us, and writing dst after the cleanup removed it: block the
     # signals until proc is known (the child unblocks them before exec).
+    # On a terminal, mksquashfs's stdout is a pty of ours: it draws (and
+    # flushes) its progress bar only there, and follow() shows it.
+    master = slave = None
+    if out.tty:
+        try:
+            master, slave = os.openpty()
+            # 80 columns: a bar of 0 would be all mksquashfs draws
+            fcntl.ioctl(slave, termios.TIOCSWINSZ,
+                        struct.pack("HHHH", 24, 80, 0, 0))
+        except OSError:
+            for fd in (slave, master):
+                if fd is not None:
+                    os.close(fd)
+            master = slave = None
+            cmd.append("-no-progress")
     stop = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, stop)
     proc = None
     try:
         proc = subprocess.Popen(
-            cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            cmd, env=env, stdin=subprocess.DEVNULL,
+            stdout=slave if slave is not None else subprocess.PIPE,
             stderr=subprocess.PIPE,
             preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_SETMASK,
                                                       mask))
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        o, e = proc.communicate()
+        if slave is not None:
+            os.close(slave)
+            slave = None
+            o, e = follow(out, proc, master, opts.comp)
+        else:
+            o, e = proc.communicate()
     except BaseException:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         if proc is not None:
@@ -112,6 +179,10 @@ def write_squashfs(out, mksquashfs, src, dst, opts, extra=()):
                 proc.kill()
                 proc.wait()
         raise
+    finally:
+        for fd in (slave, master):
+            if fd is not None:
+                os.close(fd)
     if proc.returncode != 0:
         lines = [l for l in (e or b"").decode("utf-8", "replace").splitlines()
                  if l.strip()]

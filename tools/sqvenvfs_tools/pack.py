@@ -9,10 +9,10 @@ import shutil
 import time
 
 from .bytecompile import byte_compile
-from .delta import Delta, find_inspect, read_base
+from .delta import Delta, find_inspect, read_base, sources_in_base
 from .editable import find_editables
 from .errors import PackError
-from .fsutil import count_tree, inside, tree_size
+from .fsutil import count_tree, inside, tree_size, tree_totals
 from .hot import hot_summary, write_record
 from .imagefile import TempImage
 from .mksquashfs import SquashOptions, find_mksquashfs, write_squashfs
@@ -40,6 +40,7 @@ class Pack:
         self.python = None
         self.tag = self.version = None
         self.nfail = 0
+        self.from_base = set()      # base pycs a delta leaves to the base
 
     def run(self):
         self.check_inputs()
@@ -59,10 +60,9 @@ class Pack:
         if self.plan is not None:
             self.plan.match(self.root, self.args.venv)
         if self.base is not None:
-            self.out.progress("comparing with the base images ...",
-                              force=True)
             self.delta = Delta(self.out, self.root, self.base,
-                               not self.args.keep_owner)
+                               not self.args.keep_owner, self.from_base,
+                               sum(self.counts))
             self.delta.run()
         self.write_image()
 
@@ -124,21 +124,38 @@ class Pack:
             self.out.warn(msg)
 
     def stage_venv(self):
-        tmpbase = pick_tmpdir(self.args.tmpdir, tree_size(self.venv))
+        self.out.progress("staging: counting the venv's files ...",
+                          force=True)
+        _, files, size = tree_totals(self.venv)
+        tmpbase = pick_tmpdir(self.args.tmpdir, size)
         self.stage_top = make_staging(tmpbase)
         self.root = os.path.join(self.stage_top, "root")
         self.stage = Stage(self.out, self.venv, self.root,
                            [os.fsencode(v) for v in self.venv_paths],
-                           readable=not self.args.keep_owner)
+                           readable=not self.args.keep_owner,
+                           totals=(files, size))
         self.stage.copy()
 
     def compile(self):
-        self.nfail, first, self.reused, self.compiled = byte_compile(
-            self.out, self.python, self.root, self.args.mount_point,
-            self.args.levels, self.args.jobs)
+        in_base = None
+        if self.base is not None and self.tag:
+            # A delta compiles only what the base lacks or changed: the
+            # comparison of the sources comes first.
+            found, self.from_base = sources_in_base(
+                self.out, self.root, self.base, not self.args.keep_owner,
+                source_date_epoch(), self.tag, self.args.levels)
+            in_base = os.path.join(self.stage_top, "in-base")
+            with open(in_base, "wb") as f:
+                f.write(b"\0".join(found))
+        res = byte_compile(self.out, self.python, self.root,
+                           self.args.mount_point, self.args.levels,
+                           self.args.jobs, in_base)
+        self.nfail, self.reused = res.failed, res.reused
+        self.compiled, self.compiled_base = res.compiled, res.from_base
         if self.nfail:
             self.out.warn(f"{self.nfail} file(s) could not be byte-compiled "
-                          f"(syntax errors for this Python), first: {first}")
+                          f"(syntax errors for this Python), first: "
+                          f"{res.first}")
 
     def fix_times(self):
         clamp = source_date_epoch()
@@ -216,6 +233,8 @@ class Pack:
                      f"{','.join(map(str, args.levels))} (unchecked-hash "
                      f"pycs): {self.compiled} modules compiled, "
                      f"{self.reused} with valid pycs kept"
+                     + (f", {self.compiled_base} unchanged with the base's "
+                        "pycs" if self.base is not None else "")
                      + (f"; {self.nfail} failed" if self.nfail else ""))
         out.info(f"  size: {human(self.size_before)} staged -> "
                  f"{human(self.size_after)} image "

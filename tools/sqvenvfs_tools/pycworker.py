@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: BSD-2-Clause
 """Byte-compile a staged tree; run by the venv's own interpreter
-(python -S -B pycworker.py ROOT DDIR JOBS LEVELS), standard library only,
-Python 3.7 or later.
+(python -S -B pycworker.py ROOT DDIR JOBS LEVELS [IN_BASE]), standard
+library only, Python 3.7 or later.
 
 For every .py below ROOT (not following symlinked directories, as
 compileall does) and every optimisation level, the pyc this interpreter
@@ -13,17 +13,133 @@ would import is made an unchecked-hash pyc:
   - a missing or stale one is compiled.
 So packing a venv pip has already compiled costs a hash per module.
 
+A compiled pyc depends on the source and the interpreter only, not on the
+process that compiled it (see canonical()), and every module is compiled
+in a pool worker whatever JOBS, so -j changes nothing in the image.
+
+An optional fifth argument names a file of paths relative to ROOT
+(NUL-separated): sources that the base images of a delta hold unchanged,
+with their pycs. Those are not compiled: their stale or missing pycs are
+removed, so that the base's show through (valid ones are kept as above).
+
 Prints "N count" first, then one line per source: "R path" (all its
-pycs reused), "C path" (at least one compiled) or "*** Error compiling
-'path': why"."""
+pycs reused), "C path" (at least one compiled), "B path" (left to the
+base images) or "*** Error compiling 'path': why"."""
 
 import importlib.util
+import marshal
 import os
 import py_compile
 import sys
+import types
 
 MAGIC = importlib.util.MAGIC_NUMBER
 UNCHECKED = (1).to_bytes(4, "little")   # hash-based, do not check source
+
+
+# Why a code object is made canonical before it is marshalled. marshal
+# flags an object for back-references (FLAG_REF) when its reference count
+# is above 1 (since 3.11 interned strings always), and compile() interns
+# the strings of a frozenset constant by building a new frozenset whenever
+# an equal string is already interned in the process, so code objects that
+# shared one frozenset then hold one each. Both depend on what else the
+# compiling process holds (the modules it imported; the pool's machinery
+# with -j > 1), not only on the source: CPython issues 78274 and 129724.
+# On Debian's dist-packages, scipy's stats/tests/test_sampling.py compiled
+# differently with -j 1 and -j 2; on the 3.8 to 3.10 standard libraries
+# most modules did, in a process that had imported a few more modules.
+# So: every frozenset becomes one object per value and module, its
+# elements inserted in a fixed order (marshal writes them in the set's
+# iteration order, which the insertion order can change), and before 3.11 every string is held once more while
+# marshalling, so that every string is flagged.
+
+def _key(k):
+    """A sort and merge key for a constant: equal for equal constants of
+    one type (1, 1.0 and True stay apart, as the compiler keeps them)."""
+    t = type(k)
+    if t is tuple:
+        return ("tuple", tuple(_key(x) for x in k))
+    if t is frozenset:
+        return ("frozenset", tuple(sorted(_key(x) for x in k)))
+    return (t.__name__, repr(k))
+
+
+def _replace_consts(co, consts):
+    if hasattr(co, "replace"):
+        return co.replace(co_consts=consts)
+    return types.CodeType(      # Python 3.7
+        co.co_argcount, co.co_kwonlyargcount, co.co_nlocals,
+        co.co_stacksize, co.co_flags, co.co_code, consts, co.co_names,
+        co.co_varnames, co.co_filename, co.co_name, co.co_firstlineno,
+        co.co_lnotab, co.co_freevars, co.co_cellvars)
+
+
+def canonical(k, sets):
+    """Constant k (a code object, or one of its constants) with every
+    frozenset in it replaced by the canonical one (sets: key -> frozenset,
+    one per module); k itself when it holds none."""
+    t = type(k)
+    if t is frozenset:
+        key = _key(k)
+        if key not in sets:
+            sets[key] = frozenset([canonical(x, sets)
+                                   for x in sorted(k, key=_key)])
+        return sets[key]
+    if t is tuple:
+        new = tuple(canonical(x, sets) for x in k)
+        return k if all(a is b for a, b in zip(new, k)) else new
+    if isinstance(k, types.CodeType):
+        consts = canonical(k.co_consts, sets)
+        return k if consts is k.co_consts else _replace_consts(k, consts)
+    return k
+
+
+def _strings(co, keep):
+    """Append every string of code object co (and the code it holds)."""
+    keep.extend(co.co_names + co.co_varnames + co.co_freevars +
+                co.co_cellvars + (co.co_name, co.co_filename))
+    todo = list(co.co_consts)
+    while todo:
+        k = todo.pop()
+        if type(k) is str:
+            keep.append(k)
+        elif type(k) in (tuple, frozenset):
+            todo.extend(k)
+        elif isinstance(k, types.CodeType):
+            _strings(k, keep)
+
+
+def marshalled_code(source, dfile, level):
+    """The marshalled code of source, the same in any process."""
+    code = compile(source, dfile, "exec", dont_inherit=True, optimize=level)
+    # Rebinding drops the original: alive, it would add a reference to
+    # every object the canonical code still shares with it.
+    code = canonical(code, {})
+    keep = []
+    if sys.version_info < (3, 11):
+        _strings(code, keep)
+    return marshal.dumps(code)
+
+
+def write_pyc(src, cfile, dfile, source, st, level):
+    """What py_compile.compile(src, cfile, dfile, optimize=level,
+    invalidation_mode=UNCHECKED_HASH) writes, but canonical."""
+    if os.path.islink(cfile) or (os.path.exists(cfile) and
+                                 not os.path.isfile(cfile)):
+        raise FileExistsError(f"{cfile}: not a regular file")
+    try:
+        body = marshalled_code(source, dfile, level)
+    except Exception as e:
+        raise py_compile.PyCompileError(type(e), e, dfile)
+    os.makedirs(os.path.dirname(cfile), exist_ok=True)
+    tmp = cfile + ".sqv-tmp"
+    # the source's mode, writable by its owner, as py_compile makes it
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+                 (st.st_mode | 0o200) & 0o666)
+    with open(fd, "wb") as f:
+        f.write(MAGIC + UNCHECKED + importlib.util.source_hash(source)
+                + body)
+    os.replace(tmp, cfile)
 
 
 def sources(root):
@@ -68,15 +184,14 @@ def replace(path, data):
 
 
 def one(args):
-    src, root, ddir, levels = args
+    src, root, ddir, levels, in_base = args
     rel = os.path.relpath(src, root)
     dfile = os.path.join(ddir, rel) if ddir else rel
     try:
         st = os.stat(src)
         with open(src, "rb") as f:
             source = f.read()
-        compiled = False
-        prev = None
+        have = []   # per level: (level, pyc path, its bytes, reheadered)
         for lv in levels:
             cfile = importlib.util.cache_from_source(
                 src, optimization=lv if lv else "")
@@ -86,12 +201,24 @@ def one(args):
                     data = f.read()
             except OSError:
                 pass
-            new = reheader(data, source, st) if data is not None else None
+            have.append((lv, cfile, data, reheader(data, source, st)
+                         if data is not None else None))
+        based = False
+        if in_base and any(h[3] is None for h in have):
+            # the base images hold this very source and its pycs: theirs
+            # show through where the venv has no valid one, so nothing is
+            # compiled (the directory stays, as it would be with them)
+            for _, cfile, _, new in have:
+                if new is None and os.path.lexists(cfile):
+                    os.unlink(cfile)
+            os.makedirs(os.path.dirname(have[0][1]), exist_ok=True)
+            have = [h for h in have if h[3] is not None]
+            based = True
+        compiled = False
+        prev = None
+        for lv, cfile, data, new in have:
             if new is None:
-                py_compile.compile(
-                    src, cfile, dfile, doraise=True, optimize=lv,
-                    invalidation_mode=py_compile.PycInvalidationMode
-                    .UNCHECKED_HASH)
+                write_pyc(src, cfile, dfile, source, st, lv)
                 compiled = True
             elif new != data:
                 replace(cfile, new)
@@ -104,7 +231,7 @@ def one(args):
                     os.unlink(cfile)
                     os.link(prev, cfile)
             prev = cfile
-        return ("C " if compiled else "R ") + src
+        return ("B " if based else "C " if compiled else "R ") + src
     except py_compile.PyCompileError as e:
         msg = str(e.msg).strip().splitlines()
         return f"*** Error compiling '{src}': {msg[-1] if msg else ''}"
@@ -116,16 +243,29 @@ def main():
     sys.stdout.reconfigure(errors="surrogateescape")
     root, ddir, jobs, levels = sys.argv[1:5]
     levels = [int(x) for x in levels.split(",")]
-    todo = [(s, root, ddir, levels) for s in sources(root)]
+    in_base = set()
+    if len(sys.argv) > 5 and sys.argv[5]:
+        with open(sys.argv[5], "rb") as f:
+            in_base = {os.path.join(root, os.fsdecode(p))
+                       for p in f.read().split(b"\0") if p}
+    todo = [(s, root, ddir, levels, s in in_base) for s in sources(root)]
     print(f"N {len(todo)}", flush=True)
-    if int(jobs) > 1 and len(todo) > 1:
+    # Pool workers even for -j 1: compiling processes that imported the
+    # same modules whatever JOBS (3.13 interns a string constant in place
+    # or not depending on the modules loaded). In-process only where the
+    # pool cannot start (no /dev/shm for its semaphores).
+    try:
         from concurrent.futures import ProcessPoolExecutor
-        with ProcessPoolExecutor(int(jobs)) as ex:
-            for line in ex.map(one, todo, chunksize=16):
-                print(line, flush=False)
-    else:
+        ex = ProcessPoolExecutor(max(1, int(jobs)))
+    except (ImportError, OSError):
+        ex = None
+    if ex is None:
         for t in todo:
             print(one(t), flush=False)
+    else:
+        with ex:
+            for line in ex.map(one, todo, chunksize=16):
+                print(line, flush=False)
     sys.stdout.flush()
 
 

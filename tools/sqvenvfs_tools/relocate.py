@@ -193,8 +193,23 @@ class Relocator:
 
     # .pth files -------------------------------------------------------
 
+    def walk(self, what):
+        """os.walk(self.root), showing progress against the staged
+        directories (when the stage counted them)."""
+        total = getattr(self.stage, "dirs", 0)
+        n = 0
+        for item in os.walk(self.root):
+            n += 1
+            self.out.progress(f"relocating ({what}): {n}"
+                              + (f" of {total}" if total else "")
+                              + " directories")
+            yield item
+        self.out.progress(f"relocating ({what}): {n}"
+                          + (f" of {total}" if total else "")
+                          + " directories", force=True)
+
     def pth_files(self):
-        for dirpath, dirnames, filenames in os.walk(self.root):
+        for dirpath, dirnames, filenames in self.walk(".pth files"):
             dirnames.sort()
             if not os.path.basename(dirpath) == "site-packages":
                 continue
@@ -233,7 +248,7 @@ class Relocator:
     # symlinks with an absolute target inside the venv ---------------------
 
     def symlinks(self):
-        for dirpath, dirnames, filenames in os.walk(self.root):
+        for dirpath, dirnames, filenames in self.walk("symlinks"):
             for n in dirnames + filenames:
                 p = os.path.join(dirpath, n)
                 if not os.path.islink(p):

@@ -8,6 +8,7 @@ import stat
 import tempfile
 
 from .errors import PackError
+from .out import human
 
 WH_PREFIX = ".wh."
 
@@ -48,8 +49,9 @@ def readable_mode(mode):
 
 
 class Stage:
-    def __init__(self, out, src, dst, needles, readable=True):
-        """readable: apply readable_mode() (for -all-root images)."""
+    def __init__(self, out, src, dst, needles, readable=True, totals=None):
+        """readable: apply readable_mode() (for -all-root images); totals:
+        the venv's (files, bytes), which progress counts towards."""
         self.out = out
         self.mode = readable_mode if readable else (lambda m: m)
         self.src = src
@@ -60,6 +62,7 @@ class Stage:
         self.skipped = []
         self.files = self.dirs = self.links = 0
         self.bytes = 0
+        self.totals = totals
         self._links = {}            # (dev, ino) -> staged path
 
     def copy(self):
@@ -68,6 +71,15 @@ class Stage:
             self._copy_dir(self.src, self.dst, os.stat(self.src))
         except OSError as ex:
             raise self.staging_error(ex) or ex
+        self._progress(True)
+
+    def _progress(self, force=False):
+        if self.totals is None:
+            msg = (f"staging: {self.files} files, {human(self.bytes)}")
+        else:
+            msg = (f"staging: {self.files} of {self.totals[0]} files, "
+                   f"{human(self.bytes)} of {human(self.totals[1])}")
+        self.out.progress(msg, force)
 
     def staging_error(self, ex):
         """A full staging file system is named as such: the fix is another
@@ -120,6 +132,7 @@ class Stage:
         if st.st_nlink > 1 and key in self._links:
             os.link(self._links[key], d)
             self.files += 1
+            self.bytes += st.st_size
             return
         keep = max(len(n) for n in self.needles) - 1
         hit = False
@@ -146,5 +159,4 @@ class Stage:
             self.pinned.append(d)
         self.files += 1
         self.bytes += st.st_size
-        self.out.progress(f"copying: {self.files} files, "
-                          f"{self.bytes / 2**20:.0f} MiB")
+        self._progress()

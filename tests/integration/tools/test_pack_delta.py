@@ -7,6 +7,7 @@ content). A second delta on top of both removes the new package again. The
 delta over a large base (numpy) is about the size of what was added."""
 
 import os
+import re
 import shutil
 
 import sqvtest as t
@@ -31,6 +32,26 @@ def same_as_full(tmp, cleanups, label, stack, full):
     t.check(not d, f"{label} mounted is the same tree as a full pack",
             "\n".join(d[:20]))
     return mnts[0]
+
+
+def count_sources(venv):
+    return sum(1 for d, _, files in os.walk(venv) if "__pycache__" not in d
+               for n in files if n.endswith(".py"))
+
+
+def check_compiled(summary, venv, want, label):
+    """The summary of a delta says want modules were compiled and every
+    other module of venv was left to the base's pycs."""
+    m = re.search(r"(\d+) modules compiled, (\d+) with valid pycs kept, "
+                  r"(\d+) unchanged with the base's pycs", summary)
+    t.check(m, f"{label}: the summary counts the compiled modules", summary)
+    if m:
+        compiled, reused, based = map(int, m.groups())
+        t.check(compiled == want, f"{label}: {want} modules compiled",
+                m.group(0))
+        t.check(reused + based == count_sources(venv) - want,
+                f"{label}: every other module keeps the base's pyc",
+                (m.group(0), count_sources(venv)))
 
 
 def test(tmp, cleanups):
@@ -74,6 +95,9 @@ def test(tmp, cleanups):
     r = t.pack("-v", "--base", base, venv2, delta)
     full2 = os.path.join(tmp, "full2.sqfs")
     t.pack(venv2, full2)
+    # only the added and changed modules are compiled: six.py, oldpkg/c.py,
+    # toml/__init__.py (content), toml/tz.py (mode)
+    check_compiled(r.stdout, venv2, 4, "the delta")
 
     # the delta holds what changed and nothing of numpy
     paths = raw_paths(delta)
@@ -138,7 +162,8 @@ def test(tmp, cleanups):
     os.unlink(os.path.join(sp3, "six.py"))
     shutil.rmtree(os.path.join(sp3, "six-1.16.0.egg-info"))
     delta2 = os.path.join(tmp, "delta2.sqfs")
-    t.pack("--base", base, "--base", delta, venv3, delta2)
+    r = t.pack("--base", base, "--base", delta, venv3, delta2)
+    check_compiled(r.stdout, venv3, 0, "the second delta")
     full3 = os.path.join(tmp, "full3.sqfs")
     t.pack(venv3, full3)
     same_as_full(tmp, cleanups, "3 layers", [base, delta, delta2], full3)
@@ -150,6 +175,21 @@ def test(tmp, cleanups):
             "no change: the summary says so", r.stdout)
     t.check(raw_paths(delta0) == {"/"}, "no change: the delta is empty",
             raw_paths(delta0))
+    check_compiled(r.stdout, venv1, 0, "the empty delta")
+
+    # several optimisation levels: the base's pycs of each level are kept
+    base01 = os.path.join(tmp, "base01.sqfs")
+    t.pack("--optimize", "0,2", venv1, base01)
+    # an unchanged module with a valid pyc of level 0 only (as pip leaves
+    # it): that one is kept, level 2's comes from the base
+    t.run([os.path.join(venv2, "bin", "python"), "-m", "py_compile",
+           os.path.join(sp2, "toml", "decoder.py")])
+    delta01 = os.path.join(tmp, "delta01.sqfs")
+    r = t.pack("--optimize", "0,2", "--base", base01, venv2, delta01)
+    check_compiled(r.stdout, venv2, 4, "the -O 0,2 delta")
+    full01 = os.path.join(tmp, "full01.sqfs")
+    t.pack("--optimize", "0,2", venv2, full01)
+    same_as_full(tmp, cleanups, "the -O 0,2 stack", [base01, delta01], full01)
 
 
 if __name__ == "__main__":

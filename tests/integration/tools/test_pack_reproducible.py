@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: BSD-2-Clause
-"""The same venv packed twice gives one sha256; SOURCE_DATE_EPOCH fixes the
-creation time and clamps newer mtimes; a changed input changes the image;
-the compression and block size options reach the image.
+"""The same venv packed twice gives one sha256, whatever -j and the staging
+directory, and a module compiles to the same pyc in any process;
+SOURCE_DATE_EPOCH fixes the creation time and clamps newer mtimes; a
+changed input changes the image; the compression and block size options
+reach the image.
 
 With --faketime DATE the test runs itself again under faketime(1), the
 clock set to DATE for every program it starts (meson runs it so at a day 1
@@ -20,6 +22,72 @@ import sqvtest as t
 
 def image_sha(path):
     return t.sha256(path)
+
+
+# Reduced from Debian's scipy/stats/tests/test_sampling.py, the pyc that
+# differed between -j 1 and -j 2: one frozenset constant in two class
+# bodies. CPython rebuilds such a frozenset per code object when one of
+# its strings is already interned in the compiling process ('randint' is,
+# in a pool worker that imported multiprocessing), which changes how
+# marshal writes it.
+SETS_MODULE = """class TestDiscreteAliasUrn:
+    basic_fail_dists = {
+        'nchypergeom_fisher',
+        'nchypergeom_wallenius',
+        'randint'
+    }
+
+
+class TestDiscreteGuideTable:
+    basic_fail_dists = {
+        'nchypergeom_fisher',
+        'nchypergeom_wallenius',
+        'randint'
+    }
+"""
+WORKER = os.path.join(os.path.dirname(os.path.abspath(t.PACK)),
+                      "sqvenvfs_tools", "pycworker.py")
+
+
+def check_jobs(tmp):
+    """-j 1, 2 and 4, each in its own staging directory: one sha256."""
+    venv = t.make_venv(os.path.join(tmp, "venv-j"))
+    with open(os.path.join(t.site_packages(venv), "dists.py"), "w") as f:
+        f.write(SETS_MODULE)
+    shas = {}
+    for j in ("1", "2", "4"):
+        stage = os.path.join(tmp, "stage-j" + j)
+        os.mkdir(stage)
+        img = os.path.join(tmp, f"j{j}.sqfs")
+        t.pack("--tmpdir", stage, "-j", j, venv, img)
+        shas[j] = image_sha(img)
+    t.check(len(set(shas.values())) == 1, "-j 1, -j 2 and -j 4 in other "
+            "staging directories give one image", shas)
+
+
+def check_process(tmp):
+    """The pack's compiler (pycworker.py) writes the same pyc in a fresh
+    interpreter and in one that already holds the module's strings, as a
+    worker does after other modules or imports."""
+    if not os.path.isfile(WORKER):
+        raise AssertionError(f"{WORKER}: missing beside {t.PACK}")
+    pycs = []
+    for held in ([], ["randint", "nchypergeom_fisher"]):
+        d = os.path.join(tmp, f"compile-{len(held)}")
+        os.mkdir(d)
+        with open(os.path.join(d, "dists.py"), "w") as f:
+            f.write(SETS_MODULE)
+        code = ("import runpy, sys\n"
+                f"held = [sys.intern(''.join(s)) for s in {held!r}]\n"
+                f"sys.argv = [{WORKER!r}, {d!r}, '', '1', '0']\n"
+                f"runpy.run_path({WORKER!r}, run_name='__main__')\n")
+        t.run([t.SYS_PYTHON, "-S", "-B", "-c", code],
+              env=t.clean_env(PYTHONHASHSEED="0"))
+        pyc = os.path.join(d, "__pycache__", "dists.cpython-311.pyc")
+        with open(pyc, "rb") as f:
+            pycs.append(f.read())
+    t.check(pycs[0] == pycs[1], "a module compiles to the same pyc whether "
+            "or not the compiling process holds its strings already")
 
 
 def mkfs_time(image):
@@ -48,6 +116,8 @@ def test(tmp, cleanups):
     t.check(image_sha(a) == image_sha(b),
             "two packs of one venv (other staging directory, -j 1) are "
             "identical")
+    check_jobs(tmp)
+    check_process(tmp)
 
     # the creation time is the newest mtime of the input, not the clock
     newest = 0
