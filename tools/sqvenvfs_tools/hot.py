@@ -130,11 +130,17 @@ class Plan:
         self.in_base = 0         # matched, but left to the base by a delta
         self.ranges = {}         # hot file -> byte ranges the workload read
 
-    def match(self, root, label):
+    def match(self, root, label, left_to_base=()):
         """Keep the traced files that are regular files of root with the
-        traced size. Fails when most of the trace does not fit root: a
-        trace of another image."""
+        traced size, or that a delta leaves to its base on purpose
+        (left_to_base: base paths such as b"/lib/.../x.pyc"; keep_present
+        counts them as in the base). Fails when most of the trace does not
+        fit root: a trace of another image."""
         for name, size, ranges in self.entries:
+            if b"/" + name in left_to_base:
+                self.hot.append(name)
+                self.ranges[name] = ranges
+                continue
             p = os.path.join(os.fsencode(root), name)
             try:
                 st = os.lstat(p)

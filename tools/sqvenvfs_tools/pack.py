@@ -58,7 +58,7 @@ class Pack:
             self.compile()
         self.fix_times()
         if self.plan is not None:
-            self.plan.match(self.root, self.args.venv)
+            self.plan.match(self.root, self.args.venv, self.from_base)
         if self.base is not None:
             self.delta = Delta(self.out, self.root, self.base,
                                not self.args.keep_owner, self.from_base,
