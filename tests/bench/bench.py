@@ -605,14 +605,19 @@ def sqv_cache_size(exe, opts):
     """The block cache the daemon was given: -o cache_size=, else its default
     as --help states it."""
     for o in opts:
-        for kv in o.split(","):
+        # "-ocache_size=16M" as one argument, or "cache_size=16M" after "-o"
+        for kv in o.removeprefix("-o").split(","):
             if kv.startswith("cache_size="):
                 return parse_size(kv.split("=", 1)[1])
+    # --help wraps an option's text, so its "(default ...)" may be on a
+    # later line: read the text of the option up to the next one.
     r = run([exe, "--help"], check=False)
-    for line in r.stdout.splitlines():
-        if "cache_size=" in line and "(default " in line:
-            return parse_size(line.split("(default ", 1)[1].split(")", 1)[0])
-    return None
+    text = " ".join(r.stdout.split())
+    _, found, rest = text.partition("cache_size=SIZE")
+    rest = rest.split(" prefetch=", 1)[0]
+    if not found or "(default " not in rest:
+        return None
+    return parse_size(rest.split("(default ", 1)[1].split(")", 1)[0])
 
 
 def sqv_stats(exe, mnt):
@@ -1425,6 +1430,8 @@ def check_complete(res, want_rows):
         for k in need:
             if r.get(k) is None:
                 problems.append(f"{storage} {name}: {k} missing")
+    if res.get("sqvenvfs_cache_size") is None:
+        problems.append("sqvenvfs cache_size: not found (the memory targets need it)")
     problems += bench_edit.edit_check(res.get("edit_row"))
     problems += bench_pack.pack_check(res.get("pack_row"))
     for name in ("dir", "squashfuse_ll", "sqvenvfs"):
