@@ -609,15 +609,22 @@ def sqv_cache_size(exe, opts):
         for kv in o.removeprefix("-o").split(","):
             if kv.startswith("cache_size="):
                 return parse_size(kv.split("=", 1)[1])
-    # --help wraps an option's text, so its "(default ...)" may be on a
-    # later line: read the text of the option up to the next one.
+    # --help wraps an option's text onto lines indented deeper than the
+    # option's own, so its "(default ...)" may be on one of those.
     r = run([exe, "--help"], check=False)
-    text = " ".join(r.stdout.split())
-    _, found, rest = text.partition("cache_size=SIZE")
-    rest = rest.split(" prefetch=", 1)[0]
-    if not found or "(default " not in rest:
-        return None
-    return parse_size(rest.split("(default ", 1)[1].split(")", 1)[0])
+    lines = r.stdout.splitlines()
+    for i, line in enumerate(lines):
+        if not line.lstrip().startswith("cache_size="):
+            continue
+        indent = len(line) - len(line.lstrip())
+        text = line
+        for more in lines[i + 1:]:
+            if not more.strip() or len(more) - len(more.lstrip()) <= indent:
+                break
+            text += " " + more.strip()
+        if "(default " in text:
+            return parse_size(text.split("(default ", 1)[1].split(")", 1)[0])
+    return None
 
 
 def sqv_stats(exe, mnt):
