@@ -6,6 +6,16 @@
  * cache itself, and one more per user (get/insert). Eviction unlinks a block
  * and drops the cache's reference; whoever drops the last one frees it, so a
  * block being copied out by one thread can be evicted by another safely.
+ *
+ * Spares: a block's data is a mapping of its own (blockcache.h), and
+ * unmapping it costs more than the block's decompression. munmap flushes
+ * the TLB of every CPU that runs one of the daemon's threads (an
+ * inter-processor interrupt each), and the next block's fresh mapping
+ * takes a page fault per 4 KiB page. `sqvenvfs-inspect dump --hash` spent
+ * a quarter of its time there. So the mapping of a block whose last
+ * reference goes back to its cache is kept as a spare, up to a few blocks'
+ * worth, and the next alloc of that size takes it. The spares' bytes are
+ * part of the capacity: the shards hold that much less.
  */
 #include "blockcache.h"
 
@@ -19,6 +29,10 @@
 #define MAX_SHARDS 16
 /* Each shard should hold at least a few of the largest (1 MiB) blocks. */
 #define MIN_SHARD_BYTES (4u << 20)
+/* Spares: at most this share of the capacity, and at most SPARE_MAX_BYTES
+ * (16 blocks of 128 KiB, more than the daemon's threads evict at once). */
+#define SPARE_SHARE 32
+#define SPARE_MAX_BYTES (2u << 20)
 
 struct shard {
 	pthread_mutex_t lock;
@@ -34,6 +48,13 @@ struct sqv_blockcache {
 	struct shard shards[MAX_SHARDS];
 	atomic_uint_fast64_t hits, misses, evictions;
 	atomic_uint_fast64_t pf_used_blocks, pf_used_bytes, pf_unused_evicted;
+	atomic_uint_fast64_t recycled;
+
+	pthread_mutex_t spare_lock;
+	/* Protected by spare_lock: unused blocks, linked through hnext, whose
+	 * map_len add up to spare_bytes <= spare_cap. */
+	struct sqv_block *spares;
+	size_t spare_bytes, spare_cap;
 };
 
 /* References are atomic so that put() needs no lock. */
@@ -60,6 +81,13 @@ sqv_err_t sqv_blockcache_new(size_t capacity, struct sqv_blockcache **out)
 
 	if (!c)
 		return -ENOMEM;
+	pthread_mutex_init(&c->spare_lock, NULL);
+	/* A cache smaller than a shard is a test's or a tight bound's: no
+	 * spares, every byte for blocks. */
+	if (capacity >= MIN_SHARD_BYTES)
+		c->spare_cap = capacity / SPARE_SHARE;
+	if (c->spare_cap > SPARE_MAX_BYTES)
+		c->spare_cap = SPARE_MAX_BYTES;
 	c->nshards = capacity / MIN_SHARD_BYTES;
 	if (c->nshards < 1)
 		c->nshards = 1;
@@ -68,7 +96,7 @@ sqv_err_t sqv_blockcache_new(size_t capacity, struct sqv_blockcache **out)
 	for (size_t i = 0; i < c->nshards; i++) {
 		struct shard *s = &c->shards[i];
 		pthread_mutex_init(&s->lock, NULL);
-		s->capacity = capacity / c->nshards;
+		s->capacity = (capacity - c->spare_cap) / c->nshards;
 		/* Buckets for the smallest blocks (4 KiB) that could fill it. */
 		s->nbuckets = 64;
 		while (s->nbuckets < s->capacity / 4096 && s->nbuckets < (1u << 20))
@@ -84,12 +112,47 @@ sqv_err_t sqv_blockcache_new(size_t capacity, struct sqv_blockcache **out)
 	return 0;
 }
 
-static void block_unref(struct sqv_block *b)
+static void block_destroy(struct sqv_block *b)
 {
-	if (atomic_fetch_sub(refs_of(b), 1) == 1) {
-		munmap(b->data, b->map_len);
-		free(b);
+	munmap(b->data, b->map_len);
+	free(b);
+}
+
+static size_t page_round(size_t n)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE); /* no system call */
+
+	return (n + page - 1) / page * page;
+}
+
+/* Keep b, unused now, as a spare of c if there is room; else unmap it. */
+static void block_retire(struct sqv_blockcache *c, struct sqv_block *b)
+{
+	/* A block that never got its bytes may have written any of its
+	 * pages: count them all. */
+	size_t len = b->len ? page_round(b->len) : b->map_len;
+
+	if (len > b->touched)
+		b->touched = len < b->map_len ? len : b->map_len;
+	if (c && c->spare_cap) {
+		pthread_mutex_lock(&c->spare_lock);
+		if (c->spare_bytes + b->map_len <= c->spare_cap) {
+			b->hnext = c->spares;
+			c->spares = b;
+			c->spare_bytes += b->map_len;
+			b = NULL;
+		}
+		pthread_mutex_unlock(&c->spare_lock);
 	}
+	if (b)
+		block_destroy(b);
+}
+
+/* Drop a reference to b; c is the cache that may keep its mapping. */
+static void block_unref(struct sqv_blockcache *c, struct sqv_block *b)
+{
+	if (atomic_fetch_sub(refs_of(b), 1) == 1)
+		block_retire(c, b);
 }
 
 void sqv_blockcache_free(struct sqv_blockcache *c)
@@ -101,12 +164,18 @@ void sqv_blockcache_free(struct sqv_blockcache *c)
 		struct sqv_block *b = s->lru_head;
 		while (b) {
 			struct sqv_block *next = b->lru_next;
-			block_unref(b);
+			block_unref(NULL, b);
 			b = next;
 		}
 		free(s->buckets);
 		pthread_mutex_destroy(&s->lock);
 	}
+	while (c->spares) {
+		struct sqv_block *next = c->spares->hnext;
+		block_destroy(c->spares);
+		c->spares = next;
+	}
+	pthread_mutex_destroy(&c->spare_lock);
 	free(c);
 }
 
@@ -115,26 +184,56 @@ void sqv_blockcache_free(struct sqv_blockcache *c)
  * header in front of it, and a 128 KiB block would touch 33 pages instead
  * of 32 (3 %: 2 MiB more than cache_size in a full 64 MiB cache).
  */
+/* b as a new block: empty, unlinked, its caller's reference only. */
+static struct sqv_block *block_reset(struct sqv_block *b)
+{
+	b->key = 0;
+	b->len = 0;
+	b->hnext = b->lru_prev = b->lru_next = NULL;
+	atomic_store(refs_of(b), 1);
+	atomic_store(&b->prefetched, 0);
+	return b;
+}
+
 struct sqv_block *sqv_block_alloc(size_t cap)
 {
 	struct sqv_block *b = malloc(sizeof(*b));
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
 
 	if (!b)
 		return NULL;
-	b->map_len = cap ? (cap + page - 1) / page * page : page;
+	b->map_len = cap ? page_round(cap) : page_round(1);
 	b->data = mmap(NULL, b->map_len, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (b->data == MAP_FAILED) {
 		free(b);
 		return NULL;
 	}
-	b->key = 0;
-	b->len = 0;
-	b->hnext = b->lru_prev = b->lru_next = NULL;
-	atomic_init(refs_of(b), 1);
-	atomic_init(&b->prefetched, 0);
-	return b;
+	b->touched = 0;
+	return block_reset(b);
+}
+
+struct sqv_block *sqv_blockcache_alloc(struct sqv_blockcache *c, size_t cap)
+{
+	size_t map_len = cap ? page_round(cap) : page_round(1);
+	struct sqv_block *b = NULL;
+
+	if (c && c->spare_cap) {
+		pthread_mutex_lock(&c->spare_lock);
+		for (struct sqv_block **pp = &c->spares; *pp;
+		     pp = &(*pp)->hnext) {
+			if ((*pp)->map_len == map_len) {
+				b = *pp;
+				*pp = b->hnext;
+				c->spare_bytes -= b->map_len;
+				break;
+			}
+		}
+		pthread_mutex_unlock(&c->spare_lock);
+	}
+	if (!b)
+		return sqv_block_alloc(cap);
+	atomic_fetch_add_explicit(&c->recycled, 1, memory_order_relaxed);
+	return block_reset(b);
 }
 
 static void lru_unlink(struct shard *s, struct sqv_block *b)
@@ -180,9 +279,10 @@ static struct sqv_block *find_locked(struct shard *s, uint64_t key)
  * hold more than cache_size (1.2 MiB over 64 MiB for the venv). */
 static size_t resident(const struct sqv_block *b)
 {
-	size_t page = (size_t)sysconf(_SC_PAGESIZE); /* no system call */
-	size_t r = (b->len + page - 1) / page * page;
+	size_t r = page_round(b->len);
 
+	if (r < b->touched)
+		r = b->touched;
 	return r < b->map_len ? r : b->map_len;
 }
 
@@ -241,7 +341,7 @@ struct sqv_block *sqv_blockcache_insert(struct sqv_blockcache *c,
 		/* Another thread decompressed the same block first. */
 		atomic_fetch_add(refs_of(have), 1);
 		pthread_mutex_unlock(&s->lock);
-		block_unref(b);
+		block_unref(c, b);
 		return have;
 	}
 	while (s->bytes + resident(b) > s->capacity && s->lru_tail) {
@@ -265,7 +365,7 @@ struct sqv_block *sqv_blockcache_insert(struct sqv_blockcache *c,
 		if (atomic_exchange(&victims->prefetched, 0))
 			atomic_fetch_add_explicit(&c->pf_unused_evicted, 1,
 						  memory_order_relaxed);
-		block_unref(victims);
+		block_unref(c, victims);
 		victims = next;
 	}
 	return b;
@@ -273,9 +373,8 @@ struct sqv_block *sqv_blockcache_insert(struct sqv_blockcache *c,
 
 void sqv_blockcache_put(struct sqv_blockcache *c, struct sqv_block *b)
 {
-	(void)c;
 	if (b)
-		block_unref(b);
+		block_unref(c, b);
 }
 
 void sqv_blockcache_stats(struct sqv_blockcache *c,
@@ -288,6 +387,7 @@ void sqv_blockcache_stats(struct sqv_blockcache *c,
 		.prefetch_used_blocks = atomic_load(&c->pf_used_blocks),
 		.prefetch_used_bytes = atomic_load(&c->pf_used_bytes),
 		.prefetch_unused_evicted = atomic_load(&c->pf_unused_evicted),
+		.recycled = atomic_load(&c->recycled),
 	};
 
 	for (size_t i = 0; i < c->nshards; i++) {

@@ -32,6 +32,9 @@ struct sqv_block {
 	 * used. */
 	atomic_uint prefetched;
 	size_t map_len;      /* data is its own mapping of this many bytes */
+	/* Bytes of data's pages ever written, rounded to pages: a mapping
+	 * used again keeps the pages of its earlier block resident. */
+	size_t touched;
 	unsigned char *data;
 };
 
@@ -40,6 +43,8 @@ struct sqv_blockcache_stats {
 	/* Prefetched blocks later asked for (count, stored bytes), and ones
 	 * evicted before anyone asked. */
 	uint64_t prefetch_used_blocks, prefetch_used_bytes, prefetch_unused_evicted;
+	/* Blocks allocated in the mapping of an evicted one. */
+	uint64_t recycled;
 };
 
 sqv_err_t sqv_blockcache_new(size_t capacity, struct sqv_blockcache **out);
@@ -50,6 +55,10 @@ void sqv_blockcache_free(struct sqv_blockcache *c);
  * bytes fill are resident, none holds a header, and an evicted block's
  * memory goes back to the system. */
 struct sqv_block *sqv_block_alloc(size_t cap);
+/* The same, in the mapping of a block c evicted when it keeps one of
+ * that size (see "spares" in blockcache.c), else a new one. c may be
+ * NULL. */
+struct sqv_block *sqv_blockcache_alloc(struct sqv_blockcache *c, size_t cap);
 
 /* A reference to the cached block for key, or NULL (counted as a miss). */
 struct sqv_block *sqv_blockcache_get(struct sqv_blockcache *c, uint64_t key);
@@ -58,8 +67,9 @@ struct sqv_block *sqv_blockcache_get(struct sqv_blockcache *c, uint64_t key);
  * fails: when the cache cannot hold b, b comes back uncached. */
 struct sqv_block *sqv_blockcache_insert(struct sqv_blockcache *c,
 					struct sqv_block *b);
-/* Give back a reference from get or insert. c may be NULL for an
- * uncached block. */
+/* Give back a reference from get, insert or alloc. c may be NULL for an
+ * uncached block; the last reference of a block from c should be given
+ * back with c, so that its mapping can serve the next alloc. */
 void sqv_blockcache_put(struct sqv_blockcache *c, struct sqv_block *b);
 
 void sqv_blockcache_stats(struct sqv_blockcache *c,

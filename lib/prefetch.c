@@ -243,7 +243,7 @@ static int prefetch_layer(struct sqv_prefetch *pf, unsigned layer,
 		atomic_fetch_add(&pf->bytes, end - start);
 		for (; i < j; i++) {
 			uint32_t stored = sqv_image_word_size(blocks[i].word);
-			struct sqv_block *b = sqv_block_alloc(bs);
+			struct sqv_block *b = sqv_reader_block_alloc(pf->r, bs);
 			if (!b) {
 				rc = 1;
 				break;

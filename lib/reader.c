@@ -88,6 +88,11 @@ void sqv_reader_flight(struct sqv_reader *r, unsigned layer, uint64_t next,
 	pthread_mutex_unlock(&r->flight_lock);
 }
 
+struct sqv_block *sqv_reader_block_alloc(struct sqv_reader *r, size_t cap)
+{
+	return sqv_blockcache_alloc(r->cache, cap);
+}
+
 bool sqv_reader_put_prefetched(struct sqv_reader *r, unsigned layer,
 			       uint64_t pos, uint32_t stored,
 			       struct sqv_block *b)
@@ -113,7 +118,7 @@ static sqv_err_t get_block(struct sqv_reader *r, unsigned layer, uint64_t pos,
 		*out = b;
 		return 0;
 	}
-	b = sqv_block_alloc(sqv_image_info(img)->block_size);
+	b = sqv_blockcache_alloc(r->cache, sqv_image_info(img)->block_size);
 	if (!b)
 		return -ENOMEM;
 	sqv_err_t err = sqv_image_read_block(img, pos, word, b->data, &b->len);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /* The block cache: hits and misses, the byte bound and LRU order, blocks
- * that stay valid after eviction, a zero-sized cache, and many threads. */
+ * that stay valid after eviction, a zero-sized cache, the mappings of
+ * evicted blocks used again, and many threads. */
 #include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
@@ -8,13 +9,17 @@
 #include "blockcache.h"
 #include "check.h"
 
-static struct sqv_block *make(uint64_t key, size_t len)
+static struct sqv_block *fill(struct sqv_block *b, uint64_t key, size_t len)
 {
-	struct sqv_block *b = sqv_block_alloc(len);
 	b->key = key;
 	b->len = len;
 	memset(b->data, (int)(key & 0xff), len);
 	return b;
+}
+
+static struct sqv_block *make(uint64_t key, size_t len)
+{
+	return fill(sqv_block_alloc(len), key, len);
 }
 
 static bool filled(const struct sqv_block *b, uint64_t key)
@@ -97,9 +102,57 @@ static void test_zero(void)
 	sqv_blockcache_free(c);
 }
 
+static void test_recycle(void)
+{
+	struct sqv_blockcache *c;
+	struct sqv_blockcache_stats st;
+	const size_t cap = 64u << 20, bs = 131072;
+
+	CHECK_EQ(sqv_blockcache_new(cap, &c), 0);
+	/* Twice the capacity in blocks: the first half is evicted. */
+	for (uint64_t k = 1; k <= 2 * cap / bs; k++)
+		sqv_blockcache_put(c, sqv_blockcache_insert(
+			c, fill(sqv_blockcache_alloc(c, bs), k, bs)));
+	sqv_blockcache_stats(c, &st);
+	CHECK(st.evictions > 0);
+	/* Nearly every block after the first evictions reused a mapping,
+	 * and the spares are part of the capacity. */
+	CHECK(st.recycled + 16 >= st.evictions);
+	CHECK(st.bytes + (2u << 20) <= cap);
+
+	/* A block evicted while held is not handed out again: hold k, push
+	 * it out with new blocks, and it must still hold its bytes. */
+	uint64_t k = 2 * cap / bs;
+	struct sqv_block *held = sqv_blockcache_get(c, k);
+	CHECK(held != NULL);
+	for (uint64_t n = 1; n <= 2 * cap / bs; n++) {
+		struct sqv_block *b = sqv_blockcache_alloc(c, bs);
+		CHECK(b != held);
+		sqv_blockcache_put(c, sqv_blockcache_insert(c,
+						fill(b, k + n, bs)));
+	}
+	CHECK(sqv_blockcache_get(c, k) == NULL);
+	CHECK(filled(held, k));
+	sqv_blockcache_put(c, held);
+	/* Its mapping is a spare now: the next alloc of that size gets it,
+	 * counted at its full size even for a short block. */
+	struct sqv_block *again = sqv_blockcache_alloc(c, bs);
+	CHECK(again == held);
+	sqv_blockcache_put(c, sqv_blockcache_insert(c, fill(again, 1, 4096)));
+	sqv_blockcache_stats(c, &st);
+	CHECK(st.bytes + (2u << 20) <= cap);
+	/* Another size does not take it. */
+	struct sqv_block *other = sqv_blockcache_alloc(c, 65536);
+	CHECK(other != NULL && other->map_len == 65536);
+	sqv_blockcache_put(c, other);
+	sqv_blockcache_free(c);
+}
+
 struct hammer {
 	struct sqv_blockcache *c;
 	unsigned seed;
+	unsigned nkeys;
+	size_t len;
 	int bad;
 };
 
@@ -109,10 +162,11 @@ static void *hammer(void *arg)
 
 	for (int i = 0; i < 20000; i++) {
 		h->seed = h->seed * 1103515245 + 12345;
-		uint64_t key = (h->seed >> 8) % 200 + 1;
+		uint64_t key = (h->seed >> 8) % h->nkeys + 1;
 		struct sqv_block *b = sqv_blockcache_get(h->c, key);
 		if (!b)
-			b = sqv_blockcache_insert(h->c, make(key, 8192));
+			b = sqv_blockcache_insert(h->c, fill(
+				sqv_blockcache_alloc(h->c, h->len), key, h->len));
 		if (b->key != key || !filled(b, key))
 			h->bad++;
 		sqv_blockcache_put(h->c, b);
@@ -120,17 +174,20 @@ static void *hammer(void *arg)
 	return NULL;
 }
 
-static void test_threads(void)
+/* nkeys blocks of len bytes, some of them cached in capacity bytes:
+ * constant eviction under contention, and with capacity >= 4 MiB constant
+ * reuse of the evicted blocks' mappings. */
+static void hammer_with(size_t capacity, unsigned nkeys, size_t len)
 {
 	struct sqv_blockcache *c;
 	struct hammer h[8];
 	pthread_t th[8];
 	struct sqv_blockcache_stats st;
 
-	/* Room for 100 of the 200 keys: constant eviction under contention. */
-	CHECK_EQ(sqv_blockcache_new(100 * 8192, &c), 0);
+	CHECK_EQ(sqv_blockcache_new(capacity, &c), 0);
 	for (int i = 0; i < 8; i++) {
-		h[i] = (struct hammer){ c, (unsigned)i * 7919u + 1, 0 };
+		h[i] = (struct hammer){ c, (unsigned)i * 7919u + 1, nkeys, len,
+					0 };
 		pthread_create(&th[i], NULL, hammer, &h[i]);
 	}
 	int bad = 0;
@@ -140,10 +197,22 @@ static void test_threads(void)
 	}
 	CHECK_EQ(bad, 0);
 	sqv_blockcache_stats(c, &st);
-	CHECK(st.bytes <= 100 * 8192);
+	CHECK(st.bytes <= capacity);
 	CHECK(st.evictions > 0);
 	CHECK_EQ(st.hits + st.misses, 8 * 20000);
+	if (capacity >= (4u << 20))
+		CHECK(st.recycled > 0);
+	else
+		CHECK_EQ(st.recycled, 0);
 	sqv_blockcache_free(c);
+}
+
+static void test_threads(void)
+{
+	/* Room for 100 of the 200 keys; too small for spares. */
+	hammer_with(100 * 8192, 200, 8192);
+	/* Room for about 240 of the 400 keys, with spares. */
+	hammer_with(4u << 20, 400, 16384);
 }
 
 int main(void)
@@ -151,6 +220,7 @@ int main(void)
 	test_basic();
 	test_bound_and_lru();
 	test_zero();
+	test_recycle();
 	test_threads();
 	return check_done();
 }
