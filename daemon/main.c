@@ -817,6 +817,33 @@ static size_t cache_capacity(size_t cache_bytes, unsigned threads,
 	return cache_bytes - reserve;
 }
 
+/*
+ * The prefetch thread's read buffer (a chunk and a block) is part of
+ * cache_size too, so the cache holds that much less while any layer has a
+ * hot range; the chunk is held to an eighth of cache_size so that the cache
+ * keeps most of it. Returns the bytes set aside; a cache too small for both
+ * turns the prefetch off (one log line).
+ */
+static size_t prefetch_reserve(struct sqv_fs *fs, size_t cache_bytes,
+			       uint32_t block_size)
+{
+	bool any = false;
+
+	for (unsigned i = 0; i < fs->nlayers; i++)
+		any |= fs->hot[i].has_record;
+	if (!any || fs->prefetch_chunk == 0)
+		return 0;
+	if (fs->prefetch_chunk > cache_bytes / 8)
+		fs->prefetch_chunk = cache_bytes / 8;
+	size_t buf = fs->prefetch_chunk + block_size;
+	if (fs->prefetch_chunk < block_size || buf > cache_bytes / 4) {
+		sqv_log(SQV_LOG_INFO, "prefetch off: the block cache is too small");
+		fs->prefetch_chunk = 0;
+		return 0;
+	}
+	return buf;
+}
+
 static int do_mount(struct options *o)
 {
 	static struct sqv_fs fs; /* lives as long as the process */
@@ -878,8 +905,10 @@ static int do_mount(struct options *o)
 	if (sqv_limits_cache(&o->cache_bytes, o->cache_size_given, o->threads,
 			     block_size) != 0)
 		goto out_fs;
+	size_t prefetch_buf = prefetch_reserve(&fs, o->cache_bytes, block_size);
 	if (sqv_reader_new(fs.index,
-			   cache_capacity(o->cache_bytes, o->threads, block_size),
+			   cache_capacity(o->cache_bytes - prefetch_buf,
+					  o->threads, block_size),
 			   &fs.reader) < 0) {
 		fail("sqvenvfs", "out of memory for the block cache");
 		goto out_fs;

@@ -9,7 +9,8 @@
  *  - memory: blocks go into the block cache, whose byte bound holds; the
  *    prefetch keeps at most half the cache in blocks nobody has asked for
  *    yet, and pauses until readers catch up; besides the cache it holds one
- *    chunk buffer;
+ *    buffer of chunk plus a block, which the daemon takes out of cache_size
+ *    (prefetch_reserve in daemon/main.c);
  *  - no double reads: while a chunk is read and decompressed, a reader
  *    missing one of its blocks waits for it (sqv_reader_flight);
  *  - failure: a read error or a damaged block stops the prefetch with one

@@ -8,7 +8,8 @@ Checks: the hot image's tree equals the unsorted image's through sqvenvfs,
 sqvenvfs-inspect and the kernel's squashfs (which alone shows the record);
 the record is hidden from a mount; the traced files come first; the
 prefetch reads the hot range in a few large reads and the import then uses
-them (and --stats --human says so); prefetch=0 turns it off; a damaged hot block stops the prefetch with
+them (and --stats --human says so); a chunk above an eighth of cache_size
+is held to it; prefetch=0 turns it off; a damaged hot block stops the prefetch with
 one log line while the mount keeps serving and that file reads EIO; a cold
 import on the stand-in reads the image in at most 50 + hot bytes / 4 MiB
 reads; bad traces are refused in one line, with nothing written."""
@@ -245,6 +246,14 @@ def main():
                             s["prefetch_blocks"]),
                     f"--stats --human: the prefetch's reads and blocks used "
                     f"{got}", h)
+        # the prefetch's buffer comes out of cache_size: a chunk above an
+        # eighth of it is held to that eighth (1 MiB of 8 MiB here)
+        with t.mounted([hot], mnt, ["-o", "cache_size=8M,prefetch=1G"]):
+            s = wait_stat(mnt, "prefetch_done")
+            t.check(s["prefetch_done"] == 1 and s["prefetch_reads"] >= 2 and
+                    s["prefetch_bytes"] <= s["prefetch_reads"] * (1 << 20),
+                    f"prefetch=1G with cache_size=8M: {s['prefetch_reads']} "
+                    f"reads of {s['prefetch_bytes']} B, none above 1 MiB")
         with t.mounted([hot], mnt, ["-o", "prefetch=0"]):
             r = import_in(mnt)
             s = t.stats(mnt)
