@@ -11,6 +11,7 @@ from .errors import PackError
 from .out import human
 
 WH_PREFIX = ".wh."
+CHUNK = 1 << 20
 
 
 def pick_tmpdir(explicit, need):
@@ -64,6 +65,9 @@ class Stage:
         self.bytes = 0
         self.totals = totals
         self._links = {}            # (dev, ino) -> staged path
+        # bytes of a chunk's end that a needle across into the next
+        # chunk may start in
+        self.keep = max(len(n) for n in needles) - 1
 
     def copy(self):
         # VENV_DIR itself may be a symlink to the directory: follow it
@@ -99,13 +103,14 @@ class Stage:
         with os.scandir(s) as it:
             entries = sorted(it, key=lambda e: e.name)
         for e in entries:
-            sp = os.path.join(s, e.name)
+            sp = e.path
             dp = os.path.join(d, e.name)
             if e.name.startswith(WH_PREFIX):
                 raise PackError(f"{sp}: names starting with .wh. are "
                                 "whiteouts in layered images: rename it")
             try:
-                est = os.lstat(sp)
+                # the entry's lstat: one call, as before, and kept by it
+                est = e.stat(follow_symlinks=False)
             except OSError as ex:
                 raise PackError(f"{sp}: {ex.strerror}")
             m = est.st_mode
@@ -134,25 +139,21 @@ class Stage:
             self.files += 1
             self.bytes += st.st_size
             return
-        keep = max(len(n) for n in self.needles) - 1
-        hit = False
         try:
-            with open(s, "rb") as fi, open(d, "wb") as fo:
-                tail = b""
-                while True:
-                    b = fi.read(1 << 20)
-                    if not b:
-                        break
-                    fo.write(b)
-                    if not hit:
-                        w = tail + b
-                        hit = any(n in w for n in self.needles)
-                        tail = w[-keep:] if keep else b""
+            fi = os.open(s, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                fo = os.open(d, os.O_WRONLY | os.O_CREAT | os.O_TRUNC |
+                             os.O_CLOEXEC, 0o666)
+                try:
+                    hit = self._copy_bytes(fi, fo, st.st_size)
+                    self._set_meta(fo, d, st)
+                finally:
+                    os.close(fo)
+            finally:
+                os.close(fi)
         except OSError as ex:
             raise self.staging_error(ex) or \
                 PackError(f"{ex.filename or s}: {ex.strerror}")
-        os.chmod(d, self.mode(stat.S_IMODE(st.st_mode)))
-        os.utime(d, ns=(st.st_mtime_ns, st.st_mtime_ns))
         if st.st_nlink > 1:
             self._links[key] = d
         if hit:
@@ -160,3 +161,34 @@ class Stage:
         self.files += 1
         self.bytes += st.st_size
         self._progress()
+
+    def _copy_bytes(self, fi, fo, size):
+        """Copy fi to fo (file descriptors) until EOF; whether the bytes
+        name the venv path. A file of the size lstat gave is read in one
+        call (and one more that finds EOF), most of them in a single
+        chunk, so the needles are searched in each chunk and, for a needle
+        across two chunks, in the bytes around their boundary only."""
+        want = min(size + 1, CHUNK)
+        hit = False
+        tail = b""
+        while True:
+            b = os.read(fi, want)
+            if not b:
+                return hit
+            want = CHUNK
+            view = memoryview(b)
+            while view:
+                view = view[os.write(fo, view):]
+            if not hit:
+                edge = tail + b[:self.keep] if tail else b""
+                hit = any(n in b or n in edge for n in self.needles)
+                tail = b[-self.keep:] if self.keep else b""
+
+    def _set_meta(self, fo, d, st):
+        """The source's mode (see readable_mode) and mtime, set on the open
+        file; an error names the staged file, as chmod(d) did."""
+        try:
+            os.fchmod(fo, self.mode(stat.S_IMODE(st.st_mode)))
+            os.utime(fo, ns=(st.st_mtime_ns, st.st_mtime_ns))
+        except OSError as ex:
+            raise OSError(ex.errno, ex.strerror, d) from None
