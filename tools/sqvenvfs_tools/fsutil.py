@@ -63,18 +63,3 @@ def tree_totals(root):
                 files += 1
                 size += st.st_size
     return entries, files, size
-
-
-def count_tree(root):
-    files = links = 0
-    dirs = 1
-    for dirpath, dirnames, filenames in os.walk(root):
-        for n in dirnames + filenames:
-            m = os.lstat(os.path.join(dirpath, n)).st_mode
-            if stat.S_ISLNK(m):
-                links += 1
-            elif stat.S_ISDIR(m):
-                dirs += 1
-            else:
-                files += 1
-    return files, dirs, links

@@ -12,7 +12,7 @@ from .bytecompile import byte_compile
 from .delta import Delta, find_inspect, read_base, sources_in_base
 from .editable import find_editables
 from .errors import PackError
-from .fsutil import count_tree, inside, tree_size, tree_totals
+from .fsutil import inside, tree_size, tree_totals
 from .hot import hot_summary, write_record
 from .imagefile import TempImage
 from .mksquashfs import SquashOptions, find_mksquashfs, write_squashfs
@@ -159,9 +159,9 @@ class Pack:
 
     def fix_times(self):
         clamp = source_date_epoch()
-        newest = fix_times(self.stage, self.root, None, clamp)
-        self.counts = count_tree(self.root)
-        self.size_view = tree_size(self.root)
+        newest, tally = fix_times(self.stage, self.root, None, clamp)
+        self.counts = (tally.files, tally.dirs, tally.links)
+        self.size_view = tally.size
         self.epoch = clamp if clamp is not None else \
             max(0, min(newest, 2**32 - 1))
 
@@ -170,7 +170,9 @@ class Pack:
         self.squash = SquashOptions(
             comp=args.comp, level=args.level, block_size=args.block_size,
             all_root=not args.keep_owner, jobs=args.jobs, epoch=self.epoch)
-        self.size_before = tree_size(self.root)
+        # only a delta changed the tree since fix_times() counted it
+        self.size_before = self.size_view if self.delta is None else \
+            tree_size(self.root)
         extra = []
         if self.plan is not None:
             self.plan.keep_present(self.root)
