@@ -9,7 +9,7 @@ import shutil
 import time
 
 from .bytecompile import byte_compile
-from .delta import Delta, find_inspect, read_base, sources_in_base
+from .delta import BaseRead, Delta, find_inspect, sources_in_base
 from .editable import find_editables
 from .errors import PackError
 from .fsutil import inside, tree_size, tree_totals
@@ -35,6 +35,7 @@ class Pack:
         self.t0 = time.monotonic()
         self.stage_top = None
         self.tmp = None             # TempImage
+        self.base_read = None       # BaseRead, for a delta
         self.base = None            # merged base tree, for a delta
         self.delta = None
         self.python = None
@@ -45,15 +46,19 @@ class Pack:
     def run(self):
         self.check_inputs()
         self.tmp.create()
-        # Read the base stack first: a bad base fails before the long work.
+        # The base stack is read while the venv is staged (another core);
+        # a bad base still fails before the long work: staging checks at
+        # each directory whether its read failed.
         if self.args.base:
-            self.out.progress("reading base images ...", force=True)
-            self.base = read_base(self.inspect, self.args.base)
+            self.base_read = BaseRead(self.inspect, self.args.base)
+            self.base_read.start()
         self.stage_venv()
         self.out.progress("relocating ...", force=True)
         self.reloc = Relocator(self.out, self.stage, self.venv_paths,
                                self.explained)
         self.reloc.run()
+        if self.base_read is not None:
+            self.base = self.base_read.tree(self.out)
         if not self.args.no_compile:
             self.compile()
         self.fix_times()
@@ -67,6 +72,8 @@ class Pack:
         self.write_image()
 
     def cleanup(self):
+        if self.base_read is not None:
+            self.base_read.stop()
         if self.tmp is not None:
             self.tmp.discard()
         if self.stage_top:
@@ -133,7 +140,8 @@ class Pack:
         self.stage = Stage(self.out, self.venv, self.root,
                            [os.fsencode(v) for v in self.venv_paths],
                            readable=not self.args.keep_owner,
-                           totals=(files, size))
+                           totals=(files, size),
+                           check=self.base_read and self.base_read.check)
         self.stage.copy()
 
     def compile(self):

@@ -50,10 +50,14 @@ def readable_mode(mode):
 
 
 class Stage:
-    def __init__(self, out, src, dst, needles, readable=True, totals=None):
+    def __init__(self, out, src, dst, needles, readable=True, totals=None,
+                 check=None):
         """readable: apply readable_mode() (for -all-root images); totals:
-        the venv's (files, bytes), which progress counts towards."""
+        the venv's (files, bytes), which progress counts towards; check:
+        called at each directory, to stop at once for an error found
+        meanwhile (a base read that failed)."""
         self.out = out
+        self.check = check or (lambda: None)
         self.mode = readable_mode if readable else (lambda m: m)
         self.src = src
         self.dst = dst
@@ -97,6 +101,7 @@ class Stage:
                          "TMPDIR)")
 
     def _copy_dir(self, s, d, st):
+        self.check()
         os.mkdir(d, 0o700)
         self.mtimes[d] = st.st_mtime_ns
         self.dirs += 1
