@@ -72,6 +72,8 @@ class Stage:
         # bytes of a chunk's end that a needle across into the next
         # chunk may start in
         self.keep = max(len(n) for n in needles) - 1
+        self._buf = bytearray(CHUNK)
+        self._view = memoryview(self._buf)
 
     def copy(self):
         # VENV_DIR itself may be a symlink to the directory: follow it
@@ -150,7 +152,7 @@ class Stage:
                 fo = os.open(d, os.O_WRONLY | os.O_CREAT | os.O_TRUNC |
                              os.O_CLOEXEC, 0o666)
                 try:
-                    hit = self._copy_bytes(fi, fo, st.st_size)
+                    hit = self._copy_bytes(fi, fo)
                     self._set_meta(fo, d, st)
                 finally:
                     os.close(fo)
@@ -167,27 +169,31 @@ class Stage:
         self.bytes += st.st_size
         self._progress()
 
-    def _copy_bytes(self, fi, fo, size):
+    def _copy_bytes(self, fi, fo):
         """Copy fi to fo (file descriptors) until EOF; whether the bytes
-        name the venv path. A file of the size lstat gave is read in one
-        call (and one more that finds EOF), most of them in a single
-        chunk, so the needles are searched in each chunk and, for a needle
-        across two chunks, in the bytes around their boundary only."""
-        want = min(size + 1, CHUNK)
+        name the venv path. Through one reused buffer: a new bytes object
+        per read would be fresh memory, whose page faults cost as much as
+        the copy. Most files fit in one chunk; the needles are searched in
+        each chunk and, for a needle across two chunks, in the bytes around
+        their boundary only."""
+        buf, view = self._buf, self._view
         hit = False
         tail = b""
         while True:
-            b = os.read(fi, want)
-            if not b:
+            k = os.readv(fi, [buf])
+            if not k:
                 return hit
-            want = CHUNK
-            view = memoryview(b)
-            while view:
-                view = view[os.write(fo, view):]
+            done = 0
+            while done < k:
+                done += os.write(fo, view[done:k])
             if not hit:
-                edge = tail + b[:self.keep] if tail else b""
-                hit = any(n in b or n in edge for n in self.needles)
-                tail = b[-self.keep:] if self.keep else b""
+                hit = any(buf.find(n, 0, k) >= 0 for n in self.needles)
+                if tail and not hit:
+                    edge = tail + bytes(view[:min(k, self.keep)])
+                    hit = any(n in edge for n in self.needles)
+                # the stream's last keep bytes, if a chunk was shorter
+                tail = (tail + bytes(view[max(0, k - self.keep):k]))[
+                    -self.keep:] if self.keep else b""
 
     def _set_meta(self, fo, d, st):
         """The source's mode (see readable_mode) and mtime, set on the open
