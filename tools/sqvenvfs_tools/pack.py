@@ -6,6 +6,7 @@ delta, write the image, and report. Pack owns the run's temporary things
 
 import os
 import shutil
+import threading
 import time
 
 from .bytecompile import byte_compile
@@ -34,6 +35,7 @@ class Pack:
         self.bindir = bindir
         self.t0 = time.monotonic()
         self.stage_top = None
+        self.dropping = None        # the thread removing stage_top
         self.tmp = None             # TempImage
         self.base_read = None       # BaseRead, for a delta
         self.base = None            # merged base tree, for a delta
@@ -76,9 +78,20 @@ class Pack:
             self.base_read.stop()
         if self.tmp is not None:
             self.tmp.discard()
+        if self.dropping is not None:
+            self.dropping.join()
         if self.stage_top:
             shutil.rmtree(self.stage_top, ignore_errors=True)
             self.stage_top = None
+
+    def drop_staging(self):
+        """Once finish_image() has listed the staged tree, the tree goes,
+        in a thread while the image is read back, checked and sealed
+        (subprocesses), rather than after; cleanup() waits for it."""
+        self.dropping = threading.Thread(
+            target=shutil.rmtree, args=(self.stage_top,),
+            kwargs={"ignore_errors": True})
+        self.dropping.start()
 
     # steps ---------------------------------------------------------------
 
@@ -190,7 +203,8 @@ class Pack:
             extra = ["-sort", sort_file]
         write_squashfs(self.out, self.mksquashfs, self.root, self.tmp.path,
                        self.squash, extra)
-        finish_image(self.out, self.inspect, self.root, self.tmp.path)
+        finish_image(self.out, self.inspect, self.root, self.tmp.path,
+                     self.drop_staging)
         if self.plan is not None:
             self.hot = write_record(self.tmp.path, self.inspect, self.plan,
                                     args.block_size)
