@@ -7,6 +7,7 @@ import re
 import stat
 
 from .errors import PackError
+from .fsutil import entry_is_dir
 
 PYC_RE = re.compile(r"^(.+?)\.[^.]+(?:\.opt-[12])?\.pyc$")
 
@@ -25,18 +26,11 @@ class Tally:
     def add(self, entry, st):
         if stat.S_ISLNK(st.st_mode):
             self.links += 1
-            if _is_dir(entry):
+            if entry_is_dir(entry):
                 return
         else:
             self.files += 1
         self.size += st.st_size
-
-
-def _is_dir(entry):
-    try:
-        return entry.is_dir()
-    except OSError:
-        return False
 
 
 def fix_times(stage, root, epoch, clamp):
