@@ -53,8 +53,9 @@ class BaseRead:
 
     def start(self):
         # As for mksquashfs: a signal that interrupted Popen itself would
-        # leave the process running unknown to us, so they wait until
-        # self.proc is set (the child unblocks them before exec).
+        # leave the process running unknown to us, and one during the
+        # thread's start a thread stop() cannot tell started or not: they
+        # wait until both are set (the child unblocks them before exec).
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, TRAPPED)
         try:
             self.proc = subprocess.Popen(
@@ -62,11 +63,12 @@ class BaseRead:
                 stderr=subprocess.PIPE,
                 preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_SETMASK,
                                                           mask))
+            # its output is read as it comes, or a full pipe would stop it
+            thread = threading.Thread(target=self._collect, daemon=True)
+            thread.start()
+            self.thread = thread
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        # its output is read as it comes, or a full pipe would stop it
-        self.thread = threading.Thread(target=self._collect, daemon=True)
-        self.thread.start()
 
     def _collect(self):
         try:

@@ -74,8 +74,6 @@ class Pack:
         self.write_image()
 
     def cleanup(self):
-        if self.base_read is not None:
-            self.base_read.stop()
         if self.tmp is not None:
             self.tmp.discard()
         if self.dropping is not None:
@@ -83,6 +81,9 @@ class Pack:
         if self.stage_top:
             shutil.rmtree(self.stage_top, ignore_errors=True)
             self.stage_top = None
+        # last: should it fail, the files of the run are gone already
+        if self.base_read is not None:
+            self.base_read.stop()
 
     def drop_staging(self):
         """Once finish_image() has listed the staged tree, the tree goes,
