@@ -5,11 +5,13 @@ already shows, add whiteouts and opaque markers for what it lost."""
 
 import os
 import shutil
+import signal
 import stat
 import subprocess
+import threading
 
 from .dumpfmt import Entry, parse_dump, type_letter
-from .errors import PackError
+from .errors import TRAPPED, PackError
 from .fsutil import sha256_file
 
 WH_PREFIX = ".wh."
@@ -34,18 +36,84 @@ def find_inspect(bindir):
 
 
 
-def read_base(inspect, images):
-    """The merged tree of the base stack: bytes path -> Entry."""
-    r = subprocess.run([inspect, "dump", "--hash"] + list(images),
-                       stdin=subprocess.DEVNULL, capture_output=True)
-    if r.returncode != 0:
-        msg = r.stderr.decode("utf-8", "replace").strip()
+class BaseRead:
+    """The merged tree of the base stack, read by `sqvenvfs-inspect dump
+    --hash` beside the staging (on another core; it takes about as long):
+    start() runs it, check() fails at once if it already failed (for the
+    cheap points before the long work), tree() waits for it, and stop()
+    ends and reaps it whatever state it is in. The owner holds the object
+    before start(), so that its cleanup always finds the process."""
+
+    def __init__(self, inspect, images):
+        self.cmd = [inspect, "dump", "--hash"] + list(images)
+        self.proc = None
+        self.thread = None
+        self.result = None          # (exit status, stdout, stderr)
+        self._tree = None
+
+    def start(self):
+        # As for mksquashfs: a signal that interrupted Popen itself would
+        # leave the process running unknown to us, and one during the
+        # thread's start a thread stop() cannot tell started or not: they
+        # wait until both are set (the child unblocks them before exec).
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, TRAPPED)
+        try:
+            self.proc = subprocess.Popen(
+                self.cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_SETMASK,
+                                                          mask))
+            # its output is read as it comes, or a full pipe would stop it
+            thread = threading.Thread(target=self._collect, daemon=True)
+            thread.start()
+            self.thread = thread
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+    def _collect(self):
+        try:
+            out, err = self.proc.communicate()
+            self.result = (self.proc.returncode, out, err)
+        except OSError as e:
+            self.proc.kill()
+            self.result = (1, b"", f"reading its output: {e.strerror}"
+                           .encode())
+
+    def check(self):
+        """Raise the read's error if it has already failed."""
+        if self.result is not None and self.result[0] != 0:
+            self.tree()
+
+    def tree(self, out=None):
+        """bytes path -> Entry; out shows that this waits, if it does."""
+        if self._tree is None:
+            if out is not None and self.thread.is_alive():
+                out.progress("reading base images ...", force=True)
+            self.thread.join()
+            self._tree = base_tree(*self.result)
+        return self._tree
+
+    def stop(self):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.kill()
+        if self.thread is not None:
+            self.thread.join()
+        self.proc.wait()
+
+
+def base_tree(status, stdout, stderr):
+    """The merged tree from what `sqvenvfs-inspect dump --hash` gave, or
+    its first line of error as one about --base."""
+    if status != 0:
+        msg = stderr.decode("utf-8", "replace").strip()
         msg = msg.splitlines()[0] if msg else \
-            f"sqvenvfs-inspect dump: exit {r.returncode}"
+            f"sqvenvfs-inspect dump: exit {status}"
         if msg.startswith("sqvenvfs-inspect: "):
             msg = msg[len("sqvenvfs-inspect: "):]
         raise PackError(f"--base: {msg}")
-    return parse_dump(r.stdout.decode("ascii"))
+    return parse_dump(stdout.decode("ascii"))
 
 
 def staged_entry(p, all_root, want_hash):

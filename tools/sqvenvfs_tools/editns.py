@@ -21,7 +21,6 @@ import time
 
 from .bytecompile import byte_compile
 from .errors import TRAPPED, Interrupted, PackError, ignore_signals
-from .fsutil import tree_size
 from .mksquashfs import SquashOptions, write_squashfs
 from .nsmount import FuseDaemon, kill_strays, sys_mount, unmount
 from .out import Out
@@ -236,12 +235,12 @@ class Inner:
                 out.warn(f"{nfail} file(s) could not be byte-compiled "
                          f"(syntax errors for this Python), first: {first}")
         clamp = source_date_epoch()
-        newest = fix_times(up, self.upper, None, clamp)
+        newest, tally = fix_times(up, self.upper, None, clamp)
         epoch = clamp if clamp is not None else max(0, min(newest, 2**32 - 1))
         opts = SquashOptions(comp=p["comp"], level=p["level"],
                              block_size=p["block_size"], all_root=True,
                              jobs=p["jobs"], epoch=epoch)
-        size = tree_size(self.upper)
+        size = tally.size
         write_squashfs(out, p["mksquashfs"], self.upper, p["tmp_image"], opts)
         return {
             "added": up.added, "changed": up.changed, "removed": up.removed,

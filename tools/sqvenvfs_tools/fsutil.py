@@ -37,6 +37,15 @@ def inside(p, roots):
 
 
 
+def entry_is_dir(entry):
+    """Whether a DirEntry is a directory or a symlink to one, False when
+    that cannot be told: os.walk()'s rule for its dirnames."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
 def tree_size(root):
     total = 0
     for dirpath, dirnames, filenames in os.walk(root):
@@ -50,31 +59,27 @@ def tree_size(root):
 
 def tree_totals(root):
     """(entries, files, bytes of the files) under root, as staging counts
-    them: what progress reports against."""
+    them: what progress reports against. Every entry, the regular files
+    (lstat), real directories walked into, as os.walk() would, but from
+    scandir's entries (no path joins, no stat for a directory)."""
     entries = files = size = 0
-    for dirpath, dirnames, filenames in os.walk(root):
-        entries += len(dirnames) + len(filenames)
-        for n in filenames:
+    todo = [root]
+    while todo:
+        try:
+            with os.scandir(todo.pop()) as it:
+                found = list(it)
+        except OSError:
+            continue    # os.walk() skips what it cannot list, too
+        entries += len(found)
+        for e in found:
             try:
-                st = os.lstat(os.path.join(dirpath, n))
+                if e.is_dir(follow_symlinks=False):
+                    todo.append(e.path)
+                    continue
+                st = e.stat(follow_symlinks=False)
             except OSError:
                 continue
             if stat.S_ISREG(st.st_mode):
                 files += 1
                 size += st.st_size
     return entries, files, size
-
-
-def count_tree(root):
-    files = links = 0
-    dirs = 1
-    for dirpath, dirnames, filenames in os.walk(root):
-        for n in dirnames + filenames:
-            m = os.lstat(os.path.join(dirpath, n)).st_mode
-            if stat.S_ISLNK(m):
-                links += 1
-            elif stat.S_ISDIR(m):
-                dirs += 1
-            else:
-                files += 1
-    return files, dirs, links

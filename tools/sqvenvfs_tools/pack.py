@@ -6,13 +6,14 @@ delta, write the image, and report. Pack owns the run's temporary things
 
 import os
 import shutil
+import threading
 import time
 
 from .bytecompile import byte_compile
-from .delta import Delta, find_inspect, read_base, sources_in_base
+from .delta import BaseRead, Delta, find_inspect, sources_in_base
 from .editable import find_editables
 from .errors import PackError
-from .fsutil import count_tree, inside, tree_size, tree_totals
+from .fsutil import inside, tree_size, tree_totals
 from .hot import hot_summary, write_record
 from .imagefile import TempImage
 from .mksquashfs import SquashOptions, find_mksquashfs, write_squashfs
@@ -34,7 +35,9 @@ class Pack:
         self.bindir = bindir
         self.t0 = time.monotonic()
         self.stage_top = None
+        self.dropping = None        # the thread removing stage_top
         self.tmp = None             # TempImage
+        self.base_read = None       # BaseRead, for a delta
         self.base = None            # merged base tree, for a delta
         self.delta = None
         self.python = None
@@ -45,15 +48,19 @@ class Pack:
     def run(self):
         self.check_inputs()
         self.tmp.create()
-        # Read the base stack first: a bad base fails before the long work.
+        # The base stack is read while the venv is staged (another core);
+        # a bad base still fails before the long work: staging checks at
+        # each directory whether its read failed.
         if self.args.base:
-            self.out.progress("reading base images ...", force=True)
-            self.base = read_base(self.inspect, self.args.base)
+            self.base_read = BaseRead(self.inspect, self.args.base)
+            self.base_read.start()
         self.stage_venv()
         self.out.progress("relocating ...", force=True)
         self.reloc = Relocator(self.out, self.stage, self.venv_paths,
                                self.explained)
         self.reloc.run()
+        if self.base_read is not None:
+            self.base = self.base_read.tree(self.out)
         if not self.args.no_compile:
             self.compile()
         self.fix_times()
@@ -69,9 +76,23 @@ class Pack:
     def cleanup(self):
         if self.tmp is not None:
             self.tmp.discard()
+        if self.dropping is not None:
+            self.dropping.join()
         if self.stage_top:
             shutil.rmtree(self.stage_top, ignore_errors=True)
             self.stage_top = None
+        # last: should it fail, the files of the run are gone already
+        if self.base_read is not None:
+            self.base_read.stop()
+
+    def drop_staging(self):
+        """Once finish_image() has listed the staged tree, the tree goes,
+        in a thread while the image is read back, checked and sealed
+        (subprocesses), rather than after; cleanup() waits for it."""
+        self.dropping = threading.Thread(
+            target=shutil.rmtree, args=(self.stage_top,),
+            kwargs={"ignore_errors": True})
+        self.dropping.start()
 
     # steps ---------------------------------------------------------------
 
@@ -133,7 +154,8 @@ class Pack:
         self.stage = Stage(self.out, self.venv, self.root,
                            [os.fsencode(v) for v in self.venv_paths],
                            readable=not self.args.keep_owner,
-                           totals=(files, size))
+                           totals=(files, size),
+                           check=self.base_read and self.base_read.check)
         self.stage.copy()
 
     def compile(self):
@@ -159,9 +181,9 @@ class Pack:
 
     def fix_times(self):
         clamp = source_date_epoch()
-        newest = fix_times(self.stage, self.root, None, clamp)
-        self.counts = count_tree(self.root)
-        self.size_view = tree_size(self.root)
+        newest, tally = fix_times(self.stage, self.root, None, clamp)
+        self.counts = (tally.files, tally.dirs, tally.links)
+        self.size_view = tally.size
         self.epoch = clamp if clamp is not None else \
             max(0, min(newest, 2**32 - 1))
 
@@ -170,7 +192,9 @@ class Pack:
         self.squash = SquashOptions(
             comp=args.comp, level=args.level, block_size=args.block_size,
             all_root=not args.keep_owner, jobs=args.jobs, epoch=self.epoch)
-        self.size_before = tree_size(self.root)
+        # only a delta changed the tree since fix_times() counted it
+        self.size_before = self.size_view if self.delta is None else \
+            tree_size(self.root)
         extra = []
         if self.plan is not None:
             self.plan.keep_present(self.root)
@@ -180,7 +204,8 @@ class Pack:
             extra = ["-sort", sort_file]
         write_squashfs(self.out, self.mksquashfs, self.root, self.tmp.path,
                        self.squash, extra)
-        finish_image(self.out, self.inspect, self.root, self.tmp.path)
+        finish_image(self.out, self.inspect, self.root, self.tmp.path,
+                     self.drop_staging)
         if self.plan is not None:
             self.hot = write_record(self.tmp.path, self.inspect, self.plan,
                                     args.block_size)

@@ -30,6 +30,7 @@ import importlib.util
 import marshal
 import os
 import py_compile
+import stat
 import sys
 import types
 
@@ -153,9 +154,44 @@ def sources(root):
     return out
 
 
+def read_file(path):
+    """The bytes of path and its stat: one open, and a read of the size it
+    has (plus the one that finds EOF), lighter than open().read()."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        chunks = []
+        want = st.st_size + 1
+        while True:
+            b = os.read(fd, want)
+            if not b:
+                return b"".join(chunks), st
+            chunks.append(b)
+            want = 1 << 20
+    finally:
+        os.close(fd)
+
+
+def read_head(path, n):
+    """The first n bytes of path (fewer in a shorter file)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        head = b""
+        while len(head) < n:
+            b = os.read(fd, n - len(head))
+            if not b:
+                break
+            head += b
+        return head
+    finally:
+        os.close(fd)
+
+
 def reheader(data, source, st):
-    """The pyc bytes as an unchecked-hash pyc if data is valid for source
-    (read from a file with stat st), else None."""
+    """The 16-byte header that makes a pyc an unchecked-hash one if it is
+    valid for source (read from a file with stat st), else None. data:
+    the pyc's first 16 bytes (or all of it), all that the check reads;
+    the rest of the pyc stays as it is."""
     if len(data) < 16 or data[:4] != MAGIC:
         return None
     flags = int.from_bytes(data[4:8], "little")
@@ -171,7 +207,31 @@ def reheader(data, source, st):
             return None
     else:
         return None
-    return MAGIC + UNCHECKED + h + data[16:]
+    return MAGIC + UNCHECKED + h
+
+
+def new_header(path, header):
+    """Give the pyc at path header instead of its own. In place when the
+    file is the staging copy's own (a regular file of one name, not
+    reached through a symlink), which nothing else sees change; else as a
+    new file, so that a hard link or a symlink's target keeps the old
+    bytes."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK |
+                     os.O_CLOEXEC)
+    except OSError:
+        fd = None
+    if fd is not None:
+        try:
+            st = os.fstat(fd)
+            if (stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and
+                    st.st_size >= len(header) and
+                    os.pwrite(fd, header, 0) == len(header)):
+                return
+        finally:
+            os.close(fd)
+    data, _ = read_file(path)
+    replace(path, header + data[len(header):])
 
 
 def replace(path, data):
@@ -183,26 +243,30 @@ def replace(path, data):
     os.replace(tmp, path)
 
 
+def dfile_of(src, root, ddir):
+    """The path a compiled pyc records for src: under ddir (the mount
+    point) when given."""
+    rel = os.path.relpath(src, root)
+    return os.path.join(ddir, rel) if ddir else rel
+
+
 def one(args):
     src, root, ddir, levels, in_base = args
-    rel = os.path.relpath(src, root)
-    dfile = os.path.join(ddir, rel) if ddir else rel
     try:
-        st = os.stat(src)
-        with open(src, "rb") as f:
-            source = f.read()
-        have = []   # per level: (level, pyc path, its bytes, reheadered)
+        source, st = read_file(src)
+        # per level: (level, pyc path, its header, new header); the
+        # header is all a valid pyc needs read, and a stale one is remade
+        have = []
         for lv in levels:
             cfile = importlib.util.cache_from_source(
                 src, optimization=lv if lv else "")
-            data = None
+            head = None
             try:
-                with open(cfile, "rb") as f:
-                    data = f.read()
+                head = read_head(cfile, 16)
             except OSError:
                 pass
-            have.append((lv, cfile, data, reheader(data, source, st)
-                         if data is not None else None))
+            have.append((lv, cfile, head, reheader(head, source, st)
+                         if head is not None else None))
         based = False
         if in_base and any(h[3] is None for h in have):
             # the base images hold this very source and its pycs: theirs
@@ -216,12 +280,13 @@ def one(args):
             based = True
         compiled = False
         prev = None
-        for lv, cfile, data, new in have:
+        for lv, cfile, head, new in have:
             if new is None:
-                write_pyc(src, cfile, dfile, source, st, lv)
+                write_pyc(src, cfile, dfile_of(src, root, ddir), source, st,
+                          lv)
                 compiled = True
-            elif new != data:
-                replace(cfile, new)
+            elif new != head:
+                new_header(cfile, new)
             # identical pycs for several levels share one file, as
             # compileall --hardlink-dupes does
             if prev is not None:

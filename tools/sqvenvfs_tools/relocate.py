@@ -6,7 +6,7 @@ symlinks), and list what still names that directory and cannot be fixed."""
 import os
 import re
 
-from .fsutil import inside, replace_file
+from .fsutil import entry_is_dir, inside, replace_file
 from .venvinfo import read_cfg
 
 SHEBANG_MAX = 4096
@@ -196,17 +196,40 @@ class Relocator:
     def walk(self, what):
         """os.walk(self.root), showing progress against the staged
         directories (when the stage counted them)."""
-        total = getattr(self.stage, "dirs", 0)
         n = 0
         for item in os.walk(self.root):
             n += 1
-            self.out.progress(f"relocating ({what}): {n}"
-                              + (f" of {total}" if total else "")
-                              + " directories")
+            self.walk_progress(what, n)
             yield item
+        self.walk_progress(what, n, True)
+
+    def walk_entries(self, what):
+        """As walk(), but (dirpath, entries), DirEntry objects in
+        os.walk()'s order (per directory its subdirectories, then the
+        rest, as scandir lists them; then each real subdirectory in
+        turn): what they are is known without an lstat of every path."""
+        n = 0
+        todo = [self.root]
+        while todo:
+            d = todo.pop()
+            try:
+                with os.scandir(d) as it:
+                    found = [(entry_is_dir(e), e) for e in it]
+            except OSError:
+                continue
+            dirs = [e for is_dir, e in found if is_dir]
+            n += 1
+            self.walk_progress(what, n)
+            yield d, dirs + [e for is_dir, e in found if not is_dir]
+            todo.extend(reversed([e.path for e in dirs
+                                  if not _is_symlink(e)]))
+        self.walk_progress(what, n, True)
+
+    def walk_progress(self, what, n, force=False):
+        total = getattr(self.stage, "dirs", 0)
         self.out.progress(f"relocating ({what}): {n}"
                           + (f" of {total}" if total else "")
-                          + " directories", force=True)
+                          + " directories", force)
 
     def pth_files(self):
         for dirpath, dirnames, filenames in self.walk(".pth files"):
@@ -248,11 +271,11 @@ class Relocator:
     # symlinks with an absolute target inside the venv ---------------------
 
     def symlinks(self):
-        for dirpath, dirnames, filenames in self.walk("symlinks"):
-            for n in dirnames + filenames:
-                p = os.path.join(dirpath, n)
-                if not os.path.islink(p):
+        for dirpath, entries in self.walk_entries("symlinks"):
+            for e in entries:
+                if not _is_symlink(e):
                     continue
+                p = e.path
                 t = os.readlink(p)
                 if t.startswith("/") and inside(os.path.normpath(t),
                                                 self.venv_paths):
@@ -292,6 +315,14 @@ class Relocator:
             else:
                 why = "text naming the venv path: not rewritten"
             self.warnings.append((self.rel(p), why))
+
+
+def _is_symlink(entry):
+    """As os.path.islink() of its path: False when it cannot be told."""
+    try:
+        return entry.is_symlink()
+    except OSError:
+        return False
 
 
 def shell_quote(s):

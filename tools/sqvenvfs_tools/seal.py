@@ -48,8 +48,9 @@ def tree_paths(src):
     return out
 
 
-def check_complete(inspect, src, image):
-    """Refuse an image that lacks a path of src."""
+def check_complete(inspect, paths, image):
+    """Refuse an image that lacks one of paths (tree_paths() of its
+    source)."""
     r = subprocess.run([inspect, "dump", "--raw", image],
                        stdin=subprocess.DEVNULL, capture_output=True)
     if r.returncode != 0:
@@ -57,7 +58,7 @@ def check_complete(inspect, src, image):
         raise PackError("cannot read back the new image: " +
                         (msg[0] if msg else f"exit {r.returncode}"))
     stored = parse_dump(r.stdout.decode("ascii"))
-    missing = sorted(tree_paths(src) - set(stored))
+    missing = sorted(paths - set(stored))
     if missing:
         first = os.fsdecode(missing[0])
         raise PackError(f"mksquashfs left out {len(missing)} path(s) of "
@@ -75,8 +76,13 @@ def seal_image(inspect, image):
                         f"sqvenvfs-inspect seal: exit {r.returncode}")
 
 
-def finish_image(out, inspect, src, image):
-    """Check that image holds every path of src, then seal it."""
+def finish_image(out, inspect, src, image, done_with_src=None):
+    """Check that image holds every path of src, then seal it.
+    done_with_src: called once src has been read (the caller may remove
+    it meanwhile)."""
     out.progress("checking the image ...", force=True)
-    check_complete(inspect, src, image)
+    paths = tree_paths(src)
+    if done_with_src is not None:
+        done_with_src()
+    check_complete(inspect, paths, image)
     seal_image(inspect, image)

@@ -11,6 +11,7 @@ from .errors import PackError
 from .out import human
 
 WH_PREFIX = ".wh."
+CHUNK = 1 << 20
 
 
 def pick_tmpdir(explicit, need):
@@ -49,10 +50,14 @@ def readable_mode(mode):
 
 
 class Stage:
-    def __init__(self, out, src, dst, needles, readable=True, totals=None):
+    def __init__(self, out, src, dst, needles, readable=True, totals=None,
+                 check=None):
         """readable: apply readable_mode() (for -all-root images); totals:
-        the venv's (files, bytes), which progress counts towards."""
+        the venv's (files, bytes), which progress counts towards; check:
+        called at each directory, to stop at once for an error found
+        meanwhile (a base read that failed)."""
         self.out = out
+        self.check = check or (lambda: None)
         self.mode = readable_mode if readable else (lambda m: m)
         self.src = src
         self.dst = dst
@@ -64,6 +69,11 @@ class Stage:
         self.bytes = 0
         self.totals = totals
         self._links = {}            # (dev, ino) -> staged path
+        # bytes of a chunk's end that a needle across into the next
+        # chunk may start in
+        self.keep = max(len(n) for n in needles) - 1
+        self._buf = bytearray(CHUNK)
+        self._view = memoryview(self._buf)
 
     def copy(self):
         # VENV_DIR itself may be a symlink to the directory: follow it
@@ -93,19 +103,21 @@ class Stage:
                          "TMPDIR)")
 
     def _copy_dir(self, s, d, st):
+        self.check()
         os.mkdir(d, 0o700)
         self.mtimes[d] = st.st_mtime_ns
         self.dirs += 1
         with os.scandir(s) as it:
             entries = sorted(it, key=lambda e: e.name)
         for e in entries:
-            sp = os.path.join(s, e.name)
+            sp = e.path
             dp = os.path.join(d, e.name)
             if e.name.startswith(WH_PREFIX):
                 raise PackError(f"{sp}: names starting with .wh. are "
                                 "whiteouts in layered images: rename it")
             try:
-                est = os.lstat(sp)
+                # the entry's lstat: one call, as before, and kept by it
+                est = e.stat(follow_symlinks=False)
             except OSError as ex:
                 raise PackError(f"{sp}: {ex.strerror}")
             m = est.st_mode
@@ -134,25 +146,21 @@ class Stage:
             self.files += 1
             self.bytes += st.st_size
             return
-        keep = max(len(n) for n in self.needles) - 1
-        hit = False
         try:
-            with open(s, "rb") as fi, open(d, "wb") as fo:
-                tail = b""
-                while True:
-                    b = fi.read(1 << 20)
-                    if not b:
-                        break
-                    fo.write(b)
-                    if not hit:
-                        w = tail + b
-                        hit = any(n in w for n in self.needles)
-                        tail = w[-keep:] if keep else b""
+            fi = os.open(s, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                fo = os.open(d, os.O_WRONLY | os.O_CREAT | os.O_TRUNC |
+                             os.O_CLOEXEC, 0o666)
+                try:
+                    hit = self._copy_bytes(fi, fo)
+                    self._set_meta(fo, d, st)
+                finally:
+                    os.close(fo)
+            finally:
+                os.close(fi)
         except OSError as ex:
             raise self.staging_error(ex) or \
                 PackError(f"{ex.filename or s}: {ex.strerror}")
-        os.chmod(d, self.mode(stat.S_IMODE(st.st_mode)))
-        os.utime(d, ns=(st.st_mtime_ns, st.st_mtime_ns))
         if st.st_nlink > 1:
             self._links[key] = d
         if hit:
@@ -160,3 +168,38 @@ class Stage:
         self.files += 1
         self.bytes += st.st_size
         self._progress()
+
+    def _copy_bytes(self, fi, fo):
+        """Copy fi to fo (file descriptors) until EOF; whether the bytes
+        name the venv path. Through one reused buffer: a new bytes object
+        per read would be fresh memory, whose page faults cost as much as
+        the copy. Most files fit in one chunk; the needles are searched in
+        each chunk and, for a needle across two chunks, in the bytes around
+        their boundary only."""
+        buf, view = self._buf, self._view
+        hit = False
+        tail = b""
+        while True:
+            k = os.readv(fi, [buf])
+            if not k:
+                return hit
+            done = 0
+            while done < k:
+                done += os.write(fo, view[done:k])
+            if not hit:
+                hit = any(buf.find(n, 0, k) >= 0 for n in self.needles)
+                if tail and not hit:
+                    edge = tail + bytes(view[:min(k, self.keep)])
+                    hit = any(n in edge for n in self.needles)
+                # the stream's last keep bytes, if a chunk was shorter
+                tail = (tail + bytes(view[max(0, k - self.keep):k]))[
+                    -self.keep:] if self.keep else b""
+
+    def _set_meta(self, fo, d, st):
+        """The source's mode (see readable_mode) and mtime, set on the open
+        file; an error names the staged file, as chmod(d) did."""
+        try:
+            os.fchmod(fo, self.mode(stat.S_IMODE(st.st_mode)))
+            os.utime(fo, ns=(st.st_mtime_ns, st.st_mtime_ns))
+        except OSError as ex:
+            raise OSError(ex.errno, ex.strerror, d) from None

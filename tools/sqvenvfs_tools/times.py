@@ -7,50 +7,96 @@ import re
 import stat
 
 from .errors import PackError
+from .fsutil import entry_is_dir
 
 PYC_RE = re.compile(r"^(.+?)\.[^.]+(?:\.opt-[12])?\.pyc$")
+
+
+class Tally:
+    """A staged tree's entries as the summary counts them: files (and
+    other non-directories), directories (the root included), symlinks,
+    and size, the bytes of every name of a file and of every symlink not
+    to a directory (as os.walk lists them among the files)."""
+
+    def __init__(self):
+        self.files = self.links = 0
+        self.dirs = 1
+        self.size = 0
+
+    def add(self, entry, st):
+        if stat.S_ISLNK(st.st_mode):
+            self.links += 1
+            if entry_is_dir(entry):
+                return
+        else:
+            self.files += 1
+        self.size += st.st_size
 
 
 def fix_times(stage, root, epoch, clamp):
     """Make every mtime a function of the input: pycs get their source's,
     directories their source directory's (new ones their parent's), and with
-    SOURCE_DATE_EPOCH nothing is newer than it. Returns the newest mtime."""
-    newest = 0
-    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
-        for n in filenames + [d for d in dirnames
-                              if os.path.islink(os.path.join(dirpath, d))]:
-            p = os.path.join(dirpath, n)
-            st = os.lstat(p)
-            t = st.st_mtime_ns
-            if (os.path.basename(dirpath) == "__pycache__"
-                    and stat.S_ISREG(st.st_mode)):
-                m = PYC_RE.match(n)
-                if m:
-                    srcp = os.path.join(os.path.dirname(dirpath),
-                                        m.group(1) + ".py")
-                    try:
-                        t = os.stat(srcp).st_mtime_ns
-                    except OSError:
-                        pass
-            t = min(t, clamp * 10**9) if clamp is not None else t
-            if t != st.st_mtime_ns:
-                os.utime(p, ns=(t, t), follow_symlinks=False)
-            newest = max(newest, t)
-    # directories, deepest first (children already fixed)
+    SOURCE_DATE_EPOCH nothing is newer than it. Returns the newest mtime
+    and the tree's Tally, counted in the same walk (a walk of a big tree
+    is most of the time this takes)."""
+    ns_clamp = clamp * 10**9 if clamp is not None else None
+    tally = Tally()
     dirs = []
-    for dirpath, dirnames, _ in os.walk(root):
-        dirs.append(dirpath)
-    for d in reversed(dirs):
+    newest = _fix_files(root, ns_clamp, tally, dirs)
+    # directories after every file (a pyc's source is read as it was),
+    # deepest first: a new one reads its parent's time before the parent
+    # is fixed
+    for d in dirs:
         t = stage.mtimes.get(d)
         if t is None:
             parent = os.path.dirname(d)
             t = stage.mtimes.get(parent, os.lstat(parent).st_mtime_ns)
             stage.mtimes[d] = t
-        t = min(t, clamp * 10**9) if clamp is not None else t
+        t = min(t, ns_clamp) if ns_clamp is not None else t
         os.utime(d, ns=(t, t))
         newest = max(newest, t)
-    return newest // 10**9
+    return newest // 10**9, tally
 
+
+def _fix_files(d, ns_clamp, tally, dirs):
+    """Fix the times of everything below d but directories, count it in
+    tally, and append the directories to dirs, children before their
+    parent (d last). Returns the newest mtime (ns)."""
+    newest = 0
+    pycache = os.path.basename(d) == "__pycache__"
+    try:
+        with os.scandir(d) as it:
+            entries = list(it)
+    except OSError:
+        return newest   # skipped, as os.walk() does: not even fixed
+    for e in entries:
+        st = e.stat(follow_symlinks=False)
+        if stat.S_ISDIR(st.st_mode):
+            tally.dirs += 1
+            newest = max(newest, _fix_files(e.path, ns_clamp, tally, dirs))
+            continue
+        tally.add(e, st)
+        t = st.st_mtime_ns
+        if pycache and stat.S_ISREG(st.st_mode):
+            t = _source_mtime(d, e.name, t)
+        t = min(t, ns_clamp) if ns_clamp is not None else t
+        if t != st.st_mtime_ns:
+            os.utime(e.path, ns=(t, t), follow_symlinks=False)
+        newest = max(newest, t)
+    dirs.append(d)
+    return newest
+
+
+def _source_mtime(pycache, name, default):
+    """A pyc's time is its source's (mtime_ns), when it has one."""
+    m = PYC_RE.match(name)
+    if m:
+        srcp = os.path.join(os.path.dirname(pycache), m.group(1) + ".py")
+        try:
+            return os.stat(srcp).st_mtime_ns
+        except OSError:
+            pass
+    return default
 
 
 def source_date_epoch():

@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 
 import sqvtest as t
 
@@ -23,6 +24,64 @@ def expect_error(args, pattern, env=None, image=None):
 def leftovers(d):
     return [n for n in os.listdir(d) if ".partial" in n or
             n.startswith("sqvenvfs-pack.")]
+
+
+def base_read_in_background(tmp, cleanups, venv, stage, junk, img,
+                            fast_error):
+    """The base stack is read while the venv is staged. Through an inspect
+    whose dump first sleeps SLOW_DUMP seconds (one process, the base's
+    path in its command line): a bad base found only after the staging
+    fails with the same line; a failure or a signal while the read runs
+    does not wait for it; and nothing is left, no staging directory and no
+    process reading the base."""
+    slow = os.path.join(tmp, "slow-inspect")
+    with open(slow, "w") as f:
+        f.write("#!/usr/bin/python3\n"
+                "import os, sys, time\n"
+                "if sys.argv[1] == 'dump':\n"
+                "    time.sleep(float(os.environ['SLOW_DUMP']))\n"
+                f"os.execv({t.INSPECT!r}, [{t.INSPECT!r}] + sys.argv[1:])\n")
+    os.chmod(slow, 0o755)
+
+    def nothing_left(what):
+        t.check(not leftovers(stage) and not os.path.exists(img),
+                f"{what}: no staging directory or image left",
+                os.listdir(stage))
+        t.check(not t.pids_naming(slow), f"{what}: no process reading the "
+                "base left", t.pids_naming(slow))
+
+    env = t.clean_env(SQVENVFS_INSPECT=slow, SLOW_DUMP="1")
+    r = expect_error(["--tmpdir", stage, "--base", junk, venv, img],
+                     "junk.sqfs", env=env, image=img)
+    t.check(r.stderr == fast_error, "a bad base read after the staging: "
+            "the same line", (r.stderr, fast_error))
+    nothing_left("a bad base read after the staging")
+
+    env = t.clean_env(SQVENVFS_INSPECT=slow, SLOW_DUMP="600")
+    wh = os.path.join(t.site_packages(venv), ".wh.sneaky")
+    open(wh, "w").close()
+    t0 = time.monotonic()
+    expect_error(["--tmpdir", stage, "--base", junk, venv, img],
+                 ".wh.sneaky", env=env, image=img)
+    os.unlink(wh)
+    t.check(time.monotonic() - t0 < t.DEADLINE, "a staging error does not "
+            "wait for the base read")
+    nothing_left("a staging error while the base is read")
+
+    p = subprocess.Popen([t.PACK, "--tmpdir", stage, "--base", junk, venv,
+                          img], env=env, stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, start_new_session=True)
+    cleanups.append(lambda: p.poll() is None and
+                    os.killpg(p.pid, signal.SIGKILL))
+    # the slow dump runs (pack's own command line names the base too)
+    t.wait_for(lambda: t.pids_naming(slow) or p.poll() is not None)
+    p.send_signal(signal.SIGTERM)
+    o, e = p.communicate(timeout=t.DEADLINE)
+    t.check(p.returncode == 128 + signal.SIGTERM and "interrupted" in e,
+            "SIGTERM while the base is read: interrupted at once",
+            (p.returncode, e))
+    nothing_left("SIGTERM while the base is read")
 
 
 def test(tmp, cleanups):
@@ -98,7 +157,9 @@ def test(tmp, cleanups):
     junk = os.path.join(tmp, "junk.sqfs")
     with open(junk, "wb") as f:
         f.write(b"not squashfs" * 100)
-    expect_error(["--base", junk, venv, img], "junk.sqfs", image=img)
+    fast = expect_error(["--base", junk, venv, img], "junk.sqfs", image=img)
+    base_read_in_background(tmp, cleanups, venv, stage, junk, img,
+                            fast.stderr)
 
     # output exists: refused and untouched; --force replaces it
     with open(img, "w") as f:

@@ -195,11 +195,29 @@ def pyc_reuse(tmp):
     with open(tz, "a") as f:
         f.write("STALE = 1\n")
     os.utime(tz, (1_600_000_000, 1_600_000_000))
+    # A valid pyc's new header is written in place only into a file of
+    # its own: a hard link's other name, a symlink's target keep theirs.
+    cache = os.path.join(toml, "__pycache__")
+    os.link(os.path.join(cache, "decoder.cpython-311.pyc"),
+            os.path.join(toml, "decoder-link.bin"))
+    os.rename(os.path.join(cache, "encoder.cpython-311.pyc"),
+              os.path.join(toml, "encoder-target.bin"))
+    os.symlink("../encoder-target.bin",
+               os.path.join(cache, "encoder.cpython-311.pyc"))
+    kept = {}
+    for n in ("decoder-link.bin", "encoder-target.bin"):
+        with open(os.path.join(toml, n), "rb") as f:
+            kept[n] = f.read()
     img = os.path.join(tmp, "pyc.sqfs")
     r = T.pack(venv, img)
     T.check(" with valid pycs kept" in r.stdout, r.stdout)
     spd = "/lib/python3.11/site-packages/toml"
-    for mod, reused in (("decoder", True), ("tz", False)):
+    for n, data in kept.items():
+        T.check(T.inspect("cat", img, f"{spd}/{n}", text=False).stdout ==
+                data, f"{n}: its bytes as in the venv (a valid pyc's other "
+                "name or symlink target)")
+    for mod, reused in (("decoder", True), ("encoder", True),
+                        ("tz", False)):
         pyc = T.inspect("cat", img, f"{spd}/__pycache__/{mod}.cpython-311.pyc",
                         text=False).stdout
         with open(os.path.join(toml, mod + ".py"), "rb") as f:
