@@ -179,11 +179,6 @@ void sqv_blockcache_free(struct sqv_blockcache *c)
 	free(c);
 }
 
-/*
- * The data is not allocated with its header: malloc would put a chunk
- * header in front of it, and a 128 KiB block would touch 33 pages instead
- * of 32 (3 %: 2 MiB more than cache_size in a full 64 MiB cache).
- */
 /* b as a new block: empty, unlinked, its caller's reference only. */
 static struct sqv_block *block_reset(struct sqv_block *b)
 {
@@ -195,6 +190,11 @@ static struct sqv_block *block_reset(struct sqv_block *b)
 	return b;
 }
 
+/*
+ * The data is not allocated with its header: malloc would put a chunk
+ * header in front of it, and a 128 KiB block would touch 33 pages instead
+ * of 32 (3 %: 2 MiB more than cache_size in a full 64 MiB cache).
+ */
 struct sqv_block *sqv_block_alloc(size_t cap)
 {
 	struct sqv_block *b = malloc(sizeof(*b));

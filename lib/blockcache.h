@@ -53,7 +53,7 @@ void sqv_blockcache_free(struct sqv_blockcache *c);
 /* A new block of cap bytes, owned by the caller until inserted or put.
  * Its data is a page-aligned mapping of its own: only the pages a block's
  * bytes fill are resident, none holds a header, and an evicted block's
- * memory goes back to the system. */
+ * memory goes back to the system, unless its cache keeps it as a spare. */
 struct sqv_block *sqv_block_alloc(size_t cap);
 /* The same, in the mapping of a block c evicted when it keeps one of
  * that size (see "spares" in blockcache.c), else a new one. c may be
