@@ -90,6 +90,9 @@ def parser():
                          "that the daemon prefetches")
     ap.add_argument("--base", action="append", default=[], metavar="IMAGE",
                     help="base image (repeat, bottom first): write a delta")
+    ap.add_argument("--checksum", action="store_true",
+                    help="with --base: compare every file with the base's "
+                         "by content, not by size and mtime")
     add_image_options(ap, "IMAGE")
     ap.add_argument("--strict", action="store_true",
                     help="refuse what would not work elsewhere (editable "

@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: BSD-2-Clause
-"""Delta against a stack of base images: read the stack with
-`sqvenvfs-inspect dump --hash`, prune from the staging copy what the stack
-already shows, add whiteouts and opaque markers for what it lost."""
+"""Delta against a stack of base images: read the stack's listing with
+`sqvenvfs-inspect dump`, leave out of staging what it already holds (rsync's
+quick check), prune from the staging copy what the stack already shows, add
+whiteouts and opaque markers for what it lost. File contents are compared
+(`dump --hash`) only where the quick check cannot tell, or with --checksum."""
 
 import os
 import shutil
@@ -37,15 +39,17 @@ def find_inspect(bindir):
 
 
 class BaseRead:
-    """The merged tree of the base stack, read by `sqvenvfs-inspect dump
-    --hash` beside the staging (on another core; it takes about as long):
-    start() runs it, check() fails at once if it already failed (for the
-    cheap points before the long work), tree() waits for it, and stop()
-    ends and reaps it whatever state it is in. The owner holds the object
-    before start(), so that its cleanup always finds the process."""
+    """The merged tree of the base stack, read by `sqvenvfs-inspect dump`
+    (with hashes: --hash, which reads every file and takes about as long as
+    staging the venv) in a process of its own: start() runs it, check()
+    fails at once if it already failed (for the cheap points before the
+    long work), tree() waits for it, and stop() ends and reaps it whatever
+    state it is in. The owner holds the object before start(), so that its
+    cleanup always finds the process."""
 
-    def __init__(self, inspect, images):
-        self.cmd = [inspect, "dump", "--hash"] + list(images)
+    def __init__(self, inspect, images, hashes=True):
+        self.cmd = [inspect, "dump"] + (["--hash"] if hashes else []) + \
+            list(images)
         self.proc = None
         self.thread = None
         self.result = None          # (exit status, stdout, stderr)
@@ -84,11 +88,11 @@ class BaseRead:
         if self.result is not None and self.result[0] != 0:
             self.tree()
 
-    def tree(self, out=None):
+    def tree(self, out=None, what="reading base images"):
         """bytes path -> Entry; out shows that this waits, if it does."""
         if self._tree is None:
             if out is not None and self.thread.is_alive():
-                out.progress("reading base images ...", force=True)
+                out.progress(what + " ...", force=True)
             self.thread.join()
             self._tree = base_tree(*self.result)
         return self._tree
@@ -101,6 +105,63 @@ class BaseRead:
         if self.thread is not None:
             self.thread.join()
         self.proc.wait()
+
+
+class BaseStack:
+    """The base stack of a delta: its listing (type, mode, owner, size,
+    mtime and symlink target of every path), and the SHA-256 of its files,
+    read only if a comparison needs one: with --checksum, or where
+    SOURCE_DATE_EPOCH clamps mtimes (both read at start(), beside the
+    staging), or on a file whose quick check cannot decide (on demand)."""
+
+    def __init__(self, out, inspect, images, checksum, clamp):
+        self.out = out
+        self.inspect = inspect
+        self.images = list(images)
+        self.checksum = checksum
+        self.clamp = clamp
+        self.listing = None         # BaseRead without hashes
+        self.hashes = None          # BaseRead with them
+        self._tree = None
+        self.compared = set()       # base paths compared by content
+
+    def start(self):
+        if not self.checksum:
+            self.listing = BaseRead(self.inspect, self.images, hashes=False)
+            self.listing.start()
+        if self.checksum or self.clamp is not None:
+            self._start_hashes()
+
+    def _start_hashes(self):
+        self.hashes = BaseRead(self.inspect, self.images)
+        self.hashes.start()
+
+    def check(self):
+        """Raise a read's error if it has already failed."""
+        for r in (self.listing, self.hashes):
+            if r is not None:
+                r.check()
+
+    def tree(self):
+        """bytes path -> Entry (hash None unless --checksum)."""
+        if self._tree is None:
+            read = self.listing or self.hashes
+            self._tree = read.tree(self.out)
+        return self._tree
+
+    def content_hash(self, path):
+        """The SHA-256 (hex) of the base's file at path, or None."""
+        self.compared.add(path)
+        if self.hashes is None:
+            self._start_hashes()
+        e = self.hashes.tree(self.out, "reading base images' contents") \
+            .get(path)
+        return e.hash if e is not None else None
+
+    def stop(self):
+        for r in (self.listing, self.hashes):
+            if r is not None:
+                r.stop()
 
 
 def base_tree(status, stdout, stderr):
@@ -129,10 +190,12 @@ def staged_entry(p, all_root, want_hash):
                  int(st.st_mtime), target, h)
 
 
-def same_entry(a, b, p):
+def same_entry(a, b, p, content_hash, quick=None):
     """Whether staged entry a at path p equals base entry b, so the base can
     show it: type, mode, owner, mtime, and size, symlink target or content
-    (SHA-256) all equal. Comparing mtimes too keeps the merged view exact."""
+    all equal. Comparing mtimes too keeps the merged view exact. For a
+    file, quick(p, a) may vouch for the content (QuickCheck.vouches);
+    otherwise content_hash() gives the base's SHA-256 to compare."""
     if (a.type != b.type or a.mode != b.mode or a.uid != b.uid
             or a.gid != b.gid or a.mtime != b.mtime):
         return False
@@ -141,10 +204,129 @@ def same_entry(a, b, p):
     if a.type == "l":
         return a.target == b.target
     if a.type == "f":
-        if a.size != b.size or b.hash is None:
+        if a.size != b.size:
             return False
-        return sha256_file(p) == b.hash
+        if quick is not None and quick(p, a):
+            return True
+        h = content_hash()
+        return h is not None and sha256_file(p) == h
     return a.size == b.size
+
+
+class QuickCheck:
+    """rsync's quick check against the base stack's listing: a file whose
+    type, mode, owner, size and mtime are those of the base's entry at its
+    path is taken as unchanged, unless its mtime falls in or after the
+    base's newest second (the base may have been written in the second
+    the file changed again) or is clamped by SOURCE_DATE_EPOCH (every
+    clamped file shows the same mtime): those are compared by content.
+
+    It applies twice. Before staging, skips() leaves out of the copy the
+    venv's files that the base holds as they are (and, for an unchanged
+    module, its pycs, which the base holds for its mtime and which compile
+    would make again); their base paths collect in `skipped`, for the delta
+    to show through. After relocation, vouches() settles the files whose
+    staged bytes the tool rewrote (shebangs, activate scripts): their
+    mtime is still the venv file's own, so equal mtime and size there mean
+    an unchanged input to the same rewrite. A pyc's mtime is its source's,
+    not its own, so a staged pyc is always compared by content.
+
+    The rule assumes what the full comparison does not: mtimes that move
+    when a file changes, and a delta packed with the base's --mount-point
+    and --optimize. --checksum compares every file by content instead."""
+
+    def __init__(self, tree, all_root, clamp, tag, levels):
+        self.tree = tree
+        self.all_root = all_root
+        newest = max((e.mtime for e in tree.values()), default=0)
+        self.limit = newest if clamp is None else min(newest, clamp)
+        self.tag = tag
+        self.levels = levels
+        self.skipped = set()    # base paths (bytes) left to the base
+        self.sources = 0        # modules skipped with their pycs
+        self.files = self.bytes = 0
+        self.newest = 0         # of the files skipped (ns), for the epoch
+        self.vouched = set()    # staged files vouches() settled
+        self._pycs = {}         # base path of a __pycache__ -> names
+
+    def _unchanged(self, path, st, mode):
+        b = self.tree.get(path)
+        t = st.st_mtime_ns // 10**9
+        return (b is not None and b.type == "f" and t < self.limit
+                and b.mtime == t and b.size == st.st_size
+                and b.mode == mode(stat.S_IMODE(st.st_mode))
+                and b.uid == 0 and b.gid == 0)
+
+    def skips(self, src, path, entries, mode):
+        """The names of the venv directory src (base path `path`, b"" for
+        the root; entries: (DirEntry, lstat) pairs) that staging leaves
+        to the base. Only for all-root images: the staged owner is then
+        root whoever packs (see Pack.stage_venv)."""
+        pycache = path.endswith(b"/__pycache__")
+        # a __pycache__'s names were chosen with its modules, in the parent
+        names = self._pycs.pop(path, set()) if pycache else set()
+        for e, st in entries:
+            if pycache or not stat.S_ISREG(st.st_mode):
+                continue
+            bp = path + b"/" + os.fsencode(e.name)
+            if not self._unchanged(bp, st, mode):
+                continue
+            if e.name.endswith(".py") and self.tag:
+                pycs = self._pycs_of(src, path, e.name, st, mode)
+                if pycs is None:
+                    continue
+                self._pycs.setdefault(path + b"/__pycache__",
+                                      set()).update(pycs)
+                self.skipped.update(path + b"/__pycache__/" +
+                                    os.fsencode(c) for c in pycs)
+                self.sources += 1
+            names.add(e.name)
+            self.skipped.add(bp)
+        for e, st in entries:
+            if e.name in names:
+                self.files += 1
+                self.bytes += st.st_size
+                if not pycache:     # a pyc's time is its module's
+                    self.newest = max(self.newest, st.st_mtime_ns)
+        return names
+
+    def _pycs_of(self, src, path, name, st, mode):
+        """The pyc names of an unchanged module that the base holds, for
+        every level, with the module's mtime, and that the venv has with
+        the base's size and mode or not at all; None when any is not so
+        (the module is staged and compiled as usual). The venv's
+        __pycache__ must exist: without it, the base's pycs of removed
+        modules would stay unseen by the delta's whiteouts."""
+        t = st.st_mtime_ns // 10**9
+        cache = os.path.join(src, "__pycache__")
+        names = []
+        for c in pyc_names(name, self.tag, self.levels):
+            b = self.tree.get(path + b"/__pycache__/" + os.fsencode(c))
+            if b is None or b.type != "f" or b.mtime != t:
+                return None
+            try:
+                pst = os.lstat(os.path.join(cache, c))
+            except FileNotFoundError:
+                if not os.path.isdir(cache) or os.path.islink(cache):
+                    return None
+                pst = None
+            except OSError:
+                return None
+            if pst is not None and (
+                    not stat.S_ISREG(pst.st_mode) or pst.st_size != b.size
+                    or b.mode != mode(stat.S_IMODE(pst.st_mode))):
+                return None
+            names.append(c)
+        return names
+
+    def vouches(self, p, a):
+        """Whether staged file p (entry a, equal in type, mode, owner,
+        mtime and size to the base's) is unchanged without reading it."""
+        ok = (a.mtime < self.limit and
+              os.path.basename(os.path.dirname(p)) != "__pycache__")
+        if ok:
+            self.vouched.add(p)
+        return ok
 
 
 def pyc_names(name, tag, levels):
@@ -153,17 +335,20 @@ def pyc_names(name, tag, levels):
             for lv in levels]
 
 
-def sources_in_base(out, root, base, all_root, clamp, tag, levels):
+def sources_in_base(out, root, base, all_root, clamp, tag, levels,
+                    quick=None):
     """Before byte-compiling a delta: the sources under root (relative
     paths, bytes) that the base stack holds as they are (type, mode,
     owner, mtime after the SOURCE_DATE_EPOCH clamp, content), with a pyc
     for every level, of the source's mtime as pack makes them, and the set
     of those pycs' base paths. A compile of such a source would give the
     base's pyc again (the compile does not depend on the process), so it
-    is left out and the base's pycs show through the delta."""
+    is left out and the base's pycs show through the delta. base: a
+    BaseStack; quick: QuickCheck.vouches, or None to compare contents."""
     found, pycs = [], set()
+    tree = base.tree()
     # progress against the base's modules, which bound the comparisons
-    total = sum(1 for p in base if p.endswith(b".py"))
+    total = sum(1 for p in tree if p.endswith(b".py"))
     seen = 0
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if d != "__pycache__" and
@@ -173,7 +358,8 @@ def sources_in_base(out, root, base, all_root, clamp, tag, levels):
         for n in filenames:
             if not n.endswith(".py"):
                 continue
-            b = base.get(bdir + b"/" + os.fsencode(n))
+            bp = bdir + b"/" + os.fsencode(n)
+            b = tree.get(bp)
             if b is None or b.type != "f":
                 continue
             seen += 1
@@ -185,10 +371,11 @@ def sources_in_base(out, root, base, all_root, clamp, tag, levels):
                 a.mtime = min(a.mtime, clamp)
             names = [bdir + b"/__pycache__/" + os.fsencode(c)
                      for c in pyc_names(n, tag, levels)]
-            if not all(base.get(c) is not None and base[c].type == "f"
-                       and base[c].mtime == a.mtime for c in names):
+            if not all(tree.get(c) is not None and tree[c].type == "f"
+                       and tree[c].mtime == a.mtime for c in names):
                 continue
-            if a.type == "f" and same_entry(a, b, p):
+            if a.type == "f" and same_entry(
+                    a, b, p, lambda: base.content_hash(bp), quick):
                 found.append(os.fsencode(os.path.relpath(p, root)))
                 pycs.update(names)
     out.progress(f"comparing modules with the base images: {seen} of "
@@ -197,17 +384,22 @@ def sources_in_base(out, root, base, all_root, clamp, tag, levels):
 
 
 class Delta:
-    def __init__(self, out, root, base, all_root, from_base=(), total=0):
-        """from_base: base paths the staged copy lacks on purpose (the
-        pycs of sources_in_base()): shown by the base, not whiteouts;
-        total: the staged entries, which progress counts towards."""
+    def __init__(self, out, root, base, all_root, from_base=(), total=0,
+                 quick=None):
+        """base: a BaseStack; from_base: base paths the staged copy lacks
+        on purpose (left out by QuickCheck, or the pycs of
+        sources_in_base()): shown by the base, not whiteouts; total: the
+        staged entries, which progress counts towards; quick:
+        QuickCheck.vouches, or None to compare every file's content."""
         self.out = out
         self.root = root
-        self.base = base         # bytes path ("/a/b") -> Entry
+        self.stack = base
+        self.base = base.tree()  # bytes path ("/a/b") -> Entry
+        self.quick = quick
         self.all_root = all_root
         self.from_base = set(from_base)
         self.children = {}
-        for path in base:
+        for path in self.base:
             if path == b"/":
                 continue
             parent, _, name = path.rpartition(b"/")
@@ -277,7 +469,7 @@ class Delta:
                 else:
                     keep = True
                 continue
-            if a.type != "d" and self._same(a, b, p):
+            if a.type != "d" and self._same(a, b, p, bp):
                 os.unlink(p)
                 self.kept += 1
                 continue
@@ -314,15 +506,15 @@ class Delta:
             if a.type == "d" and b.type == "d":
                 if self._shares(p, bp):
                     return True
-            elif self._same(a, b, p):
+            elif self._same(a, b, p, bp):
                 return True
         return False
 
-    def _same(self, a, b, p):
-        key = (p, b.hash)
-        if key not in self._memo:
-            self._memo[key] = same_entry(a, b, p)
-        return self._memo[key]
+    def _same(self, a, b, p, bp):
+        if p not in self._memo:
+            self._memo[p] = same_entry(
+                a, b, p, lambda: self.stack.content_hash(bp), self.quick)
+        return self._memo[p]
 
     def _mark_opaque(self, d):
         dst = os.lstat(d)

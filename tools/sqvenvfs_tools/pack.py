@@ -10,7 +10,7 @@ import threading
 import time
 
 from .bytecompile import byte_compile
-from .delta import BaseRead, Delta, find_inspect, sources_in_base
+from .delta import BaseStack, Delta, QuickCheck, find_inspect, sources_in_base
 from .editable import find_editables
 from .errors import PackError
 from .fsutil import inside, tree_size, tree_totals
@@ -37,8 +37,9 @@ class Pack:
         self.stage_top = None
         self.dropping = None        # the thread removing stage_top
         self.tmp = None             # TempImage
-        self.base_read = None       # BaseRead, for a delta
-        self.base = None            # merged base tree, for a delta
+        self.base_read = None       # BaseStack, for a delta
+        self.base = None            # the same, once its listing is in
+        self.quick = None           # QuickCheck, unless --checksum
         self.delta = None
         self.python = None
         self.tag = self.version = None
@@ -48,19 +49,31 @@ class Pack:
     def run(self):
         self.check_inputs()
         self.tmp.create()
-        # The base stack is read while the venv is staged (another core);
-        # a bad base still fails before the long work: staging checks at
-        # each directory whether its read failed.
+        # The base stack's listing comes first (it is quick): a delta
+        # stages only what it does not already hold. Its contents, when a
+        # comparison needs them, are read while the venv is staged (on
+        # another core); a bad base still fails before the long work:
+        # staging checks at each directory whether a read failed.
         if self.args.base:
-            self.base_read = BaseRead(self.inspect, self.args.base)
+            self.base_read = BaseStack(self.out, self.inspect,
+                                       self.args.base, self.args.checksum,
+                                       source_date_epoch())
             self.base_read.start()
+            if not self.args.checksum and not self.args.keep_owner:
+                self.quick = QuickCheck(
+                    self.base_read.tree(), True, source_date_epoch(),
+                    None if self.args.no_compile else self.tag,
+                    self.args.levels)
         self.stage_venv()
         self.out.progress("relocating ...", force=True)
         self.reloc = Relocator(self.out, self.stage, self.venv_paths,
                                self.explained)
         self.reloc.run()
         if self.base_read is not None:
-            self.base = self.base_read.tree(self.out)
+            self.base_read.tree()
+            self.base = self.base_read
+        if self.quick is not None:
+            self.from_base = set(self.quick.skipped)
         if not self.args.no_compile:
             self.compile()
         self.fix_times()
@@ -69,7 +82,8 @@ class Pack:
         if self.base is not None:
             self.delta = Delta(self.out, self.root, self.base,
                                not self.args.keep_owner, self.from_base,
-                               sum(self.counts))
+                               sum(self.counts),
+                               self.quick and self.quick.vouches)
             self.delta.run()
         self.write_image()
 
@@ -113,6 +127,9 @@ class Pack:
         self.tmp = TempImage(image, args.image, args.force)
         self.tmp.check()
         self.mksquashfs = find_mksquashfs()
+        if args.checksum and not args.base:
+            raise PackError("--checksum: compares with base images, and "
+                            "none was given (--base IMAGE)")
         if args.base:
             for b in args.base:
                 if not os.path.isfile(b):
@@ -155,7 +172,8 @@ class Pack:
                            [os.fsencode(v) for v in self.venv_paths],
                            readable=not self.args.keep_owner,
                            totals=(files, size),
-                           check=self.base_read and self.base_read.check)
+                           check=self.base_read and self.base_read.check,
+                           quick=self.quick)
         self.stage.copy()
 
     def compile(self):
@@ -163,9 +181,11 @@ class Pack:
         if self.base is not None and self.tag:
             # A delta compiles only what the base lacks or changed: the
             # comparison of the sources comes first.
-            found, self.from_base = sources_in_base(
+            found, pycs = sources_in_base(
                 self.out, self.root, self.base, not self.args.keep_owner,
-                source_date_epoch(), self.tag, self.args.levels)
+                source_date_epoch(), self.tag, self.args.levels,
+                self.quick and self.quick.vouches)
+            self.from_base |= pycs
             in_base = os.path.join(self.stage_top, "in-base")
             with open(in_base, "wb") as f:
                 f.write(b"\0".join(found))
@@ -174,6 +194,8 @@ class Pack:
                            self.args.jobs, in_base)
         self.nfail, self.reused = res.failed, res.reused
         self.compiled, self.compiled_base = res.compiled, res.from_base
+        if self.quick is not None:
+            self.compiled_base += self.quick.sources
         if self.nfail:
             self.out.warn(f"{self.nfail} file(s) could not be byte-compiled "
                           f"(syntax errors for this Python), first: "
@@ -182,6 +204,11 @@ class Pack:
     def fix_times(self):
         clamp = source_date_epoch()
         newest, tally = fix_times(self.stage, self.root, None, clamp)
+        if self.quick is not None:
+            # the files left to the base are the venv's all the same
+            tally.files += self.quick.files
+            tally.size += self.quick.bytes
+            newest = max(newest, self.quick.newest // 10**9)
         self.counts = (tally.files, tally.dirs, tally.links)
         self.size_view = tally.size
         self.epoch = clamp if clamp is not None else \
@@ -247,6 +274,12 @@ class Pack:
                      f"{d.added} added, {d.changed} changed, "
                      f"{d.removed} removed (whiteouts), {d.opaque} "
                      f"replaced directories (opaque), {d.kept} unchanged")
+            q = self.quick
+            out.info("  compared with the base: " + (
+                f"{q.files + len(q.vouched)} files by size and mtime, "
+                f"{len(self.base.compared)} by content" if q is not None else
+                f"{len(self.base.compared)} files by content (" +
+                ("--checksum" if args.checksum else "--keep-owner") + ")"))
             for p in d.added_paths:
                 out.detail(f"in delta: {os.path.relpath(p, self.root)}")
         out.info("  relocated: " + (", ".join(

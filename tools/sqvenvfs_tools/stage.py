@@ -51,12 +51,14 @@ def readable_mode(mode):
 
 class Stage:
     def __init__(self, out, src, dst, needles, readable=True, totals=None,
-                 check=None):
+                 check=None, quick=None):
         """readable: apply readable_mode() (for -all-root images); totals:
         the venv's (files, bytes), which progress counts towards; check:
         called at each directory, to stop at once for an error found
-        meanwhile (a base read that failed)."""
+        meanwhile (a base read that failed); quick: a delta's
+        delta.QuickCheck, whose skips() names the files not to copy."""
         self.out = out
+        self.quick = quick
         self.check = check or (lambda: None)
         self.mode = readable_mode if readable else (lambda m: m)
         self.src = src
@@ -84,11 +86,17 @@ class Stage:
         self._progress(True)
 
     def _progress(self, force=False):
+        files, size = self.files, self.bytes
+        if self.quick is not None:
+            files += self.quick.files
+            size += self.quick.bytes
         if self.totals is None:
-            msg = (f"staging: {self.files} files, {human(self.bytes)}")
+            msg = (f"staging: {files} files, {human(size)}")
         else:
-            msg = (f"staging: {self.files} of {self.totals[0]} files, "
-                   f"{human(self.bytes)} of {human(self.totals[1])}")
+            msg = (f"staging: {files} of {self.totals[0]} files, "
+                   f"{human(size)} of {human(self.totals[1])}")
+        if self.quick is not None:
+            msg += f" ({self.quick.files} unchanged, left to the base)"
         self.out.progress(msg, force)
 
     def staging_error(self, ex):
@@ -108,18 +116,26 @@ class Stage:
         self.mtimes[d] = st.st_mtime_ns
         self.dirs += 1
         with os.scandir(s) as it:
-            entries = sorted(it, key=lambda e: e.name)
-        for e in entries:
-            sp = e.path
-            dp = os.path.join(d, e.name)
+            listed = sorted(it, key=lambda e: e.name)
+        entries = []
+        for e in listed:
             if e.name.startswith(WH_PREFIX):
-                raise PackError(f"{sp}: names starting with .wh. are "
+                raise PackError(f"{e.path}: names starting with .wh. are "
                                 "whiteouts in layered images: rename it")
             try:
                 # the entry's lstat: one call, as before, and kept by it
-                est = e.stat(follow_symlinks=False)
+                entries.append((e, e.stat(follow_symlinks=False)))
             except OSError as ex:
-                raise PackError(f"{sp}: {ex.strerror}")
+                raise PackError(f"{e.path}: {ex.strerror}")
+        skip = ()
+        if self.quick is not None:
+            skip = self.quick.skips(s, os.fsencode(d[len(self.dst):]),
+                                    entries, self.mode)
+        for e, est in entries:
+            if e.name in skip:
+                continue
+            sp = e.path
+            dp = os.path.join(d, e.name)
             m = est.st_mode
             if stat.S_ISDIR(m):
                 self._copy_dir(sp, dp, est)

@@ -9,6 +9,7 @@ delta over a large base (numpy) is about the size of what was added."""
 import os
 import re
 import shutil
+import time
 
 import sqvtest as t
 
@@ -52,6 +53,101 @@ def check_compiled(summary, venv, want, label):
         t.check(reused + based == count_sources(venv) - want,
                 f"{label}: every other module keeps the base's pyc",
                 (m.group(0), count_sources(venv)))
+
+
+def view(*images, env=None):
+    """The merged tree of images as `inspect dump --hash` lists it."""
+    return t.inspect("dump", "--hash", *images, env=env).stdout
+
+
+def flip_byte(path):
+    """Change path's first byte, keeping its size, mode and mtime: the
+    change rsync's quick check cannot see."""
+    st = os.stat(path)
+    with open(path, "r+b") as f:
+        b = f.read(1)
+        f.seek(0)
+        f.write(b"x" if b != b"x" else b"y")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def compared(summary, label):
+    """(files by size and mtime, files by content) from a delta's summary."""
+    m = re.search(r"compared with the base: (?:(\d+) files by size and "
+                  r"mtime, (\d+) by content|(\d+) files by content)",
+                  summary)
+    t.check(m, f"{label}: the summary says how files were compared",
+            summary)
+    if not m:
+        return 0, 0
+    if m.group(3) is not None:
+        return 0, int(m.group(3))
+    return int(m.group(1)), int(m.group(2))
+
+
+def quick_check(tmp, venv1):
+    """A delta compares the venv with the base by size and mtime, as
+    rsync does, and by content only where that cannot tell: a file in the
+    base's newest second, or with its mtime clamped by SOURCE_DATE_EPOCH.
+    --checksum compares every file by content."""
+    venv = os.path.join(tmp, "vq", "venv")
+    os.makedirs(os.path.dirname(venv))
+    t.run(["cp", "-a", venv1, venv])
+    info = os.path.join(t.site_packages(venv), "toml-0.10.2.egg-info")
+    old, newest = (os.path.join(info, n) for n in ("PKG-INFO",
+                                                   "top_level.txt"))
+    # newest: the base's newest second (a day ahead, past anything that
+    # packing writes); old: well before it
+    day_ahead = int(time.time()) + 86400
+    os.utime(newest, (day_ahead, day_ahead))
+    os.utime(old, (day_ahead - 1000, day_ahead - 1000))
+    base = os.path.join(tmp, "q-base.sqfs")
+    t.pack(venv, base)
+
+    flip_byte(newest)
+    delta, full = (os.path.join(tmp, f"q-{n}.sqfs") for n in ("d1", "f1"))
+    r = t.pack("--base", base, venv, delta)
+    t.pack(venv, full)
+    t.check(view(base, delta) == view(full),
+            "a change in the base's newest second, size and mtime kept: "
+            "found by content; the stack equals a full pack")
+    by_stat, by_content = compared(r.stdout, "the quick delta")
+    t.check(1 <= by_content and by_content * 10 < by_stat,
+            "the quick delta reads contents only where size and mtime "
+            "cannot tell", (by_stat, by_content))
+
+    flip_byte(old)
+    quick, exact = (os.path.join(tmp, f"q-{n}.sqfs") for n in ("d2", "d3"))
+    t.pack("--base", base, venv, quick)
+    r = t.pack("--checksum", "--base", base, venv, exact)
+    os.unlink(full)
+    t.pack(venv, full)
+    t.check(view(base, exact) == view(full),
+            "--checksum: a change that keeps size and mtime is found; the "
+            "stack equals a full pack")
+    by_stat, by_content = compared(r.stdout, "the --checksum delta")
+    t.check(by_stat == 0 and by_content > 0 and "(--checksum)" in r.stdout,
+            "--checksum compares every file by content",
+            (by_stat, by_content))
+    rel = "/" + os.path.relpath(old, venv)
+    t.check(t.inspect("cat", base, quick, rel).stdout ==
+            t.inspect("cat", base, rel).stdout,
+            "without --checksum, that change is left to the base, as "
+            "docs/tools.md says of the quick check")
+
+    # SOURCE_DATE_EPOCH clamps every mtime here to one second: contents
+    env = t.clean_env(SOURCE_DATE_EPOCH="1000000000")
+    base = os.path.join(tmp, "q-sde-base.sqfs")
+    t.pack(venv, base, env=env)
+    flip_byte(os.path.join(info, "SOURCES.txt")
+              if os.path.exists(os.path.join(info, "SOURCES.txt")) else old)
+    delta, full = (os.path.join(tmp, f"q-sde-{n}.sqfs")
+                   for n in ("d", "f"))
+    t.pack("--base", base, venv, delta, env=env)
+    t.pack(venv, full, env=env)
+    t.check(view(base, delta) == view(full),
+            "SOURCE_DATE_EPOCH: a change behind a clamped mtime is found "
+            "by content; the stack equals a full pack")
 
 
 def test(tmp, cleanups):
@@ -190,6 +286,8 @@ def test(tmp, cleanups):
     full01 = os.path.join(tmp, "full01.sqfs")
     t.pack("--optimize", "0,2", venv2, full01)
     same_as_full(tmp, cleanups, "the -O 0,2 stack", [base01, delta01], full01)
+
+    quick_check(tmp, venv1)
 
 
 if __name__ == "__main__":

@@ -28,12 +28,14 @@ def leftovers(d):
 
 def base_read_in_background(tmp, cleanups, venv, stage, junk, img,
                             fast_error):
-    """The base stack is read while the venv is staged. Through an inspect
-    whose dump first sleeps SLOW_DUMP seconds (one process, the base's
-    path in its command line): a bad base found only after the staging
-    fails with the same line; a failure or a signal while the read runs
-    does not wait for it; and nothing is left, no staging directory and no
-    process reading the base."""
+    """A delta reads the base stack's listing before staging (it decides
+    what to copy), and with --checksum the base's contents while the venv
+    is staged. Through an inspect whose dump first sleeps SLOW_DUMP seconds
+    (one process, the base's path in its command line): a bad base found
+    late fails with the same line; a SIGTERM while either read runs ends
+    the pack at once; with --checksum a staging error does not wait for
+    the read; and nothing is left, no staging directory and no process
+    reading the base."""
     slow = os.path.join(tmp, "slow-inspect")
     with open(slow, "w") as f:
         f.write("#!/usr/bin/python3\n"
@@ -50,38 +52,41 @@ def base_read_in_background(tmp, cleanups, venv, stage, junk, img,
         t.check(not t.pids_naming(slow), f"{what}: no process reading the "
                 "base left", t.pids_naming(slow))
 
-    env = t.clean_env(SQVENVFS_INSPECT=slow, SLOW_DUMP="1")
-    r = expect_error(["--tmpdir", stage, "--base", junk, venv, img],
-                     "junk.sqfs", env=env, image=img)
-    t.check(r.stderr == fast_error, "a bad base read after the staging: "
-            "the same line", (r.stderr, fast_error))
-    nothing_left("a bad base read after the staging")
+    for mode in ([], ["--checksum"]):
+        label = " ".join(["delta"] + mode)
+        env = t.clean_env(SQVENVFS_INSPECT=slow, SLOW_DUMP="1")
+        r = expect_error(mode + ["--tmpdir", stage, "--base", junk, venv,
+                                 img], "junk.sqfs", env=env, image=img)
+        t.check(r.stderr == fast_error, f"{label}: a bad base read late: "
+                "the same line", (r.stderr, fast_error))
+        nothing_left(f"{label}: a bad base read late")
 
-    env = t.clean_env(SQVENVFS_INSPECT=slow, SLOW_DUMP="600")
+        env = t.clean_env(SQVENVFS_INSPECT=slow, SLOW_DUMP="600")
+        p = subprocess.Popen([t.PACK] + mode + ["--tmpdir", stage, "--base",
+                                                junk, venv, img],
+                             env=env, stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, start_new_session=True)
+        cleanups.append(lambda p=p: p.poll() is None and
+                        os.killpg(p.pid, signal.SIGKILL))
+        # the slow dump runs (pack's own command line names the base too)
+        t.wait_for(lambda: t.pids_naming(slow) or p.poll() is not None)
+        p.send_signal(signal.SIGTERM)
+        o, e = p.communicate(timeout=t.DEADLINE)
+        t.check(p.returncode == 128 + signal.SIGTERM and "interrupted" in e,
+                f"{label}: SIGTERM while the base is read: interrupted at "
+                "once", (p.returncode, e))
+        nothing_left(f"{label}: SIGTERM while the base is read")
+
     wh = os.path.join(t.site_packages(venv), ".wh.sneaky")
     open(wh, "w").close()
     t0 = time.monotonic()
-    expect_error(["--tmpdir", stage, "--base", junk, venv, img],
-                 ".wh.sneaky", env=env, image=img)
+    expect_error(["--checksum", "--tmpdir", stage, "--base", junk, venv,
+                  img], ".wh.sneaky", env=env, image=img)
     os.unlink(wh)
-    t.check(time.monotonic() - t0 < t.DEADLINE, "a staging error does not "
-            "wait for the base read")
-    nothing_left("a staging error while the base is read")
-
-    p = subprocess.Popen([t.PACK, "--tmpdir", stage, "--base", junk, venv,
-                          img], env=env, stdin=subprocess.DEVNULL,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, start_new_session=True)
-    cleanups.append(lambda: p.poll() is None and
-                    os.killpg(p.pid, signal.SIGKILL))
-    # the slow dump runs (pack's own command line names the base too)
-    t.wait_for(lambda: t.pids_naming(slow) or p.poll() is not None)
-    p.send_signal(signal.SIGTERM)
-    o, e = p.communicate(timeout=t.DEADLINE)
-    t.check(p.returncode == 128 + signal.SIGTERM and "interrupted" in e,
-            "SIGTERM while the base is read: interrupted at once",
-            (p.returncode, e))
-    nothing_left("SIGTERM while the base is read")
+    t.check(time.monotonic() - t0 < t.DEADLINE, "--checksum: a staging "
+            "error does not wait for the base read")
+    nothing_left("--checksum: a staging error while the base is read")
 
 
 def test(tmp, cleanups):
@@ -152,6 +157,10 @@ def test(tmp, cleanups):
             "inspect counts and names the module without a .pyc", r.stdout)
     os.unlink(img)
     os.unlink(os.path.join(t.site_packages(venv), "py2only.py"))
+
+    # --checksum is about the base images: refused without one
+    expect_error(["--checksum", venv, img], "--checksum: compares with base "
+                 "images, and none was given", image=img)
 
     # a base that is not an image
     junk = os.path.join(tmp, "junk.sqfs")
