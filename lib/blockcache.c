@@ -187,6 +187,7 @@ static struct sqv_block *block_reset(struct sqv_block *b)
 	b->hnext = b->lru_prev = b->lru_next = NULL;
 	atomic_store(refs_of(b), 1);
 	atomic_store(&b->prefetched, 0);
+	b->spared = false;
 	return b;
 }
 
@@ -346,6 +347,18 @@ struct sqv_block *sqv_blockcache_insert(struct sqv_blockcache *c,
 	}
 	while (s->bytes + resident(b) > s->capacity && s->lru_tail) {
 		struct sqv_block *v = s->lru_tail;
+		/* A prefetched block nobody has asked for yet gets a second
+		 * chance: the prefetch runs ahead of its readers, so the block
+		 * they need next was put in before the ones they just used,
+		 * and a plain LRU would evict it first. Each is spared once,
+		 * so this ends, and a wrong trace's blocks still go (and are
+		 * counted as unused). */
+		if (!v->spared && atomic_load(&v->prefetched)) {
+			v->spared = true;
+			lru_unlink(s, v);
+			lru_push_front(s, v);
+			continue;
+		}
 		unlink_locked(s, v);
 		v->hnext = victims;
 		victims = v;

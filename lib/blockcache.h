@@ -14,6 +14,7 @@
 #define SQV_BLOCKCACHE_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,6 +32,9 @@ struct sqv_block {
 	 * asked for or evicted: what the prefetch brought in that a reader
 	 * used. */
 	atomic_uint prefetched;
+	/* Under its shard's lock: a prefetched block at the LRU's tail that
+	 * was moved to its head once instead of being evicted. */
+	bool spared;
 	size_t map_len;      /* data is its own mapping of this many bytes */
 	/* Bytes of data's pages ever written, rounded to pages: a mapping
 	 * used again keeps the pages of its earlier block resident. */

@@ -138,12 +138,15 @@ static sqv_err_t hot_blocks(struct sqv_prefetch *pf, unsigned layer,
 	return 0;
 }
 
-/* Prefetched blocks in the cache that nobody has asked for yet. */
-static uint64_t outstanding(struct sqv_prefetch *pf, uint64_t *wasted)
+/* Prefetched blocks in the cache that nobody has asked for yet; *used and
+ * *wasted: those that readers asked for, and those evicted unasked. */
+static uint64_t outstanding(struct sqv_prefetch *pf, uint64_t *used,
+			    uint64_t *wasted)
 {
 	struct sqv_blockcache_stats cs;
 
 	sqv_reader_cache_stats(pf->r, &cs);
+	*used = cs.prefetch_used_blocks;
 	*wasted = cs.prefetch_unused_evicted;
 	uint64_t gone = cs.prefetch_used_blocks + cs.prefetch_unused_evicted;
 	uint64_t in = atomic_load(&pf->blocks);
@@ -211,10 +214,19 @@ static int prefetch_layer(struct sqv_prefetch *pf, unsigned layer,
 			j++;
 		}
 		/* Wait until readers have caught up enough for this chunk
-		 * to fit without pushing out what we brought earlier. */
-		uint64_t wasted = 0, waste_limit = limit_blocks / 2 + 1;
-		while (outstanding(pf, &wasted) + (j - i) > limit_blocks &&
-		       wasted < waste_limit) {
+		 * to fit without pushing out what we brought earlier. A trace
+		 * of another workload shows as prefetched blocks evicted
+		 * unasked while few are used: then stop. Some are evicted
+		 * with a right trace too, when the hot set outgrows the cache
+		 * and the workload's other reads push them out, so the count
+		 * alone does not decide it. */
+		uint64_t used = 0, wasted = 0;
+		uint64_t waste_limit = limit_blocks / 2 + 1;
+		bool wrong = false;
+		while (outstanding(pf, &used, &wasted) + (j - i) > limit_blocks) {
+			wrong = wasted >= waste_limit && wasted > used;
+			if (wrong)
+				break;
 			if (nap(pf, 20)) {
 				rc = 1;
 				break;
@@ -222,8 +234,8 @@ static int prefetch_layer(struct sqv_prefetch *pf, unsigned layer,
 		}
 		if (rc)
 			break;
-		if (wasted >= waste_limit) {
-			sqv_log(SQV_LOG_INFO,
+		if (wrong) {
+			sqv_log(SQV_LOG_NOTICE,
 				"%s: prefetch stopped: prefetched blocks are evicted unused (a trace of another workload?)",
 				sqv_image_name(img));
 			rc = 1;

@@ -16,7 +16,7 @@
  *  - failure: a read error or a damaged block stops the prefetch with one
  *    log line; readers then read (and fail) as without prefetch;
  *  - a stale trace: once as many prefetched blocks as a quarter of the
- *    cache have been evicted unused, it stops.
+ *    cache have been evicted unused, and more than were used, it stops.
  */
 #ifndef SQV_PREFETCH_H
 #define SQV_PREFETCH_H

@@ -12,7 +12,10 @@ them (and --stats --human says so); a chunk above an eighth of cache_size
 is held to it; prefetch=0 turns it off; a damaged hot block stops the prefetch with
 one log line while the mount keeps serving and that file reads EIO; a cold
 import on the stand-in reads the image in at most 50 + hot bytes / 4 MiB
-reads; bad traces are refused in one line, with nothing written."""
+reads; the guard against a wrong trace stops a prefetch whose blocks are
+evicted unused, but not one whose hot set outgrows the cache while the
+workload uses it; bad traces are refused in one line, with nothing
+written."""
 
 import errno
 import os
@@ -121,6 +124,105 @@ def refused(label, args, want, outimg, d):
     t.check(not os.path.exists(outimg), f"{label}: no image written")
     t.check(set(os.listdir(d)) == before, f"{label}: nothing left behind "
             f"({sorted(set(os.listdir(d)) - before)})")
+
+
+def outstanding(s):
+    """Prefetched blocks nobody has asked for yet, from --stats."""
+    return (s["prefetch_blocks"] - s["prefetch_used_blocks"] -
+            s["prefetch_unused_evicted"])
+
+
+def read_bytes(path, n=None):
+    with open(path, "rb") as f:
+        return len(f.read() if n is None else f.read(n))
+
+
+def guard(d, mnt):
+    """The guard against a wrong trace, with a 16 MiB hot file and a 4 MiB
+    cache (cache_size=4M, which the prefetch's room is half of). The prefetch
+    may hold 16 blocks nobody asked for (half of cache_size, in 128 KiB
+    blocks); the guard looks at 9 evicted unused (a quarter of the cache),
+    and stops when they are also more than the used ones."""
+    v = os.path.join(d, "gvenv")
+    r = sh([PY, "-m", "venv", "--without-pip", v])
+    t.check(r.returncode == 0, f"venv: {r.stderr.strip()}")
+    big = os.path.join(v, SP, "big")
+    os.makedirs(big)
+    rnd = __import__("random").Random(11)
+    for name, mib in (("hot.bin", 16), ("cold.bin", 4)):
+        with open(os.path.join(big, name), "wb") as f:
+            f.write(rnd.randbytes(mib << 20))
+    plain = os.path.join(d, "gplain.sqfs")
+    r = pack(v, plain)
+    t.check(r.returncode == 0, f"pack: {r.stderr.strip()}")
+    trace = os.path.join(d, "guard.trace")
+    t.mount([plain], mnt, ["-o", f"record={trace}"])
+    read_bytes(os.path.join(mnt, SP, "big", "hot.bin"))
+    t.unmount(mnt)
+    t.wait_until(lambda: os.path.exists(trace), "the trace")
+    t.wait_daemons_gone(mnt)
+    ghot = os.path.join(d, "ghot.sqfs")
+    r = pack("--hot", trace, v, ghot)
+    t.check(r.returncode == 0, f"pack --hot: {r.stderr.strip()}")
+    hot_file = os.path.join(mnt, SP, "big", "hot.bin")
+    cold_file = os.path.join(mnt, SP, "big", "cold.bin")
+    opts = ["-o", "cache_size=4M"]
+
+    # a workload the trace does not describe: only cold data is read
+    with t.foreground([ghot], mnt, opts) as fg:
+        t.check(fg.mounted(), "the hot image mounts")
+        t.wait_until(lambda: outstanding(t.stats(mnt)) >= 10,
+                     "the prefetch to fill its share of the cache")
+        read_bytes(cold_file)
+        s = wait_stat(mnt, "prefetch_done")
+        t.check(s["prefetch_done"] == 1 and s["prefetch_bytes"] < 16 << 20,
+                f"wrong workload: the prefetch stopped before the end of "
+                f"the hot range ({s['prefetch_bytes']} B)")
+        fg.stop()
+        t.check("evicted unused" in fg.stderr(),
+                "wrong workload: one log line says why",
+                fg.stderr()[-500:])
+
+    # the recorded workload, slower than the storage as an import is (each
+    # 512 KiB waits for the prefetch to be ahead of it), with a read of
+    # cold data in the middle that pushes prefetched blocks out unused
+    def ahead():
+        s = t.stats(mnt)
+        return outstanding(s) >= 4 or s["prefetch_done"]
+
+    with t.foreground([ghot], mnt, opts) as fg:
+        t.check(fg.mounted(), "the hot image mounts")
+        got = 0
+        with open(hot_file, "rb") as f:
+            for piece in range(32):
+                if piece == 16:
+                    t.wait_until(lambda: outstanding(t.stats(mnt)) >= 10,
+                                 "the prefetch to fill its share")
+                    first = t.stats(mnt)
+                    read_bytes(cold_file)
+                    mid = t.stats(mnt)
+                t.wait_until(ahead, "the prefetch to be ahead of the reader")
+                got += len(f.read(512 << 10))
+        t.check(got == 16 << 20, "the hot file reads whole")
+        s = wait_stat(mnt, "prefetch_done")
+        t.check(first["prefetch_unused_evicted"] == 0,
+                "a reader behind the prefetch finds every prefetched block "
+                "(the cache spares them once, where it would evict them "
+                "before the blocks just used): "
+                f"{first['prefetch_unused_evicted']} evicted unused")
+        t.check(mid["prefetch_unused_evicted"] >= 9,
+                "the cold read evicted prefetched blocks unused (the case "
+                f"this checks): {mid['prefetch_unused_evicted']}")
+        t.check(s["prefetch_done"] == 1 and s["prefetch_failed"] == 0 and
+                s["prefetch_bytes"] >= 16 << 20,
+                f"right workload: the prefetch went to the end of the hot "
+                f"range ({s['prefetch_bytes']} B; {s['prefetch_blocks']} "
+                f"blocks, {s['prefetch_used_blocks']} used, "
+                f"{s['prefetch_unused_evicted']} evicted unused)")
+        fg.stop()
+        t.check("evicted unused" not in fg.stderr(),
+                "right workload: no stop for a wrong trace",
+                fg.stderr()[-500:])
 
 
 def main():
@@ -259,6 +361,9 @@ def main():
             s = t.stats(mnt)
             t.check(s["prefetch_reads"] == 0 and s["prefetch_blocks"] == 0,
                     "prefetch=0: no prefetch")
+
+        # 5b. the guard against a wrong trace
+        guard(d, mnt)
 
         # 6. a damaged hot block: one line, the mount serves, EIO there
         bad = os.path.join(d, "bad.sqfs")

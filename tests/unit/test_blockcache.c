@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /* The block cache: hits and misses, the byte bound and LRU order, blocks
- * that stay valid after eviction, a zero-sized cache, the mappings of
- * evicted blocks used again, and many threads. */
+ * that stay valid after eviction, a zero-sized cache, the second chance of
+ * prefetched blocks, the mappings of evicted blocks used again, and many
+ * threads. */
 #include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
@@ -87,6 +88,38 @@ static void test_bound_and_lru(void)
 	CHECK(huge != NULL && filled(huge, 9));
 	sqv_blockcache_put(c, huge);
 	CHECK(sqv_blockcache_get(c, 9) == NULL);
+	sqv_blockcache_free(c);
+}
+
+/* A prefetched block nobody asked for is spared once at the LRU's tail,
+ * where a reader's just-used blocks go first; spared, it is evicted like
+ * any other and counted as unused. */
+static void test_second_chance(void)
+{
+	struct sqv_blockcache *c;
+	struct sqv_blockcache_stats st;
+
+	/* One shard of 4 blocks of 128 KiB: 1 prefetched, then 2-4 used. */
+	CHECK_EQ(sqv_blockcache_new(4 * 131072, &c), 0);
+	struct sqv_block *pf = make(1, 131072);
+	atomic_store(&pf->prefetched, 131072);
+	sqv_blockcache_put(c, sqv_blockcache_insert(c, pf));
+	for (uint64_t k = 2; k <= 4; k++)
+		sqv_blockcache_put(c, sqv_blockcache_insert(c, make(k, 131072)));
+	/* 1 is the LRU's tail, but 2 goes. */
+	sqv_blockcache_put(c, sqv_blockcache_insert(c, make(5, 131072)));
+	CHECK(sqv_blockcache_get(c, 2) == NULL);
+	sqv_blockcache_stats(c, &st);
+	CHECK_EQ(st.evictions, 1);
+	CHECK_EQ(st.prefetch_unused_evicted, 0);
+	/* Spared once: three more inserts push it out, counted unused. */
+	for (uint64_t k = 6; k <= 8; k++)
+		sqv_blockcache_put(c, sqv_blockcache_insert(c, make(k, 131072)));
+	CHECK(sqv_blockcache_get(c, 1) == NULL);
+	sqv_blockcache_stats(c, &st);
+	CHECK_EQ(st.prefetch_unused_evicted, 1);
+	CHECK_EQ(st.prefetch_used_blocks, 0);
+	CHECK(st.bytes <= 4 * 131072);
 	sqv_blockcache_free(c);
 }
 
@@ -219,6 +252,7 @@ int main(void)
 {
 	test_basic();
 	test_bound_and_lru();
+	test_second_chance();
 	test_zero();
 	test_recycle();
 	test_threads();
