@@ -55,11 +55,14 @@ class Pack:
         # another core); a bad base still fails before the long work:
         # staging checks at each directory whether a read failed.
         if self.args.base:
+            # --keep-owner: staged owners are whoever packs, so every file
+            # is staged and compared by content, as with --checksum
+            full = self.args.checksum or self.args.keep_owner
             self.base_read = BaseStack(self.out, self.inspect,
-                                       self.args.base, self.args.checksum,
+                                       self.args.base, full,
                                        source_date_epoch())
             self.base_read.start()
-            if not self.args.checksum and not self.args.keep_owner:
+            if not full:
                 self.quick = QuickCheck(
                     self.base_read.tree(), True, source_date_epoch(),
                     None if self.args.no_compile else self.tag,

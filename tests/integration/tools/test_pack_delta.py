@@ -89,7 +89,7 @@ def quick_check(tmp, venv1):
     """A delta compares the venv with the base by size and mtime, as
     rsync does, and by content only where that cannot tell: a file in the
     base's newest second, or with its mtime clamped by SOURCE_DATE_EPOCH.
-    --checksum compares every file by content."""
+    --checksum compares every file by content, and so does --keep-owner."""
     venv = os.path.join(tmp, "vq", "venv")
     os.makedirs(os.path.dirname(venv))
     t.run(["cp", "-a", venv1, venv])
@@ -148,6 +148,18 @@ def quick_check(tmp, venv1):
     t.check(view(base, delta) == view(full),
             "SOURCE_DATE_EPOCH: a change behind a clamped mtime is found "
             "by content; the stack equals a full pack")
+
+    # --keep-owner: staged owners are the packer's, so contents decide
+    base, delta, full = (os.path.join(tmp, f"q-own-{n}.sqfs")
+                         for n in ("base", "d", "f"))
+    t.pack("--keep-owner", venv, base)
+    flip_byte(old)
+    r = t.pack("--keep-owner", "--base", base, venv, delta)
+    t.pack("--keep-owner", venv, full)
+    t.check(view(base, delta) == view(full) and
+            "files by content (--keep-owner)" in r.stdout,
+            "--keep-owner: every file compared by content; the stack "
+            "equals a full pack", r.stdout)
 
 
 def test(tmp, cleanups):
