@@ -235,9 +235,8 @@ class QuickCheck:
     when a file changes, and a delta packed with the base's --mount-point
     and --optimize. --checksum compares every file by content instead."""
 
-    def __init__(self, tree, all_root, clamp, tag, levels):
+    def __init__(self, tree, clamp, tag, levels):
         self.tree = tree
-        self.all_root = all_root
         newest = max((e.mtime for e in tree.values()), default=0)
         self.limit = newest if clamp is None else min(newest, clamp)
         self.tag = tag

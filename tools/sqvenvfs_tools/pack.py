@@ -37,8 +37,7 @@ class Pack:
         self.stage_top = None
         self.dropping = None        # the thread removing stage_top
         self.tmp = None             # TempImage
-        self.base_read = None       # BaseStack, for a delta
-        self.base = None            # the same, once its listing is in
+        self.base = None            # BaseStack, for a delta
         self.quick = None           # QuickCheck, unless --checksum
         self.delta = None
         self.python = None
@@ -58,13 +57,12 @@ class Pack:
             # --keep-owner: staged owners are whoever packs, so every file
             # is staged and compared by content, as with --checksum
             full = self.args.checksum or self.args.keep_owner
-            self.base_read = BaseStack(self.out, self.inspect,
-                                       self.args.base, full,
-                                       source_date_epoch())
-            self.base_read.start()
+            self.base = BaseStack(self.out, self.inspect, self.args.base,
+                                  full, source_date_epoch())
+            self.base.start()
             if not full:
                 self.quick = QuickCheck(
-                    self.base_read.tree(), True, source_date_epoch(),
+                    self.base.tree(), source_date_epoch(),
                     None if self.args.no_compile else self.tag,
                     self.args.levels)
         self.stage_venv()
@@ -72,9 +70,8 @@ class Pack:
         self.reloc = Relocator(self.out, self.stage, self.venv_paths,
                                self.explained)
         self.reloc.run()
-        if self.base_read is not None:
-            self.base_read.tree()
-            self.base = self.base_read
+        if self.base is not None:
+            self.base.tree()    # shows that it waits for the read, if so
         if self.quick is not None:
             self.from_base = set(self.quick.skipped)
         if not self.args.no_compile:
@@ -99,8 +96,8 @@ class Pack:
             shutil.rmtree(self.stage_top, ignore_errors=True)
             self.stage_top = None
         # last: should it fail, the files of the run are gone already
-        if self.base_read is not None:
-            self.base_read.stop()
+        if self.base is not None:
+            self.base.stop()
 
     def drop_staging(self):
         """Once finish_image() has listed the staged tree, the tree goes,
@@ -175,7 +172,7 @@ class Pack:
                            [os.fsencode(v) for v in self.venv_paths],
                            readable=not self.args.keep_owner,
                            totals=(files, size),
-                           check=self.base_read and self.base_read.check,
+                           check=self.base and self.base.check,
                            quick=self.quick)
         self.stage.copy()
 
