@@ -61,6 +61,19 @@ def parse_dump(text):
     return tree
 
 
+def dump_paths(text):
+    """The set of paths of a dump, the rest of each line unread: all a
+    check for missing paths needs, in a fraction of parse_dump()'s time."""
+    paths = set()
+    for n, line in enumerate(text.splitlines(), 1):
+        tab = line.find("\t")
+        if tab < 0:
+            raise PackError(f"sqvenvfs-inspect dump: line {n}: "
+                            "expected 9 fields, got 1")
+        paths.add(unescape(line[:tab]))
+    return paths
+
+
 def type_letter(m):
     if stat.S_ISREG(m):
         return "f"

@@ -57,20 +57,31 @@ def tree_size(root):
     return total
 
 
-def tree_totals(root):
+def tree_totals(root, listings=None, keep_max=0):
     """(entries, files, bytes of the files) under root, as staging counts
     them: what progress reports against. Every entry, the regular files
     (lstat), real directories walked into, as os.walk() would, but from
-    scandir's entries (no path joins, no stat for a directory)."""
+    scandir's entries (no path joins, no stat for a directory).
+    listings: a dict that gets each directory's scandir entries (their
+    lstat cached in them), for a walk that follows to reuse, while there
+    are at most keep_max entries in all (the memory a huge tree would
+    take is not worth the time)."""
     entries = files = size = 0
     todo = [root]
     while todo:
+        d = todo.pop()
         try:
-            with os.scandir(todo.pop()) as it:
+            with os.scandir(d) as it:
                 found = list(it)
         except OSError:
             continue    # os.walk() skips what it cannot list, too
         entries += len(found)
+        if listings is not None:
+            if entries <= keep_max:
+                listings[d] = found
+            else:
+                listings.clear()
+                listings = None
         for e in found:
             try:
                 if e.is_dir(follow_symlinks=False):

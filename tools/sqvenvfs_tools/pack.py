@@ -25,6 +25,10 @@ from .times import fix_times, source_date_epoch
 from .venvinfo import (find_interpreter, interpreter_info, made_at, read_cfg,
                        venv_kind)
 
+# Up to this many entries, the listing made to count the venv is kept for
+# staging to reuse (a DirEntry with its lstat: some hundred bytes each).
+LISTINGS_KEPT = 200_000
+
 
 class Pack:
     def __init__(self, out, args, bindir, plan=None):
@@ -164,7 +168,8 @@ class Pack:
     def stage_venv(self):
         self.out.progress("staging: counting the venv's files ...",
                           force=True)
-        _, files, size = tree_totals(self.venv)
+        listings = {}
+        _, files, size = tree_totals(self.venv, listings, LISTINGS_KEPT)
         tmpbase = pick_tmpdir(self.args.tmpdir, size)
         self.stage_top = make_staging(tmpbase)
         self.root = os.path.join(self.stage_top, "root")
@@ -173,7 +178,7 @@ class Pack:
                            readable=not self.args.keep_owner,
                            totals=(files, size),
                            check=self.base and self.base.check,
-                           quick=self.quick)
+                           quick=self.quick, listings=listings)
         self.stage.copy()
 
     def compile(self):

@@ -5,11 +5,31 @@ symlinks), and list what still names that directory and cannot be fixed."""
 
 import os
 import re
+import stat
 
-from .fsutil import entry_is_dir, inside, replace_file
+from .fsutil import inside, replace_file
 from .venvinfo import read_cfg
 
 SHEBANG_MAX = 4096
+
+
+class Candidates:
+    """What relocation looks at besides bin/ and pyvenv.cfg, noted by the
+    walk that made the tree (Stage, Upper) as it passes: a walk of a big
+    tree is most of what relocating it would cost. Every symlink, and
+    every regular file named *.pth directly in a site-packages directory
+    (where the site module reads them), each in the order of the walk."""
+
+    def __init__(self):
+        self.symlinks = []
+        self.pth = []
+
+    def note(self, dirpath, name, mode):
+        if stat.S_ISLNK(mode):
+            self.symlinks.append(os.path.join(dirpath, name))
+        elif (stat.S_ISREG(mode) and name.endswith(".pth") and
+              os.path.basename(dirpath) == "site-packages"):
+            self.pth.append(os.path.join(dirpath, name))
 
 
 class Relocator:
@@ -34,16 +54,31 @@ class Relocator:
 
     def run(self):
         bindir = os.path.join(self.root, "bin")
+        scripts = []
         if os.path.isdir(bindir):
             for name in sorted(os.listdir(bindir)):
                 p = os.path.join(bindir, name)
                 if os.path.isfile(p) and not os.path.islink(p):
-                    self.shebang(p)
+                    scripts.append(p)
+        found = self.stage.candidates
+        self.total = len(scripts) + len(found.pth) + len(found.symlinks)
+        self.done = 0
+        for p in scripts:
+            self.shebang(p)
+            self.step()
+        if os.path.isdir(bindir):
             self.activate(bindir)
         self.pth_files()
         self.symlinks()
         self.pyvenv_cfg()
         self.leftovers()
+
+    def step(self):
+        """One more of the files looked at: progress against them all."""
+        self.done += 1
+        self.out.progress(f"relocating: {self.done} of {self.total} files "
+                          "(scripts, .pth files, symlinks)",
+                          self.done == self.total)
 
     # bin/ scripts -------------------------------------------------------
 
@@ -193,52 +228,10 @@ class Relocator:
 
     # .pth files -------------------------------------------------------
 
-    def walk(self, what):
-        """os.walk(self.root), showing progress against the staged
-        directories (when the stage counted them)."""
-        n = 0
-        for item in os.walk(self.root):
-            n += 1
-            self.walk_progress(what, n)
-            yield item
-        self.walk_progress(what, n, True)
-
-    def walk_entries(self, what):
-        """As walk(), but (dirpath, entries), DirEntry objects in
-        os.walk()'s order (per directory its subdirectories, then the
-        rest, as scandir lists them; then each real subdirectory in
-        turn): what they are is known without an lstat of every path."""
-        n = 0
-        todo = [self.root]
-        while todo:
-            d = todo.pop()
-            try:
-                with os.scandir(d) as it:
-                    found = [(entry_is_dir(e), e) for e in it]
-            except OSError:
-                continue
-            dirs = [e for is_dir, e in found if is_dir]
-            n += 1
-            self.walk_progress(what, n)
-            yield d, dirs + [e for is_dir, e in found if not is_dir]
-            todo.extend(reversed([e.path for e in dirs
-                                  if not _is_symlink(e)]))
-        self.walk_progress(what, n, True)
-
-    def walk_progress(self, what, n, force=False):
-        total = getattr(self.stage, "dirs", 0)
-        self.out.progress(f"relocating ({what}): {n}"
-                          + (f" of {total}" if total else "")
-                          + " directories", force)
-
     def pth_files(self):
-        for dirpath, dirnames, filenames in self.walk(".pth files"):
-            dirnames.sort()
-            if not os.path.basename(dirpath) == "site-packages":
-                continue
-            for n in sorted(filenames):
-                if n.endswith(".pth"):
-                    self.pth(os.path.join(dirpath, n))
+        for p in self.stage.candidates.pth:
+            self.pth(p)
+            self.step()
 
     def pth(self, p):
         if os.path.islink(p):
@@ -271,22 +264,19 @@ class Relocator:
     # symlinks with an absolute target inside the venv ---------------------
 
     def symlinks(self):
-        for dirpath, entries in self.walk_entries("symlinks"):
-            for e in entries:
-                if not _is_symlink(e):
-                    continue
-                p = e.path
-                t = os.readlink(p)
-                if t.startswith("/") and inside(os.path.normpath(t),
-                                                self.venv_paths):
-                    new = os.path.relpath(self.staged_of(os.path.normpath(t)),
-                                          dirpath)
-                    st = os.lstat(p)
-                    os.unlink(p)
-                    os.symlink(new, p)
-                    os.utime(p, ns=(st.st_mtime_ns, st.st_mtime_ns),
-                             follow_symlinks=False)
-                    self.rewritten.append((self.rel(p), "symlink target"))
+        for p in self.stage.candidates.symlinks:
+            self.step()
+            t = os.readlink(p)
+            if t.startswith("/") and inside(os.path.normpath(t),
+                                            self.venv_paths):
+                new = os.path.relpath(self.staged_of(os.path.normpath(t)),
+                                      os.path.dirname(p))
+                st = os.lstat(p)
+                os.unlink(p)
+                os.symlink(new, p)
+                os.utime(p, ns=(st.st_mtime_ns, st.st_mtime_ns),
+                         follow_symlinks=False)
+                self.rewritten.append((self.rel(p), "symlink target"))
 
     def pyvenv_cfg(self):
         p = os.path.join(self.root, "pyvenv.cfg")
@@ -315,14 +305,6 @@ class Relocator:
             else:
                 why = "text naming the venv path: not rewritten"
             self.warnings.append((self.rel(p), why))
-
-
-def _is_symlink(entry):
-    """As os.path.islink() of its path: False when it cannot be told."""
-    try:
-        return entry.is_symlink()
-    except OSError:
-        return False
 
 
 def shell_quote(s):

@@ -12,7 +12,7 @@ import os
 import re
 import subprocess
 
-from .dumpfmt import parse_dump
+from .dumpfmt import dump_paths
 from .errors import PackError
 
 # What mksquashfs prints when it leaves something out or down. The
@@ -50,15 +50,24 @@ def tree_paths(src):
 
 def check_complete(inspect, paths, image):
     """Refuse an image that lacks one of paths (tree_paths() of its
-    source)."""
-    r = subprocess.run([inspect, "dump", "--raw", image],
-                       stdin=subprocess.DEVNULL, capture_output=True)
-    if r.returncode != 0:
-        msg = r.stderr.decode("utf-8", "replace").strip().splitlines()
+    source, or a callable that returns them: called while the image is
+    read back)."""
+    proc = subprocess.Popen([inspect, "dump", "--raw", image],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        if callable(paths):
+            paths = paths()
+        stdout, stderr = proc.communicate()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    if proc.returncode != 0:
+        msg = stderr.decode("utf-8", "replace").strip().splitlines()
         raise PackError("cannot read back the new image: " +
-                        (msg[0] if msg else f"exit {r.returncode}"))
-    stored = parse_dump(r.stdout.decode("ascii"))
-    missing = sorted(paths - set(stored))
+                        (msg[0] if msg else f"exit {proc.returncode}"))
+    missing = sorted(paths - dump_paths(stdout.decode("ascii")))
     if missing:
         first = os.fsdecode(missing[0])
         raise PackError(f"mksquashfs left out {len(missing)} path(s) of "
@@ -81,8 +90,12 @@ def finish_image(out, inspect, src, image, done_with_src=None):
     done_with_src: called once src has been read (the caller may remove
     it meanwhile)."""
     out.progress("checking the image ...", force=True)
-    paths = tree_paths(src)
-    if done_with_src is not None:
-        done_with_src()
-    check_complete(inspect, paths, image)
+
+    def listed():
+        paths = tree_paths(src)
+        if done_with_src is not None:
+            done_with_src()
+        return paths
+
+    check_complete(inspect, listed, image)
     seal_image(inspect, image)

@@ -9,6 +9,7 @@ import tempfile
 
 from .errors import PackError
 from .out import human
+from .relocate import Candidates
 
 WH_PREFIX = ".wh."
 CHUNK = 1 << 20
@@ -51,14 +52,18 @@ def readable_mode(mode):
 
 class Stage:
     def __init__(self, out, src, dst, needles, readable=True, totals=None,
-                 check=None, quick=None):
+                 check=None, quick=None, listings=None):
         """readable: apply readable_mode() (for -all-root images); totals:
-        the venv's (files, bytes), which progress counts towards; check:
+        the venv's (files, bytes), which progress counts towards;
+        listings: directory -> its scandir entries, from the walk that
+        counted them (fsutil.tree_totals), used instead of listing again
+        (and each taken out as it is used); check:
         called at each directory, to stop at once for an error found
         meanwhile (a base read that failed); quick: a delta's
         delta.QuickCheck, whose skips() names the files not to copy."""
         self.out = out
         self.quick = quick
+        self.listings = listings if listings is not None else {}
         self.check = check or (lambda: None)
         self.mode = readable_mode if readable else (lambda m: m)
         self.src = src
@@ -67,6 +72,7 @@ class Stage:
         self.mtimes = {}            # staged dir path -> source mtime_ns
         self.pinned = []            # files whose bytes name the venv path
         self.skipped = []
+        self.candidates = Candidates()   # for relocation
         self.files = self.dirs = self.links = 0
         self.bytes = 0
         self.totals = totals
@@ -86,6 +92,8 @@ class Stage:
         self._progress(True)
 
     def _progress(self, force=False):
+        if not self.out.tty:
+            return      # called per file: not even the message is made
         files, size = self.files, self.bytes
         if self.quick is not None:
             files += self.quick.files
@@ -115,8 +123,11 @@ class Stage:
         os.mkdir(d, 0o700)
         self.mtimes[d] = st.st_mtime_ns
         self.dirs += 1
-        with os.scandir(s) as it:
-            listed = sorted(it, key=lambda e: e.name)
+        listed = self.listings.pop(s, None)
+        if listed is None:
+            with os.scandir(s) as it:
+                listed = list(it)
+        listed.sort(key=lambda e: e.name)
         entries = []
         for e in listed:
             if e.name.startswith(WH_PREFIX):
@@ -137,6 +148,7 @@ class Stage:
             sp = e.path
             dp = os.path.join(d, e.name)
             m = est.st_mode
+            self.candidates.note(d, e.name, m)
             if stat.S_ISDIR(m):
                 self._copy_dir(sp, dp, est)
             elif stat.S_ISREG(m):

@@ -58,42 +58,59 @@ def fix_times(stage, root, epoch, clamp):
     return newest // 10**9, tally
 
 
-def _fix_files(d, ns_clamp, tally, dirs):
+def _fix_files(d, ns_clamp, tally, dirs, py_mtimes=None):
     """Fix the times of everything below d but directories, count it in
     tally, and append the directories to dirs, children before their
-    parent (d last). Returns the newest mtime (ns)."""
+    parent (d last). py_mtimes: for a __pycache__ directory, the mtimes
+    of the regular .py files beside it, as its parent's listing has them.
+    Returns the newest mtime (ns)."""
     newest = 0
-    pycache = os.path.basename(d) == "__pycache__"
+    pycache = py_mtimes is not None
     try:
         with os.scandir(d) as it:
             entries = list(it)
     except OSError:
         return newest   # skipped, as os.walk() does: not even fixed
+    subdirs = []
+    here = {}
     for e in entries:
         st = e.stat(follow_symlinks=False)
         if stat.S_ISDIR(st.st_mode):
-            tally.dirs += 1
-            newest = max(newest, _fix_files(e.path, ns_clamp, tally, dirs))
+            subdirs.append(e)
             continue
+        if stat.S_ISREG(st.st_mode) and e.name.endswith(".py"):
+            here[e.name] = st.st_mtime_ns
         tally.add(e, st)
         t = st.st_mtime_ns
         if pycache and stat.S_ISREG(st.st_mode):
-            t = _source_mtime(d, e.name, t)
+            t = _source_mtime(d, e.name, t, py_mtimes)
         t = min(t, ns_clamp) if ns_clamp is not None else t
         if t != st.st_mtime_ns:
             os.utime(e.path, ns=(t, t), follow_symlinks=False)
         newest = max(newest, t)
+    # after the files: a __pycache__ below takes its sources' times from
+    # this listing, not a stat each
+    for e in subdirs:
+        tally.dirs += 1
+        newest = max(newest, _fix_files(
+            e.path, ns_clamp, tally, dirs,
+            here if e.name == "__pycache__" else None))
     dirs.append(d)
     return newest
 
 
-def _source_mtime(pycache, name, default):
-    """A pyc's time is its source's (mtime_ns), when it has one."""
+def _source_mtime(pycache, name, default, py_mtimes):
+    """A pyc's time is its source's (mtime_ns), when it has one: from
+    py_mtimes for a regular file, else (a symlink) from a stat."""
     m = PYC_RE.match(name)
     if m:
-        srcp = os.path.join(os.path.dirname(pycache), m.group(1) + ".py")
+        src = m.group(1) + ".py"
+        t = py_mtimes.get(src)
+        if t is not None:
+            return t
         try:
-            return os.stat(srcp).st_mtime_ns
+            return os.stat(os.path.join(os.path.dirname(pycache),
+                                        src)).st_mtime_ns
         except OSError:
             pass
     return default

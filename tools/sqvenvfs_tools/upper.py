@@ -14,6 +14,7 @@ import os
 import stat
 
 from .errors import PackError
+from .relocate import Candidates
 from .stage import WH_PREFIX
 
 WH_OPAQUE = ".wh..wh..opq"
@@ -87,6 +88,7 @@ class Upper:
         self.fuse_markers = fuse_markers
         self.mtimes = {}            # directory -> its mtime_ns before
         self.pinned = []            # files whose bytes name the venv path
+        self.candidates = Candidates()   # for relocation
         self.added = self.changed = self.removed = self.opaque = 0
         self.dropped = []           # (relpath, why)
         self.added_paths = []
@@ -137,6 +139,7 @@ class Upper:
             elif stat.S_ISREG(m) or stat.S_ISLNK(m) or stat.S_ISFIFO(m):
                 self._refuse_foreign(p, _xattrs(p))
                 self._count(p)
+                self.candidates.note(d, e.name, m)
                 if stat.S_ISREG(m) and _names_any(p, self.needles):
                     self.pinned.append(p)
             else:
