@@ -244,13 +244,15 @@ static void op_read(fuse_req_t req, fuse_ino_t node, size_t size, off_t off,
 	if (off == 0)
 		atomic_fetch_add_explicit(&fs->files_read, 1,
 					  memory_order_relaxed);
-	fuse_reply_iov(req, p.iov, (int)p.count);
-	sqv_reader_release(fs->reader, &p);
+	/* Noted before the reply: once replied, the reader's next read can
+	 * reach another thread and be noted first, out of first-touch order. */
 	if (fs->trace && sqv_trace_note(fs->trace, ino, (uint64_t)off,
 					bytes) < 0 &&
 	    !atomic_exchange(&fs->trace_failed, true))
 		sqv_log(SQV_LOG_WARNING,
 			"record: out of memory; the trace will miss reads");
+	fuse_reply_iov(req, p.iov, (int)p.count);
+	sqv_reader_release(fs->reader, &p);
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t node,
