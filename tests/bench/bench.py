@@ -26,6 +26,7 @@ meson test 'bench-smoke' (suite bench).
 """
 
 import argparse
+import glob
 import json
 import os
 import platform
@@ -997,8 +998,12 @@ def prepare_hot(ctx):
     hot = os.path.join(data, "venv-hot.sqfs")
     stamp_file = os.path.join(ctx.work, "hot.json")
     st = os.stat(ctx.venv_img)
+    # the tools: the script and its package (a change to a module alone
+    # leaves the script's mtime as it was)
+    tools = [ctx.pack] + glob.glob(os.path.join(os.path.dirname(ctx.pack),
+                                                "sqvenvfs_tools", "*.py"))
     want = {"image": [st.st_size, st.st_mtime_ns], "import": ctx.runner.import_stmt,
-            "pack": os.stat(ctx.pack).st_mtime_ns, "format": 1}
+            "pack": max(os.stat(f).st_mtime_ns for f in tools), "format": 1}
     if os.path.exists(stamp_file) and os.path.exists(hot) and not ctx.args.rebuild:
         with open(stamp_file) as f:
             old = json.load(f)
