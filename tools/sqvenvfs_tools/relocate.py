@@ -44,6 +44,7 @@ class Relocator:
         self.rewritten = []             # (relpath, what)
         self.warnings = []              # (relpath, why)
         self.handled = set()
+        self.total = self.done = 0      # files looked at, for progress
 
     def rel(self, p):
         return os.path.relpath(p, self.root)
@@ -54,19 +55,19 @@ class Relocator:
 
     def run(self):
         bindir = os.path.join(self.root, "bin")
+        has_bin = os.path.isdir(bindir)
         scripts = []
-        if os.path.isdir(bindir):
+        if has_bin:
             for name in sorted(os.listdir(bindir)):
                 p = os.path.join(bindir, name)
                 if os.path.isfile(p) and not os.path.islink(p):
                     scripts.append(p)
         found = self.stage.candidates
         self.total = len(scripts) + len(found.pth) + len(found.symlinks)
-        self.done = 0
         for p in scripts:
             self.shebang(p)
             self.step()
-        if os.path.isdir(bindir):
+        if has_bin:
             self.activate(bindir)
         self.pth_files()
         self.symlinks()

@@ -48,16 +48,15 @@ def tree_paths(src):
     return out
 
 
-def check_complete(inspect, paths, image):
-    """Refuse an image that lacks one of paths (tree_paths() of its
-    source, or a callable that returns them: called while the image is
-    read back)."""
+def check_complete(inspect, list_paths, image):
+    """Refuse an image that lacks one of the paths of its source:
+    list_paths() returns them (tree_paths() of it), called while the
+    image is read back."""
     proc = subprocess.Popen([inspect, "dump", "--raw", image],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     try:
-        if callable(paths):
-            paths = paths()
+        paths = list_paths()
         stdout, stderr = proc.communicate()
     except BaseException:
         proc.kill()
