@@ -48,6 +48,7 @@ struct sqv_blockcache {
 	struct shard shards[MAX_SHARDS];
 	atomic_uint_fast64_t hits, misses, evictions;
 	atomic_uint_fast64_t pf_used_blocks, pf_used_bytes, pf_unused_evicted;
+	atomic_uint_fast64_t pf_unused_evicted_bytes;
 	atomic_uint_fast64_t recycled;
 
 	pthread_mutex_t spare_lock;
@@ -187,6 +188,7 @@ static struct sqv_block *block_reset(struct sqv_block *b)
 	b->hnext = b->lru_prev = b->lru_next = NULL;
 	atomic_store(refs_of(b), 1);
 	atomic_store(&b->prefetched, 0);
+	b->stored = false;
 	b->spared = false;
 	return b;
 }
@@ -326,11 +328,25 @@ struct sqv_block *sqv_blockcache_get(struct sqv_blockcache *c, uint64_t key)
 	return b;
 }
 
+/* b leaves the cache: if it is a prefetched block nobody asked for, the
+ * prefetch's work on it was wasted. */
+static void count_unused(struct sqv_blockcache *c, struct sqv_block *b)
+{
+	unsigned pf = atomic_exchange(&b->prefetched, 0);
+
+	if (pf) {
+		atomic_fetch_add_explicit(&c->pf_unused_evicted, 1,
+					  memory_order_relaxed);
+		atomic_fetch_add_explicit(&c->pf_unused_evicted_bytes, pf,
+					  memory_order_relaxed);
+	}
+}
+
 struct sqv_block *sqv_blockcache_insert(struct sqv_blockcache *c,
 					struct sqv_block *b)
 {
 	struct shard *s = shard_of(c, b->key);
-	struct sqv_block *victims = NULL;
+	struct sqv_block *victims = NULL, *replaced = NULL;
 	struct sqv_block *have;
 
 	if (resident(b) > s->capacity)
@@ -338,6 +354,13 @@ struct sqv_block *sqv_blockcache_insert(struct sqv_blockcache *c,
 
 	pthread_mutex_lock(&s->lock);
 	have = find_locked(s, b->key);
+	if (have && have->stored && !b->stored) {
+		/* A reader decompressed a block the prefetch left stored: the
+		 * result takes its place (the reader holds it meanwhile). */
+		unlink_locked(s, have);
+		replaced = have;
+		have = NULL;
+	}
 	if (have) {
 		/* Another thread decompressed the same block first. */
 		atomic_fetch_add(refs_of(have), 1);
@@ -372,12 +395,16 @@ struct sqv_block *sqv_blockcache_insert(struct sqv_blockcache *c,
 	atomic_fetch_add(refs_of(b), 1); /* the cache's own reference */
 	pthread_mutex_unlock(&s->lock);
 
+	if (replaced) {
+		/* Its prefetched mark is still set only if the reader read the
+		 * block itself instead: the prefetch's copy went unused. */
+		count_unused(c, replaced);
+		block_unref(c, replaced);
+	}
 	while (victims) {
 		struct sqv_block *next = victims->hnext;
 		atomic_fetch_add_explicit(&c->evictions, 1, memory_order_relaxed);
-		if (atomic_exchange(&victims->prefetched, 0))
-			atomic_fetch_add_explicit(&c->pf_unused_evicted, 1,
-						  memory_order_relaxed);
+		count_unused(c, victims);
 		block_unref(c, victims);
 		victims = next;
 	}
@@ -400,6 +427,8 @@ void sqv_blockcache_stats(struct sqv_blockcache *c,
 		.prefetch_used_blocks = atomic_load(&c->pf_used_blocks),
 		.prefetch_used_bytes = atomic_load(&c->pf_used_bytes),
 		.prefetch_unused_evicted = atomic_load(&c->pf_unused_evicted),
+		.prefetch_unused_evicted_bytes =
+			atomic_load(&c->pf_unused_evicted_bytes),
 		.recycled = atomic_load(&c->recycled),
 	};
 

@@ -32,6 +32,11 @@ struct sqv_block {
 	 * asked for or evicted: what the prefetch brought in that a reader
 	 * used. */
 	atomic_uint prefetched;
+	/* data holds the block as stored in the image, still compressed:
+	 * the prefetch's form, a third of the memory. A reader decompresses
+	 * it and inserts the result, which takes its place. Set before
+	 * insert, never changed after. */
+	bool stored;
 	/* Under its shard's lock: a prefetched block at the LRU's tail that
 	 * was moved to its head once instead of being evicted. */
 	bool spared;
@@ -47,6 +52,7 @@ struct sqv_blockcache_stats {
 	/* Prefetched blocks later asked for (count, stored bytes), and ones
 	 * evicted before anyone asked. */
 	uint64_t prefetch_used_blocks, prefetch_used_bytes, prefetch_unused_evicted;
+	uint64_t prefetch_unused_evicted_bytes;
 	/* Blocks allocated in the mapping of an evicted one. */
 	uint64_t recycled;
 };
@@ -67,8 +73,9 @@ struct sqv_block *sqv_blockcache_alloc(struct sqv_blockcache *c, size_t cap);
 /* A reference to the cached block for key, or NULL (counted as a miss). */
 struct sqv_block *sqv_blockcache_get(struct sqv_blockcache *c, uint64_t key);
 /* Insert b (its key set) and return the cached block for its key with a
- * reference: b itself, or one inserted meanwhile (b is then freed). Never
- * fails: when the cache cannot hold b, b comes back uncached. */
+ * reference: b itself, or one inserted meanwhile (b is then freed). A
+ * stored block there is replaced by a b that is not. Never fails: when the
+ * cache cannot hold b, b comes back uncached. */
 struct sqv_block *sqv_blockcache_insert(struct sqv_blockcache *c,
 					struct sqv_block *b);
 /* Give back a reference from get, insert or alloc. c may be NULL for an

@@ -10,6 +10,7 @@
 #include <lzma.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 #include <zlib.h>
 #include <zstd.h>
 
@@ -146,5 +147,38 @@ sqv_err_t sqv_decomp_run(struct sqv_decomp *d, int comp, const void *in,
 	}
 	default:
 		return -ENOTSUP;
+	}
+}
+
+sqv_err_t sqv_decomp_check(int comp, const void *in, size_t insize,
+			   size_t maxout)
+{
+	static const unsigned char xz_magic[6] = { 0xfd, '7', 'z', 'X', 'Z', 0 };
+	const unsigned char *b = in;
+
+	switch (comp) {
+	case SQV_COMP_ZSTD: {
+		/* One whole frame, of a content size that fits if it says. */
+		if (ZSTD_findFrameCompressedSize(in, insize) != insize)
+			return -SQV_ECORRUPT;
+		unsigned long long n = ZSTD_getFrameContentSize(in, insize);
+		if (n == ZSTD_CONTENTSIZE_ERROR ||
+		    (n != ZSTD_CONTENTSIZE_UNKNOWN && n > maxout))
+			return -SQV_ECORRUPT;
+		return 0;
+	}
+	case SQV_COMP_GZIP:
+		/* RFC 1950: deflate, and a header check that is a multiple of
+		 * 31. */
+		if (insize < 2 || (b[0] & 0x0f) != 8 || (b[0] << 8 | b[1]) % 31)
+			return -SQV_ECORRUPT;
+		return 0;
+	case SQV_COMP_XZ:
+		if (insize < sizeof(xz_magic) ||
+		    memcmp(in, xz_magic, sizeof(xz_magic)) != 0)
+			return -SQV_ECORRUPT;
+		return 0;
+	default:
+		return 0; /* lzo and lz4 blocks carry no header */
 	}
 }

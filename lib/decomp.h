@@ -31,4 +31,11 @@ void sqv_decomp_free(struct sqv_decomp *d);
 sqv_err_t sqv_decomp_run(struct sqv_decomp *d, int comp, const void *in,
 			 size_t insize, void *out, size_t *outsize);
 
+/* Without decompressing: -SQV_ECORRUPT when insize bytes of comp at in
+ * cannot be one block of at most maxout bytes, judged from what the format
+ * says up front (zstd: the frame's header and its length; gzip (zlib) and
+ * xz: the header). 0 does not promise that the bytes decompress. */
+sqv_err_t sqv_decomp_check(int comp, const void *in, size_t insize,
+			   size_t maxout);
+
 #endif

@@ -1103,7 +1103,6 @@ sqv_err_t sqv_image_read_block(struct sqv_image *img, uint64_t pos,
 {
 	uint32_t size = sqv_image_word_size(word);
 	bool compressed = !(word & SQUASHFS_COMPRESSED_BIT_BLOCK);
-	size_t outsize = img->info.block_size;
 	sqv_err_t err;
 
 	if (size == 0 || size > img->info.block_size ||
@@ -1130,12 +1129,35 @@ sqv_err_t sqv_image_read_block(struct sqv_image *img, uint64_t pos,
 	err = pread_exact(img, t->in, size, pos);
 	if (err < 0) {
 		report_damage(img, pos, "read of the image failed");
-	} else if ((err = check_digest(img, pos, t->in, size)) == 0) {
-		err = sqv_decomp_run(t->decomp, img->comp, t->in, size, out,
-				     &outsize);
-		if (err == -SQV_ECORRUPT)
-			report_damage(img, pos, "block does not decompress");
+		return err;
 	}
+	return sqv_image_decode_block(img, pos, word, t->in, out, len);
+}
+
+sqv_err_t sqv_image_decode_block(struct sqv_image *img, uint64_t pos,
+				 uint32_t word, const void *src, void *out,
+				 size_t *len)
+{
+	uint32_t size = sqv_image_word_size(word);
+	size_t outsize = img->info.block_size;
+	struct thread_io *t;
+	sqv_err_t err;
+
+	if (size == 0 || size > img->info.block_size) {
+		report_damage(img, pos, "block size or offset out of range");
+		return -SQV_ECORRUPT;
+	}
+	SQV_TRY(check_digest(img, pos, src, size));
+	if (word & SQUASHFS_COMPRESSED_BIT_BLOCK) {
+		memcpy(out, src, size);
+		*len = size;
+		return 0;
+	}
+	if (!(t = thread_io()))
+		return -ENOMEM;
+	err = sqv_decomp_run(t->decomp, img->comp, src, size, out, &outsize);
+	if (err == -SQV_ECORRUPT)
+		report_damage(img, pos, "block does not decompress");
 	if (err < 0)
 		return err;
 	atomic_fetch_add_explicit(&img->decompressed_bytes, outsize,
@@ -1152,27 +1174,16 @@ sqv_err_t sqv_image_pread(struct sqv_image *img, void *buf, size_t size,
 	return pread_exact(img, buf, size, pos);
 }
 
-sqv_err_t sqv_image_decompress_block(struct sqv_image *img, uint32_t word,
-				     const void *src, void *out, size_t *len)
+sqv_err_t sqv_image_check_stored(const struct sqv_image *img, uint32_t word,
+				 const void *src)
 {
 	uint32_t size = sqv_image_word_size(word);
-	size_t outsize = img->info.block_size;
 
 	if (size == 0 || size > img->info.block_size)
 		return -SQV_ECORRUPT;
-	if (word & SQUASHFS_COMPRESSED_BIT_BLOCK) {
-		memcpy(out, src, size);
-		*len = size;
+	if (word & SQUASHFS_COMPRESSED_BIT_BLOCK)
 		return 0;
-	}
-	struct thread_io *t = thread_io();
-	if (!t)
-		return -ENOMEM;
-	SQV_TRY(sqv_decomp_run(t->decomp, img->comp, src, size, out, &outsize));
-	atomic_fetch_add_explicit(&img->decompressed_bytes, outsize,
-				  memory_order_relaxed);
-	*len = outsize;
-	return 0;
+	return sqv_decomp_check(img->comp, src, size, img->info.block_size);
 }
 
 void sqv_image_io(const struct sqv_image *img, struct sqv_image_io *out)

@@ -136,16 +136,31 @@ sqv_err_t sqv_image_read_block(struct sqv_image *img, uint64_t pos,
 sqv_err_t sqv_image_pread(struct sqv_image *img, void *buf, size_t size,
 			  uint64_t pos);
 
-/* Decompress a block already read (its stored bytes at src, size word
- * `word`) into out (block_size bytes). Logs nothing: -SQV_ECORRUPT is the
- * caller's to report. Thread-safe. */
-sqv_err_t sqv_image_decompress_block(struct sqv_image *img, uint32_t word,
-				     const void *src, void *out, size_t *len);
+/* Check and decompress a block already read (its stored bytes at src,
+ * read from pos, size word `word`) into out (block_size bytes), as
+ * sqv_image_read_block does after its read: the digest of a verified image
+ * is checked, and damage is logged once per offset. Thread-safe. */
+sqv_err_t sqv_image_decode_block(struct sqv_image *img, uint64_t pos,
+				 uint32_t word, const void *src, void *out,
+				 size_t *len);
+
+/* A cheap look at a block's stored bytes without decompressing them: its
+ * size, and the compressed frame's header and length where the compression
+ * has them (sqv_decomp_check). 0 says only that nothing is plainly wrong;
+ * -SQV_ECORRUPT that the block cannot decompress. Logs nothing. */
+sqv_err_t sqv_image_check_stored(const struct sqv_image *img, uint32_t word,
+				 const void *src);
 
 /* The stored size of a block from its size word. */
 static inline uint32_t sqv_image_word_size(uint32_t word)
 {
 	return word & ~(UINT32_C(1) << 24);
+}
+
+/* Whether a block is stored compressed, from its size word. */
+static inline bool sqv_image_word_compressed(uint32_t word)
+{
+	return !(word & (UINT32_C(1) << 24));
 }
 
 /* What the image did to the backing file since open; thread-safe.

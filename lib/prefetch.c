@@ -35,6 +35,7 @@ struct sqv_prefetch {
 	bool stop; /* protected by lock */
 
 	atomic_uint_fast64_t hot_bytes, reads, bytes, blocks;
+	atomic_uint_fast64_t stored_bytes; /* of the blocks put in the cache */
 	atomic_bool done, failed;
 };
 
@@ -138,8 +139,9 @@ static sqv_err_t hot_blocks(struct sqv_prefetch *pf, unsigned layer,
 	return 0;
 }
 
-/* Prefetched blocks in the cache that nobody has asked for yet; *used and
- * *wasted: those that readers asked for, and those evicted unasked. */
+/* Stored bytes of prefetched blocks in the cache that nobody has asked for
+ * yet; *used and *wasted: blocks that readers asked for, and blocks evicted
+ * unasked. */
 static uint64_t outstanding(struct sqv_prefetch *pf, uint64_t *used,
 			    uint64_t *wasted)
 {
@@ -148,8 +150,8 @@ static uint64_t outstanding(struct sqv_prefetch *pf, uint64_t *used,
 	sqv_reader_cache_stats(pf->r, &cs);
 	*used = cs.prefetch_used_blocks;
 	*wasted = cs.prefetch_unused_evicted;
-	uint64_t gone = cs.prefetch_used_blocks + cs.prefetch_unused_evicted;
-	uint64_t in = atomic_load(&pf->blocks);
+	uint64_t gone = cs.prefetch_used_bytes + cs.prefetch_unused_evicted_bytes;
+	uint64_t in = atomic_load(&pf->stored_bytes);
 	return in > gone ? in - gone : 0;
 }
 
@@ -223,7 +225,9 @@ static int prefetch_layer(struct sqv_prefetch *pf, unsigned layer,
 		uint64_t used = 0, wasted = 0;
 		uint64_t waste_limit = limit_blocks / 2 + 1;
 		bool wrong = false;
-		while (outstanding(pf, &used, &wasted) + (j - i) > limit_blocks) {
+		uint64_t ahead;
+		while ((ahead = outstanding(pf, &used, &wasted)) > 0 &&
+		       ahead + (end - start) > pf->cache_bytes / 2) {
 			wrong = wasted >= waste_limit && wasted > used;
 			if (wrong)
 				break;
@@ -253,28 +257,25 @@ static int prefetch_layer(struct sqv_prefetch *pf, unsigned layer,
 		}
 		atomic_fetch_add(&pf->reads, 1);
 		atomic_fetch_add(&pf->bytes, end - start);
+		/* The blocks go in as stored: a reader decompresses each on
+		 * first use. Only their frames are checked here, so a block
+		 * damaged inside is found by its reader (EIO, and the usual
+		 * log line), as without prefetch. */
 		for (; i < j; i++) {
+			const unsigned char *src = buf + (blocks[i].pos - start);
 			uint32_t stored = sqv_image_word_size(blocks[i].word);
-			struct sqv_block *b = sqv_reader_block_alloc(pf->r, bs);
-			if (!b) {
-				rc = 1;
-				break;
-			}
-			err = sqv_image_decompress_block(
-				img, blocks[i].word, buf + (blocks[i].pos - start),
-				b->data, &b->len);
-			if (err < 0) {
-				sqv_blockcache_put(NULL, b);
+			if (sqv_image_check_stored(img, blocks[i].word, src) < 0) {
 				stop_line(pf, img, blocks[i].pos,
-					  err == -SQV_ECORRUPT ?
-					  "block does not decompress" :
-					  "out of memory");
+					  "block does not decompress");
 				rc = 1;
 				break;
 			}
 			if (sqv_reader_put_prefetched(pf->r, layer,
-						      blocks[i].pos, stored, b))
+						      blocks[i].pos,
+						      blocks[i].word, src)) {
 				atomic_fetch_add(&pf->blocks, 1);
+				atomic_fetch_add(&pf->stored_bytes, stored);
+			}
 			sqv_reader_flight(pf->r, layer, blocks[i].pos + stored,
 					  end);
 			if (stopping(pf)) {

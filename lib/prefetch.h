@@ -5,16 +5,22 @@
  *
  * A parallel file system serves one 4 MiB read almost as fast as one
  * 128 KiB read, so the blocks a recorded workload needs arrive in a few
- * round trips, before it asks for them. Promises:
+ * round trips, before it asks for them. The blocks go into the cache as
+ * they are stored, compressed, so a hot set about three times the cache's
+ * size fits; a reader decompresses a block on first use. Promises:
  *  - memory: blocks go into the block cache, whose byte bound holds; the
- *    prefetch keeps at most half the cache in blocks nobody has asked for
- *    yet, and pauses until readers catch up; besides the cache it holds one
- *    buffer of chunk plus a block, which the daemon takes out of cache_size
- *    (prefetch_reserve in daemon/main.c);
- *  - no double reads: while a chunk is read and decompressed, a reader
+ *    prefetch keeps at most half the cache in stored bytes nobody has asked
+ *    for yet, and pauses until readers catch up; besides the cache it holds
+ *    one buffer of chunk plus a block, which the daemon takes out of
+ *    cache_size (prefetch_reserve in daemon/main.c);
+ *  - no double reads: while a chunk is read and put in the cache, a reader
  *    missing one of its blocks waits for it (sqv_reader_flight);
- *  - failure: a read error or a damaged block stops the prefetch with one
- *    log line; readers then read (and fail) as without prefetch;
+ *  - failure: a read error, or a block whose stored bytes cannot
+ *    decompress (a bad frame header or length: sqv_image_check_stored),
+ *    stops the prefetch with one log line; readers then read (and fail) as
+ *    without prefetch. A block damaged inside its frame, or one that fails
+ *    a verified image's digest, is found by its reader: EIO and the usual
+ *    log line, as without prefetch;
  *  - a stale trace: once as many prefetched blocks as a quarter of the
  *    cache have been evicted unused, and more than were used, it stops.
  */

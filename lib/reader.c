@@ -88,15 +88,17 @@ void sqv_reader_flight(struct sqv_reader *r, unsigned layer, uint64_t next,
 	pthread_mutex_unlock(&r->flight_lock);
 }
 
-struct sqv_block *sqv_reader_block_alloc(struct sqv_reader *r, size_t cap)
-{
-	return sqv_blockcache_alloc(r->cache, cap);
-}
-
 bool sqv_reader_put_prefetched(struct sqv_reader *r, unsigned layer,
-			       uint64_t pos, uint32_t stored,
-			       struct sqv_block *b)
+			       uint64_t pos, uint32_t word, const void *src)
 {
+	uint32_t stored = sqv_image_word_size(word);
+	struct sqv_block *b = sqv_blockcache_alloc(r->cache, stored);
+
+	if (!b)
+		return false;
+	memcpy(b->data, src, stored);
+	b->len = stored;
+	b->stored = sqv_image_word_compressed(word);
 	b->key = block_key(layer, pos);
 	atomic_store(&b->prefetched, stored);
 	struct sqv_block *got = sqv_blockcache_insert(r->cache, b);
@@ -114,20 +116,25 @@ static sqv_err_t get_block(struct sqv_reader *r, unsigned layer, uint64_t pos,
 	if (!b && atomic_load_explicit(&r->flying, memory_order_acquire) &&
 	    wait_flight(r, layer, pos))
 		b = sqv_blockcache_get(r->cache, key);
-	if (b) {
+	if (b && !b->stored) {
 		*out = b;
 		return 0;
 	}
-	b = sqv_blockcache_alloc(r->cache, sqv_image_info(img)->block_size);
-	if (!b)
-		return -ENOMEM;
-	sqv_err_t err = sqv_image_read_block(img, pos, word, b->data, &b->len);
+	struct sqv_block *nb =
+		sqv_blockcache_alloc(r->cache, sqv_image_info(img)->block_size);
+	sqv_err_t err = -ENOMEM;
+	if (nb && b) /* the prefetch's copy: no read of the image */
+		err = sqv_image_decode_block(img, pos, word, b->data, nb->data,
+					     &nb->len);
+	else if (nb)
+		err = sqv_image_read_block(img, pos, word, nb->data, &nb->len);
+	sqv_blockcache_put(r->cache, b);
 	if (err < 0) {
-		sqv_blockcache_put(NULL, b);
+		sqv_blockcache_put(NULL, nb);
 		return err;
 	}
-	b->key = key;
-	*out = sqv_blockcache_insert(r->cache, b);
+	nb->key = key;
+	*out = sqv_blockcache_insert(r->cache, nb);
 	return 0;
 }
 

@@ -57,14 +57,12 @@ void sqv_reader_cache_stats(struct sqv_reader *r,
  * waits until next has passed it. next == end: nothing in flight. */
 void sqv_reader_flight(struct sqv_reader *r, unsigned layer, uint64_t next,
 		       uint64_t end);
-/* A block of cap bytes for put_prefetched, in a spare mapping of the
- * cache when it has one (blockcache.h). */
-struct sqv_block *sqv_reader_block_alloc(struct sqv_reader *r, size_t cap);
-/* Put a block the prefetch decompressed (stored bytes at image offset pos)
- * in the cache, marked as prefetched; consumes b. False when another
- * thread's copy was there first. */
+/* Put a copy of the block the prefetch read (its stored bytes at src,
+ * from image offset pos, size word `word`) in the cache as it is stored,
+ * marked as prefetched: compressed, it takes a third of the memory, and
+ * the reader that asks for it decompresses it (blockcache.h, "stored").
+ * False when another thread's copy was there first, or out of memory. */
 bool sqv_reader_put_prefetched(struct sqv_reader *r, unsigned layer,
-			       uint64_t pos, uint32_t stored,
-			       struct sqv_block *b);
+			       uint64_t pos, uint32_t word, const void *src);
 
 #endif

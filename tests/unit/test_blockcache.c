@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /* The block cache: hits and misses, the byte bound and LRU order, blocks
  * that stay valid after eviction, a zero-sized cache, the second chance of
- * prefetched blocks, the mappings of evicted blocks used again, and many
+ * prefetched blocks, stored (compressed) blocks replaced by their
+ * decompressed form, the mappings of evicted blocks used again, and many
  * threads. */
 #include <pthread.h>
 #include <stdbool.h>
@@ -120,6 +121,67 @@ static void test_second_chance(void)
 	CHECK_EQ(st.prefetch_unused_evicted, 1);
 	CHECK_EQ(st.prefetch_used_blocks, 0);
 	CHECK(st.bytes <= 4 * 131072);
+	sqv_blockcache_free(c);
+}
+
+/* The prefetch leaves a block stored; the reader that asks for it inserts
+ * its decompressed form, which takes its place: one entry, charged at the
+ * new size, the prefetch counted as used, not as an eviction. A stored
+ * block does not replace a decompressed one. */
+static void test_stored_replaced(void)
+{
+	struct sqv_blockcache *c;
+	struct sqv_blockcache_stats st;
+
+	CHECK_EQ(sqv_blockcache_new(1 << 20, &c), 0);
+	struct sqv_block *st_b = make(7, 8192);
+	st_b->stored = true;
+	atomic_store(&st_b->prefetched, 8192);
+	sqv_blockcache_put(c, sqv_blockcache_insert(c, st_b));
+	/* Another stored copy yields the first. */
+	struct sqv_block *dup = make(7, 8192);
+	dup->stored = true;
+	struct sqv_block *got = sqv_blockcache_insert(c, dup);
+	CHECK(got != dup && got->stored);
+	sqv_blockcache_put(c, got);
+
+	struct sqv_block *seen = sqv_blockcache_get(c, 7);
+	CHECK(seen != NULL && seen->stored && filled(seen, 7));
+	struct sqv_block *full = make(7, 131072);
+	got = sqv_blockcache_insert(c, full);
+	CHECK(got == full && !got->stored);
+	CHECK(filled(seen, 7)); /* the reader's reference keeps it valid */
+	sqv_blockcache_put(c, seen);
+	sqv_blockcache_put(c, got);
+	got = sqv_blockcache_get(c, 7);
+	CHECK(got == full);
+	sqv_blockcache_put(c, got);
+	/* Now a stored copy yields the decompressed block. */
+	struct sqv_block *late = make(7, 8192);
+	late->stored = true;
+	got = sqv_blockcache_insert(c, late);
+	CHECK(got == full);
+	sqv_blockcache_put(c, got);
+
+	sqv_blockcache_stats(c, &st);
+	CHECK_EQ(st.blocks, 1);
+	CHECK_EQ(st.bytes, 131072);
+	CHECK_EQ(st.evictions, 0);
+	CHECK_EQ(st.prefetch_used_blocks, 1);
+	CHECK_EQ(st.prefetch_used_bytes, 8192);
+	CHECK_EQ(st.prefetch_unused_evicted, 0);
+
+	/* Replaced without having been asked for (the reader read the
+	 * block itself): the prefetch's copy counts as unused. */
+	struct sqv_block *st2 = make(8, 4096);
+	st2->stored = true;
+	atomic_store(&st2->prefetched, 4096);
+	sqv_blockcache_put(c, sqv_blockcache_insert(c, st2));
+	sqv_blockcache_put(c, sqv_blockcache_insert(c, make(8, 65536)));
+	sqv_blockcache_stats(c, &st);
+	CHECK_EQ(st.blocks, 2);
+	CHECK_EQ(st.prefetch_unused_evicted, 1);
+	CHECK_EQ(st.prefetch_unused_evicted_bytes, 4096);
 	sqv_blockcache_free(c);
 }
 
@@ -253,6 +315,7 @@ int main(void)
 	test_basic();
 	test_bound_and_lru();
 	test_second_chance();
+	test_stored_replaced();
 	test_zero();
 	test_recycle();
 	test_threads();
