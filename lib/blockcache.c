@@ -7,6 +7,15 @@
  * and drops the cache's reference; whoever drops the last one frees it, so a
  * block being copied out by one thread can be evicted by another safely.
  *
+ * Stored forms: the prefetch puts blocks in as stored in the image,
+ * compressed. The reader that first asks for one inserts its decompressed
+ * form, which takes the stored one's place and keeps it (stored_copy,
+ * charged to the block). When that block is evicted, its stored form goes
+ * back in at the LRU's head: a third of the memory, and the block is
+ * decompressed again rather than read again if someone asks. A library
+ * that Python maps is read page by page in no set order, so blocks are
+ * asked for again long after their first use.
+ *
  * Spares: a block's data is a mapping of its own (blockcache.h), and
  * unmapping it costs more than the block's decompression. munmap flushes
  * the TLB of every CPU that runs one of the daemon's threads (an
@@ -50,6 +59,9 @@ struct sqv_blockcache {
 	atomic_uint_fast64_t pf_used_blocks, pf_used_bytes, pf_unused_evicted;
 	atomic_uint_fast64_t pf_unused_evicted_bytes;
 	atomic_uint_fast64_t recycled;
+	/* Set by the prefetch while its trace matches the workload (see
+	 * insert); read without a lock, as a hint. */
+	atomic_bool protect_prefetched;
 
 	pthread_mutex_t spare_lock;
 	/* Protected by spare_lock: unused blocks, linked through hnext, whose
@@ -126,9 +138,15 @@ static size_t page_round(size_t n)
 	return (n + page - 1) / page * page;
 }
 
+static void block_unref(struct sqv_blockcache *c, struct sqv_block *b);
+
 /* Keep b, unused now, as a spare of c if there is room; else unmap it. */
 static void block_retire(struct sqv_blockcache *c, struct sqv_block *b)
 {
+	if (b->stored_copy) {
+		block_unref(c, b->stored_copy);
+		b->stored_copy = NULL;
+	}
 	/* A block that never got its bytes may have written any of its
 	 * pages: count them all. */
 	size_t len = b->len ? page_round(b->len) : b->map_len;
@@ -189,6 +207,7 @@ static struct sqv_block *block_reset(struct sqv_block *b)
 	atomic_store(refs_of(b), 1);
 	atomic_store(&b->prefetched, 0);
 	b->stored = false;
+	b->stored_copy = NULL;
 	b->spared = false;
 	return b;
 }
@@ -289,6 +308,23 @@ static size_t resident(const struct sqv_block *b)
 	return r < b->map_len ? r : b->map_len;
 }
 
+/* What a block in the cache is charged: its own pages, and those of the
+ * stored form it keeps (see "Stored forms" above). */
+static size_t charge(const struct sqv_block *b)
+{
+	return resident(b) + (b->stored_copy ? resident(b->stored_copy) : 0);
+}
+
+static void link_locked(struct shard *s, struct sqv_block *b)
+{
+	struct sqv_block **bucket = bucket_of(s, b->key);
+	b->hnext = *bucket;
+	*bucket = b;
+	lru_push_front(s, b);
+	s->bytes += charge(b);
+	s->blocks++;
+}
+
 static void unlink_locked(struct shard *s, struct sqv_block *b)
 {
 	struct sqv_block **pp = bucket_of(s, b->key);
@@ -297,7 +333,7 @@ static void unlink_locked(struct shard *s, struct sqv_block *b)
 	*pp = b->hnext;
 	b->hnext = NULL;
 	lru_unlink(s, b);
-	s->bytes -= resident(b);
+	s->bytes -= charge(b);
 	s->blocks--;
 }
 
@@ -349,7 +385,7 @@ struct sqv_block *sqv_blockcache_insert(struct sqv_blockcache *c,
 	struct sqv_block *victims = NULL, *replaced = NULL;
 	struct sqv_block *have;
 
-	if (resident(b) > s->capacity)
+	if (charge(b) > s->capacity)
 		return b; /* uncached: the caller's reference is the only one */
 
 	pthread_mutex_lock(&s->lock);
@@ -361,6 +397,10 @@ struct sqv_block *sqv_blockcache_insert(struct sqv_blockcache *c,
 		replaced = have;
 		have = NULL;
 	}
+	/* The stored form goes along, with the cache's reference. */
+	b->stored_copy = replaced;
+	if (replaced)
+		atomic_fetch_add(refs_of(replaced), 1);
 	if (have) {
 		/* Another thread decompressed the same block first. */
 		atomic_fetch_add(refs_of(have), 1);
@@ -368,30 +408,39 @@ struct sqv_block *sqv_blockcache_insert(struct sqv_blockcache *c,
 		block_unref(c, b);
 		return have;
 	}
-	while (s->bytes + resident(b) > s->capacity && s->lru_tail) {
+	bool protect = atomic_load_explicit(&c->protect_prefetched,
+					    memory_order_relaxed);
+	while (s->bytes + charge(b) > s->capacity && s->lru_tail) {
 		struct sqv_block *v = s->lru_tail;
-		/* A prefetched block nobody has asked for yet gets a second
-		 * chance: the prefetch runs ahead of its readers, so the block
-		 * they need next was put in before the ones they just used,
-		 * and a plain LRU would evict it first. Each is spared once,
-		 * so this ends, and a wrong trace's blocks still go (and are
-		 * counted as unused). */
-		if (!v->spared && atomic_load(&v->prefetched)) {
+		/* The prefetch runs ahead of its readers, so the block they
+		 * need next went in before the ones they just used, and a
+		 * plain LRU would evict it first. While the prefetch vouches
+		 * for its blocks (protect_prefetched), the oldest block that
+		 * nobody is waiting for goes instead; only a shard holding
+		 * nothing else gives up a prefetched one. Otherwise a
+		 * prefetched block is spared once, so a wrong trace's blocks
+		 * still go (and are counted as unused). */
+		if (protect) {
+			while (v && atomic_load(&v->prefetched))
+				v = v->lru_prev;
+			if (!v)
+				v = s->lru_tail;
+		} else if (!v->spared && atomic_load(&v->prefetched)) {
 			v->spared = true;
 			lru_unlink(s, v);
 			lru_push_front(s, v);
 			continue;
 		}
 		unlink_locked(s, v);
+		if (v->stored_copy) {
+			/* Demoted to its stored form, a third of the size. */
+			link_locked(s, v->stored_copy);
+			v->stored_copy = NULL;
+		}
 		v->hnext = victims;
 		victims = v;
 	}
-	struct sqv_block **bucket = bucket_of(s, b->key);
-	b->hnext = *bucket;
-	*bucket = b;
-	lru_push_front(s, b);
-	s->bytes += resident(b);
-	s->blocks++;
+	link_locked(s, b);
 	atomic_fetch_add(refs_of(b), 1); /* the cache's own reference */
 	pthread_mutex_unlock(&s->lock);
 
@@ -409,6 +458,11 @@ struct sqv_block *sqv_blockcache_insert(struct sqv_blockcache *c,
 		victims = next;
 	}
 	return b;
+}
+
+void sqv_blockcache_protect_prefetched(struct sqv_blockcache *c, bool on)
+{
+	atomic_store(&c->protect_prefetched, on);
 }
 
 void sqv_blockcache_put(struct sqv_blockcache *c, struct sqv_block *b)

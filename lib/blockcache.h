@@ -37,6 +37,10 @@ struct sqv_block {
 	 * it and inserts the result, which takes its place. Set before
 	 * insert, never changed after. */
 	bool stored;
+	/* Under its shard's lock: the stored form this block was decompressed
+	 * from, kept to go back in when this one is evicted (blockcache.c,
+	 * "Stored forms"); holds a reference. */
+	struct sqv_block *stored_copy;
 	/* Under its shard's lock: a prefetched block at the LRU's tail that
 	 * was moved to its head once instead of being evicted. */
 	bool spared;
@@ -82,6 +86,11 @@ struct sqv_block *sqv_blockcache_insert(struct sqv_blockcache *c,
  * uncached block; the last reference of a block from c should be given
  * back with c, so that its mapping can serve the next alloc. */
 void sqv_blockcache_put(struct sqv_blockcache *c, struct sqv_block *b);
+
+/* While on, eviction passes over prefetched blocks nobody has asked for
+ * yet (the prefetch bounds how many there are); off (the default), each
+ * is spared once at the LRU's tail and then evicted like any other. */
+void sqv_blockcache_protect_prefetched(struct sqv_blockcache *c, bool on);
 
 void sqv_blockcache_stats(struct sqv_blockcache *c,
 			  struct sqv_blockcache_stats *out);

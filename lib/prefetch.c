@@ -14,6 +14,14 @@
 /* Cold bytes worth reading through rather than paying another request:
  * a quarter of a millisecond at 1 GB/s. */
 #define MAX_GAP ((uint64_t)256 << 10)
+/* The prefetch may fill half the cache with stored blocks nobody has asked
+ * for yet. The cache passes over them when it evicts
+ * (sqv_reader_protect_prefetched), and the other half holds the blocks
+ * readers decompressed, which are asked for again. With a quarter, the
+ * bench's import read more blocks twice: the prefetch was not far enough
+ * ahead where the import's order strays from the trace's; with more than
+ * half, the decompressed blocks went before their second use. */
+#define PF_SHARE 2
 
 struct hot_block {
 	uint64_t pos;
@@ -36,6 +44,7 @@ struct sqv_prefetch {
 
 	atomic_uint_fast64_t hot_bytes, reads, bytes, blocks;
 	atomic_uint_fast64_t stored_bytes; /* of the blocks put in the cache */
+	uint64_t misses0; /* the cache's misses when the thread began */
 	atomic_bool done, failed;
 };
 
@@ -140,19 +149,33 @@ static sqv_err_t hot_blocks(struct sqv_prefetch *pf, unsigned layer,
 }
 
 /* Stored bytes of prefetched blocks in the cache that nobody has asked for
- * yet; *used and *wasted: blocks that readers asked for, and blocks evicted
- * unasked. */
-static uint64_t outstanding(struct sqv_prefetch *pf, uint64_t *used,
-			    uint64_t *wasted)
+ * yet; *cs gets the cache's counters. */
+static uint64_t outstanding(struct sqv_prefetch *pf,
+			    struct sqv_blockcache_stats *cs)
 {
-	struct sqv_blockcache_stats cs;
-
-	sqv_reader_cache_stats(pf->r, &cs);
-	*used = cs.prefetch_used_blocks;
-	*wasted = cs.prefetch_unused_evicted;
-	uint64_t gone = cs.prefetch_used_bytes + cs.prefetch_unused_evicted_bytes;
+	sqv_reader_cache_stats(pf->r, cs);
+	uint64_t gone = cs->prefetch_used_bytes +
+			cs->prefetch_unused_evicted_bytes;
 	uint64_t in = atomic_load(&pf->stored_bytes);
 	return in > gone ? in - gone : 0;
+}
+
+/* A trace of another workload: while the prefetch waits for its blocks to
+ * be used, the readers go elsewhere. Either its blocks are evicted unused
+ * (when the cache does not protect them), or the readers miss the cache
+ * for blocks it did not bring, more of them than they took of its own.
+ * Either count must reach `limit` first: a right trace whose workload also
+ * reads some cold data, or whose hot set outgrows the cache, has a few of
+ * each. misses0 is the cache's miss count when the prefetch began. */
+static bool wrong_trace(const struct sqv_blockcache_stats *cs,
+			uint64_t misses0, uint64_t limit)
+{
+	uint64_t used = cs->prefetch_used_blocks;
+	uint64_t wasted = cs->prefetch_unused_evicted;
+	uint64_t missed = cs->misses - misses0;
+
+	return (wasted >= limit && wasted > used) ||
+	       (missed >= limit && missed > used);
 }
 
 static void stop_line(struct sqv_prefetch *pf, struct sqv_image *img,
@@ -222,13 +245,13 @@ static int prefetch_layer(struct sqv_prefetch *pf, unsigned layer,
 		 * with a right trace too, when the hot set outgrows the cache
 		 * and the workload's other reads push them out, so the count
 		 * alone does not decide it. */
-		uint64_t used = 0, wasted = 0;
-		uint64_t waste_limit = limit_blocks / 2 + 1;
-		bool wrong = false;
+		struct sqv_blockcache_stats cs;
 		uint64_t ahead;
-		while ((ahead = outstanding(pf, &used, &wasted)) > 0 &&
-		       ahead + (end - start) > pf->cache_bytes / 2) {
-			wrong = wasted >= waste_limit && wasted > used;
+		bool wrong = false;
+		while ((ahead = outstanding(pf, &cs)) > 0 &&
+		       ahead + (end - start) > pf->cache_bytes / PF_SHARE) {
+			wrong = wrong_trace(&cs, pf->misses0,
+					    limit_blocks / 2 + 1);
 			if (wrong)
 				break;
 			if (nap(pf, 20)) {
@@ -239,8 +262,10 @@ static int prefetch_layer(struct sqv_prefetch *pf, unsigned layer,
 		if (rc)
 			break;
 		if (wrong) {
+			/* Its blocks are no longer worth a place. */
+			sqv_reader_protect_prefetched(pf->r, false);
 			sqv_log(SQV_LOG_NOTICE,
-				"%s: prefetch stopped: prefetched blocks are evicted unused (a trace of another workload?)",
+				"%s: prefetch stopped: the workload reads other blocks than the prefetched ones (a trace of another workload?)",
 				sqv_image_name(img));
 			rc = 1;
 			break;
@@ -310,6 +335,10 @@ static void *prefetch_main(void *arg)
 		atomic_store(&pf->done, true);
 		return NULL;
 	}
+	struct sqv_blockcache_stats cs;
+	sqv_reader_cache_stats(pf->r, &cs);
+	pf->misses0 = cs.misses;
+	sqv_reader_protect_prefetched(pf->r, true);
 	/* Top layer first: its files hide the ones below. */
 	for (unsigned l = pf->nlayers; l-- > 0;) {
 		if (pf->layers[l].has_record &&

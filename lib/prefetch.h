@@ -21,8 +21,11 @@
  *    without prefetch. A block damaged inside its frame, or one that fails
  *    a verified image's digest, is found by its reader: EIO and the usual
  *    log line, as without prefetch;
- *  - a stale trace: once as many prefetched blocks as a quarter of the
- *    cache have been evicted unused, and more than were used, it stops.
+ *  - a stale trace: while it vouches for its trace, the cache evicts other
+ *    blocks before its unused ones (sqv_reader_protect_prefetched); once
+ *    the readers have missed the cache for a quarter of the cache's
+ *    blocks, and more often than they used its blocks, it stops and
+ *    withdraws that protection.
  */
 #ifndef SQV_PREFETCH_H
 #define SQV_PREFETCH_H

@@ -106,6 +106,11 @@ bool sqv_reader_put_prefetched(struct sqv_reader *r, unsigned layer,
 	return got == b;
 }
 
+void sqv_reader_protect_prefetched(struct sqv_reader *r, bool on)
+{
+	sqv_blockcache_protect_prefetched(r->cache, on);
+}
+
 static sqv_err_t get_block(struct sqv_reader *r, unsigned layer, uint64_t pos,
 			   uint32_t word, struct sqv_block **out)
 {

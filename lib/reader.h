@@ -65,4 +65,7 @@ void sqv_reader_flight(struct sqv_reader *r, unsigned layer, uint64_t next,
 bool sqv_reader_put_prefetched(struct sqv_reader *r, unsigned layer,
 			       uint64_t pos, uint32_t word, const void *src);
 
+/* sqv_blockcache_protect_prefetched on the reader's cache. */
+void sqv_reader_protect_prefetched(struct sqv_reader *r, bool on);
+
 #endif

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /* The block cache: hits and misses, the byte bound and LRU order, blocks
  * that stay valid after eviction, a zero-sized cache, the second chance of
- * prefetched blocks, stored (compressed) blocks replaced by their
- * decompressed form, the mappings of evicted blocks used again, and many
+ * prefetched blocks and their protection, stored (compressed) blocks
+ * replaced by their decompressed form, the mappings of evicted blocks used again, and many
  * threads. */
 #include <pthread.h>
 #include <stdbool.h>
@@ -124,8 +124,55 @@ static void test_second_chance(void)
 	sqv_blockcache_free(c);
 }
 
+/* While the prefetch vouches for its blocks, eviction passes over them and
+ * takes the oldest other block, again and again; a shard holding nothing
+ * else gives up its oldest prefetched block. */
+static void test_protected(void)
+{
+	struct sqv_blockcache *c;
+	struct sqv_blockcache_stats st;
+
+	/* One shard of 4 blocks of 128 KiB: 1 and 2 prefetched, then 3, 4. */
+	CHECK_EQ(sqv_blockcache_new(4 * 131072, &c), 0);
+	sqv_blockcache_protect_prefetched(c, true);
+	for (uint64_t k = 1; k <= 4; k++) {
+		struct sqv_block *b = make(k, 131072);
+		if (k <= 2)
+			atomic_store(&b->prefetched, 131072);
+		sqv_blockcache_put(c, sqv_blockcache_insert(c, b));
+	}
+	/* Eight more: each evicts the oldest unprefetched block. */
+	for (uint64_t k = 5; k <= 12; k++)
+		sqv_blockcache_put(c, sqv_blockcache_insert(c, make(k, 131072)));
+	sqv_blockcache_stats(c, &st);
+	CHECK_EQ(st.evictions, 8);
+	CHECK_EQ(st.prefetch_unused_evicted, 0);
+	CHECK(sqv_blockcache_get(c, 10) == NULL);
+	struct sqv_block *b = sqv_blockcache_get(c, 1);
+	CHECK(b != NULL && filled(b, 1)); /* used: now like any other */
+	sqv_blockcache_put(c, b);
+	/* Nothing but prefetched blocks: the oldest goes. */
+	for (uint64_t k = 20; k <= 23; k++) {
+		b = make(k, 131072);
+		atomic_store(&b->prefetched, 131072);
+		sqv_blockcache_put(c, sqv_blockcache_insert(c, b));
+	}
+	sqv_blockcache_stats(c, &st);
+	CHECK_EQ(st.prefetch_unused_evicted, 1);
+	CHECK(sqv_blockcache_get(c, 2) == NULL);
+	CHECK(st.bytes <= 4 * 131072);
+	/* Off again: a prefetched block at the tail is spared once only
+	 * (test_second_chance). */
+	sqv_blockcache_protect_prefetched(c, false);
+	for (uint64_t k = 30; k <= 37; k++)
+		sqv_blockcache_put(c, sqv_blockcache_insert(c, make(k, 131072)));
+	sqv_blockcache_stats(c, &st);
+	CHECK_EQ(st.prefetch_unused_evicted, 5); /* 2, then 20-23 */
+	sqv_blockcache_free(c);
+}
+
 /* The prefetch leaves a block stored; the reader that asks for it inserts
- * its decompressed form, which takes its place: one entry, charged at the
+ * its decompressed form, which takes its place and keeps it: one entry, charged at the
  * new size, the prefetch counted as used, not as an eviction. A stored
  * block does not replace a decompressed one. */
 static void test_stored_replaced(void)
@@ -165,7 +212,7 @@ static void test_stored_replaced(void)
 
 	sqv_blockcache_stats(c, &st);
 	CHECK_EQ(st.blocks, 1);
-	CHECK_EQ(st.bytes, 131072);
+	CHECK_EQ(st.bytes, 131072 + 8192); /* it keeps its stored form */
 	CHECK_EQ(st.evictions, 0);
 	CHECK_EQ(st.prefetch_used_blocks, 1);
 	CHECK_EQ(st.prefetch_used_bytes, 8192);
@@ -182,6 +229,31 @@ static void test_stored_replaced(void)
 	CHECK_EQ(st.blocks, 2);
 	CHECK_EQ(st.prefetch_unused_evicted, 1);
 	CHECK_EQ(st.prefetch_unused_evicted_bytes, 4096);
+	sqv_blockcache_free(c);
+
+	/* Evicted, a decompressed block goes back to its stored form, at
+	 * the head; evicted again, it is gone. One shard of 4 x 128 KiB. */
+	CHECK_EQ(sqv_blockcache_new(4 * 131072, &c), 0);
+	st_b = make(1, 4096);
+	st_b->stored = true;
+	sqv_blockcache_put(c, sqv_blockcache_insert(c, st_b));
+	sqv_blockcache_put(c, sqv_blockcache_insert(c, make(1, 131072 - 4096)));
+	/* Charged 128 KiB with its stored form: 2-4 fill the shard, 5
+	 * evicts it, and 2 too, for the stored form that came back. */
+	for (uint64_t k = 2; k <= 5; k++)
+		sqv_blockcache_put(c, sqv_blockcache_insert(c, make(k, 131072)));
+	CHECK(sqv_blockcache_get(c, 2) == NULL);
+	got = sqv_blockcache_get(c, 1);
+	CHECK(got != NULL && got->stored && got->len == 4096 && filled(got, 1));
+	sqv_blockcache_put(c, got);
+	sqv_blockcache_stats(c, &st);
+	CHECK_EQ(st.blocks, 4);
+	CHECK_EQ(st.bytes, 4096 + 3 * 131072);
+	for (uint64_t k = 6; k <= 9; k++)
+		sqv_blockcache_put(c, sqv_blockcache_insert(c, make(k, 131072)));
+	CHECK(sqv_blockcache_get(c, 1) == NULL);
+	sqv_blockcache_stats(c, &st);
+	CHECK(st.bytes <= 4 * 131072);
 	sqv_blockcache_free(c);
 }
 
@@ -315,6 +387,7 @@ int main(void)
 	test_basic();
 	test_bound_and_lru();
 	test_second_chance();
+	test_protected();
 	test_stored_replaced();
 	test_zero();
 	test_recycle();
