@@ -239,12 +239,9 @@ static int prefetch_layer(struct sqv_prefetch *pf, unsigned layer,
 			j++;
 		}
 		/* Wait until readers have caught up enough for this chunk
-		 * to fit without pushing out what we brought earlier. A trace
-		 * of another workload shows as prefetched blocks evicted
-		 * unasked while few are used: then stop. Some are evicted
-		 * with a right trace too, when the hot set outgrows the cache
-		 * and the workload's other reads push them out, so the count
-		 * alone does not decide it. */
+		 * to fit in our share of the cache; while waiting, stop if
+		 * the readers show that the trace is not theirs
+		 * (wrong_trace). */
 		struct sqv_blockcache_stats cs;
 		uint64_t ahead;
 		bool wrong = false;
