@@ -9,8 +9,8 @@
  *
  * Stored forms: the prefetch puts blocks in as stored in the image,
  * compressed. The reader that first asks for one inserts its decompressed
- * form, which takes the stored one's place and keeps it (stored_copy,
- * charged to the block). When that block is evicted, its stored form goes
+ * form, which takes the stored one's place and keeps it if it is smaller
+ * (stored_copy, charged to the block). When that block is evicted, its stored form goes
  * back in at the LRU's head: a third of the memory, and the block is
  * decompressed again rather than read again if someone asks. A library
  * that Python maps is read page by page in no set order, so blocks are
@@ -397,10 +397,12 @@ struct sqv_block *sqv_blockcache_insert(struct sqv_blockcache *c,
 		replaced = have;
 		have = NULL;
 	}
-	/* The stored form goes along, with the cache's reference. */
-	b->stored_copy = replaced;
-	if (replaced)
+	/* The stored form goes along, with the cache's reference, if it is
+	 * smaller (an uncompressed block's is not). */
+	if (replaced && resident(replaced) < resident(b)) {
+		b->stored_copy = replaced;
 		atomic_fetch_add(refs_of(replaced), 1);
+	}
 	if (have) {
 		/* Another thread decompressed the same block first. */
 		atomic_fetch_add(refs_of(have), 1);

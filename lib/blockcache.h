@@ -32,10 +32,11 @@ struct sqv_block {
 	 * asked for or evicted: what the prefetch brought in that a reader
 	 * used. */
 	atomic_uint prefetched;
-	/* data holds the block as stored in the image, still compressed:
-	 * the prefetch's form, a third of the memory. A reader decompresses
-	 * it and inserts the result, which takes its place. Set before
-	 * insert, never changed after. */
+	/* data holds the block as stored in the image, still compressed and
+	 * not yet checked against a verified image's digest: the prefetch's
+	 * form, a third of the memory. A reader decodes it and inserts the
+	 * result, which takes its place. Set before insert, never changed
+	 * after. */
 	bool stored;
 	/* Under its shard's lock: the stored form this block was decompressed
 	 * from, kept to go back in when this one is evicted (blockcache.c,

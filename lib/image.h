@@ -157,12 +157,6 @@ static inline uint32_t sqv_image_word_size(uint32_t word)
 	return word & ~(UINT32_C(1) << 24);
 }
 
-/* Whether a block is stored compressed, from its size word. */
-static inline bool sqv_image_word_compressed(uint32_t word)
-{
-	return !(word & (UINT32_C(1) << 24));
-}
-
 /* What the image did to the backing file since open; thread-safe.
  * metadata_blocks counts metadata blocks read and decompressed: each at
  * most once per sqv_image_drop_metadata. */

@@ -98,7 +98,9 @@ bool sqv_reader_put_prefetched(struct sqv_reader *r, unsigned layer,
 		return false;
 	memcpy(b->data, src, stored);
 	b->len = stored;
-	b->stored = sqv_image_word_compressed(word);
+	/* Uncompressed blocks too: the reader's decode checks a verified
+	 * image's digest, which nothing has checked yet. */
+	b->stored = true;
 	b->key = block_key(layer, pos);
 	atomic_store(&b->prefetched, stored);
 	struct sqv_block *got = sqv_blockcache_insert(r->cache, b);

@@ -14,7 +14,8 @@ one log line while the mount keeps serving and that file reads EIO; a cold
 import on the stand-in reads the image in at most 50 + hot bytes / 4 MiB
 reads; the guard against a wrong trace stops a prefetch whose blocks the
 workload does not use, but not one whose workload uses them and reads some
-cold data too; bad traces are refused in one line, with nothing
+cold data too; a sealed image's prefetched block is checked against its
+digest; bad traces are refused in one line, with nothing
 written."""
 
 import errno
@@ -229,6 +230,34 @@ def guard(d, mnt):
         t.check("a trace of another workload" not in fg.stderr(),
                 "right workload: no stop for a wrong trace",
                 fg.stderr()[-500:])
+
+    # a verified (sealed) hot image: a prefetched block is checked against
+    # its digest when read. hot.bin is random, so its blocks are stored
+    # uncompressed and no decompressor would notice a changed byte.
+    sealed = os.path.join(d, "gsealed.sqfs")
+    shutil.copy(ghot, sealed)
+    r = sh([INSPECT, "seal", sealed])
+    t.check(r.returncode == 0, f"seal: {r.stderr.strip()}")
+    first = extents(sealed)[f"{SP}/big/hot.bin"][0][0]
+    with open(sealed, "r+b") as f:
+        f.seek(first + 100)
+        byte = f.read(1)
+        f.seek(first + 100)
+        f.write(bytes([byte[0] ^ 0xff]))
+    with t.foreground([sealed], mnt) as fg:
+        t.check(fg.mounted(), "the sealed hot image mounts")
+        s = wait_stat(mnt, "prefetch_done")
+        t.check(s["prefetch_blocks"] >= 128,
+                f"the prefetch put hot.bin's blocks in the cache: {s}")
+        try:
+            with open(hot_file, "rb") as f:
+                f.read(4096)
+            got = 0
+        except OSError as e:
+            got = e.errno
+        t.check(got == errno.EIO,
+                f"a prefetched block that fails its digest reads EIO ({got})")
+        fg.stop()
 
 
 def main():
