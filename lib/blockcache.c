@@ -10,11 +10,11 @@
  * Stored forms: the prefetch puts blocks in as stored in the image,
  * compressed. The reader that first asks for one inserts its decompressed
  * form, which takes the stored one's place and keeps it if it is smaller
- * (stored_copy, charged to the block). When that block is evicted, its stored form goes
- * back in at the LRU's head: a third of the memory, and the block is
- * decompressed again rather than read again if someone asks. A library
- * that Python maps is read page by page in no set order, so blocks are
- * asked for again long after their first use.
+ * (stored_copy, charged to the block). When that block is evicted, its
+ * stored form goes back in at the LRU's head: a third of the memory, and
+ * the block is decompressed again rather than read again if someone asks.
+ * A library that Python maps is read page by page in no set order, so
+ * blocks are asked for again long after their first use.
  *
  * Spares: a block's data is a mapping of its own (blockcache.h), and
  * unmapping it costs more than the block's decompression. munmap flushes

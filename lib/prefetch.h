@@ -6,8 +6,9 @@
  * A parallel file system serves one 4 MiB read almost as fast as one
  * 128 KiB read, so the blocks a recorded workload needs arrive in a few
  * round trips, before it asks for them. The blocks go into the cache as
- * they are stored, compressed, so a hot set about three times the cache's
- * size fits; a reader decompresses a block on first use. Promises:
+ * they are stored, compressed, so the prefetch's share of the cache holds
+ * about three times as many of them; a reader decompresses a block on
+ * first use. Promises:
  *  - memory: blocks go into the block cache, whose byte bound holds; the
  *    prefetch keeps at most half the cache in stored bytes nobody has asked
  *    for yet, and pauses until readers catch up; besides the cache it holds
