@@ -127,7 +127,10 @@ sqv_err_t sqv_blockcache_new(size_t capacity, struct sqv_blockcache **out)
 
 static void block_destroy(struct sqv_block *b)
 {
-	munmap(b->data, b->map_len);
+	if (b->heap)
+		free(b->data);
+	else
+		munmap(b->data, b->map_len);
 	free(b);
 }
 
@@ -153,7 +156,7 @@ static void block_retire(struct sqv_blockcache *c, struct sqv_block *b)
 
 	if (len > b->touched)
 		b->touched = len < b->map_len ? len : b->map_len;
-	if (c && c->spare_cap) {
+	if (c && c->spare_cap && !b->heap) {
 		pthread_mutex_lock(&c->spare_lock);
 		if (c->spare_bytes + b->map_len <= c->spare_cap) {
 			b->hnext = c->spares;
@@ -230,6 +233,24 @@ struct sqv_block *sqv_block_alloc(size_t cap)
 		free(b);
 		return NULL;
 	}
+	b->heap = false;
+	b->touched = 0;
+	return block_reset(b);
+}
+
+struct sqv_block *sqv_block_alloc_heap(size_t cap)
+{
+	struct sqv_block *b = malloc(sizeof(*b));
+
+	if (!b)
+		return NULL;
+	b->map_len = cap ? page_round(cap) : page_round(1);
+	b->data = malloc(cap ? cap : 1);
+	if (!b->data) {
+		free(b);
+		return NULL;
+	}
+	b->heap = true;
 	b->touched = 0;
 	return block_reset(b);
 }

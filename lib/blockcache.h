@@ -46,6 +46,9 @@ struct sqv_block {
 	 * was moved to its head once instead of being evicted. */
 	bool spared;
 	size_t map_len;      /* data is its own mapping of this many bytes */
+	/* data came from malloc, not a mapping of its own (a stored block:
+	 * see sqv_block_alloc_heap); map_len is then only its charge. */
+	bool heap;
 	/* Bytes of data's pages ever written, rounded to pages: a mapping
 	 * used again keeps the pages of its earlier block resident. */
 	size_t touched;
@@ -70,7 +73,13 @@ void sqv_blockcache_free(struct sqv_blockcache *c);
  * bytes fill are resident, none holds a header, and an evicted block's
  * memory goes back to the system, unless its cache keeps it as a spare. */
 struct sqv_block *sqv_block_alloc(size_t cap);
-/* The same, in the mapping of a block c evicted when it keeps one of
+/* A block of cap bytes whose data comes from malloc. For the prefetch's
+ * stored blocks: they come in many sizes, so the spares never recycle
+ * their mappings, and a mapping of its own per block cost more CPU (its
+ * mmap, page faults and munmap) than decompressing it. Charged as if it
+ * were a mapping; never kept as a spare. */
+struct sqv_block *sqv_block_alloc_heap(size_t cap);
+/* The same as sqv_block_alloc, in the mapping of a block c evicted when it keeps one of
  * that size (see "spares" in blockcache.c), else a new one. c may be
  * NULL. */
 struct sqv_block *sqv_blockcache_alloc(struct sqv_blockcache *c, size_t cap);

@@ -92,7 +92,7 @@ bool sqv_reader_put_prefetched(struct sqv_reader *r, unsigned layer,
 			       uint64_t pos, uint32_t word, const void *src)
 {
 	uint32_t stored = sqv_image_word_size(word);
-	struct sqv_block *b = sqv_blockcache_alloc(r->cache, stored);
+	struct sqv_block *b = sqv_block_alloc_heap(stored);
 
 	if (!b)
 		return false;

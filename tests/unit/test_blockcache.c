@@ -257,6 +257,35 @@ static void test_stored_replaced(void)
 	sqv_blockcache_free(c);
 }
 
+/* The prefetch's stored blocks come from malloc: charged by their pages,
+ * and never kept as spares, which are mappings to hand out and unmap. */
+static void test_heap_blocks(void)
+{
+	struct sqv_blockcache *c;
+	struct sqv_blockcache_stats st;
+	const size_t cap = 64u << 20, bs = 131072;
+
+	CHECK_EQ(sqv_blockcache_new(cap, &c), 0);
+	for (uint64_t k = 1; k <= 2 * cap / bs; k++) {
+		struct sqv_block *b = sqv_block_alloc_heap(bs);
+		CHECK(b != NULL && b->heap);
+		sqv_blockcache_put(c, sqv_blockcache_insert(c, fill(b, k, bs)));
+	}
+	sqv_blockcache_stats(c, &st);
+	CHECK(st.evictions > 0);
+	CHECK(st.bytes <= cap);
+	CHECK(st.bytes >= cap / 2);
+	for (unsigned n = 0; n < 64; n++) {
+		struct sqv_block *b = sqv_blockcache_alloc(c, bs);
+		CHECK(b != NULL && !b->heap);
+		sqv_blockcache_put(c, sqv_blockcache_insert(c,
+						fill(b, 100000 + n, bs)));
+	}
+	sqv_blockcache_stats(c, &st);
+	CHECK_EQ(st.recycled, 0);
+	sqv_blockcache_free(c);
+}
+
 static void test_zero(void)
 {
 	struct sqv_blockcache *c;
@@ -389,6 +418,7 @@ int main(void)
 	test_second_chance();
 	test_protected();
 	test_stored_replaced();
+	test_heap_blocks();
 	test_zero();
 	test_recycle();
 	test_threads();
