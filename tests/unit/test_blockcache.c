@@ -2,11 +2,14 @@
 /* The block cache: hits and misses, the byte bound and LRU order, blocks
  * that stay valid after eviction, a zero-sized cache, the second chance of
  * prefetched blocks and their protection, stored (compressed) blocks
- * replaced by their decompressed form, the mappings of evicted blocks used again, and many
+ * replaced by their decompressed form, the mappings of evicted blocks used
+ * again, heap blocks (never spares, their memory given back), and many
  * threads. */
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "blockcache.h"
 #include "check.h"
@@ -286,6 +289,56 @@ static void test_heap_blocks(void)
 	sqv_blockcache_free(c);
 }
 
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+static size_t resident_bytes(void)
+{
+	unsigned long size = 0, res = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+
+	CHECK(f != NULL);
+	CHECK_EQ(fscanf(f, "%lu %lu", &size, &res), 2);
+	fclose(f);
+	return res * (size_t)sysconf(_SC_PAGESIZE);
+}
+#endif
+
+/* Freed heap blocks give their pages back: fill the cache with heap
+ * blocks of mixed sizes, a few of them held (the stored forms still in
+ * use, which keep free() from shrinking the heap), then push them all out
+ * with mapped blocks, which do not reuse the heap. Without the trim the
+ * process keeps about twice the cache. Not under a sanitizer, whose
+ * allocator is its own. */
+static void test_heap_given_back(void)
+{
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+	struct sqv_blockcache *c;
+	const size_t cap = 32u << 20, bs = 131072;
+	struct sqv_block *held[128];
+	size_t nheld = 0, filled_bytes = 0;
+
+	CHECK_EQ(sqv_blockcache_new(cap, &c), 0);
+	size_t before = resident_bytes();
+	for (uint64_t k = 1; filled_bytes < 2 * cap; k++) {
+		size_t len = 40960 + (k % 8) * 8192;
+		sqv_blockcache_put(c, sqv_blockcache_insert(
+			c, fill(sqv_block_alloc_heap(len), k, len)));
+		filled_bytes += len;
+		if (k % 16 == 0 && nheld < 128)
+			held[nheld++] = sqv_blockcache_get(c, k);
+	}
+	for (uint64_t k = 1; k <= 2 * cap / bs; k++)
+		sqv_blockcache_put(c, sqv_blockcache_insert(
+			c, fill(sqv_blockcache_alloc(c, bs), 1000000 + k, bs)));
+	size_t grown = resident_bytes() - before;
+	if (grown > cap + cap / 2)
+		fprintf(stderr, "resident set grew by %zu bytes\n", grown);
+	CHECK(grown <= cap + cap / 2);
+	for (size_t i = 0; i < nheld; i++)
+		sqv_blockcache_put(c, held[i]);
+	sqv_blockcache_free(c);
+#endif
+}
+
 static void test_zero(void)
 {
 	struct sqv_blockcache *c;
@@ -419,6 +472,7 @@ int main(void)
 	test_protected();
 	test_stored_replaced();
 	test_heap_blocks();
+	test_heap_given_back();
 	test_zero();
 	test_recycle();
 	test_threads();
