@@ -16,7 +16,8 @@
  * A library that Python maps is read page by page in no set order, so
  * blocks are asked for again long after their first use.
  *
- * Spares: a block's data is a mapping of its own (blockcache.h), and
+ * Spares: a block's data is a mapping of its own (blockcache.h; the
+ * prefetch's stored blocks, on the heap, are never spares), and
  * unmapping it costs more than the block's decompression. munmap flushes
  * the TLB of every CPU that runs one of the daemon's threads (an
  * inter-processor interrupt each), and the next block's fresh mapping
@@ -233,6 +234,32 @@ static struct sqv_block *block_reset(struct sqv_block *b)
 	return b;
 }
 
+/* A new block of cap bytes, its data from the heap or a mapping of its
+ * own. */
+static struct sqv_block *block_new(size_t cap, bool heap)
+{
+	struct sqv_block *b = malloc(sizeof(*b));
+
+	if (!b)
+		return NULL;
+	b->map_len = cap ? page_round(cap) : page_round(1);
+	b->heap = heap;
+	if (heap) {
+		b->data = malloc(cap ? cap : 1);
+	} else {
+		b->data = mmap(NULL, b->map_len, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (b->data == MAP_FAILED)
+			b->data = NULL;
+	}
+	if (!b->data) {
+		free(b);
+		return NULL;
+	}
+	b->touched = 0;
+	return block_reset(b);
+}
+
 /*
  * The data is not allocated with its header: malloc would put a chunk
  * header in front of it, and a 128 KiB block would touch 33 pages instead
@@ -240,37 +267,12 @@ static struct sqv_block *block_reset(struct sqv_block *b)
  */
 struct sqv_block *sqv_block_alloc(size_t cap)
 {
-	struct sqv_block *b = malloc(sizeof(*b));
-
-	if (!b)
-		return NULL;
-	b->map_len = cap ? page_round(cap) : page_round(1);
-	b->data = mmap(NULL, b->map_len, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (b->data == MAP_FAILED) {
-		free(b);
-		return NULL;
-	}
-	b->heap = false;
-	b->touched = 0;
-	return block_reset(b);
+	return block_new(cap, false);
 }
 
 struct sqv_block *sqv_block_alloc_heap(size_t cap)
 {
-	struct sqv_block *b = malloc(sizeof(*b));
-
-	if (!b)
-		return NULL;
-	b->map_len = cap ? page_round(cap) : page_round(1);
-	b->data = malloc(cap ? cap : 1);
-	if (!b->data) {
-		free(b);
-		return NULL;
-	}
-	b->heap = true;
-	b->touched = 0;
-	return block_reset(b);
+	return block_new(cap, true);
 }
 
 struct sqv_block *sqv_blockcache_alloc(struct sqv_blockcache *c, size_t cap)

@@ -79,9 +79,9 @@ struct sqv_block *sqv_block_alloc(size_t cap);
  * mmap, page faults and munmap) than decompressing it. Charged as if it
  * were a mapping; never kept as a spare. */
 struct sqv_block *sqv_block_alloc_heap(size_t cap);
-/* The same as sqv_block_alloc, in the mapping of a block c evicted when it keeps one of
- * that size (see "spares" in blockcache.c), else a new one. c may be
- * NULL. */
+/* The same as sqv_block_alloc, in the mapping of a block c evicted when
+ * it keeps one of that size (see "spares" in blockcache.c), else a new
+ * one. c may be NULL. */
 struct sqv_block *sqv_blockcache_alloc(struct sqv_blockcache *c, size_t cap);
 
 /* A reference to the cached block for key, or NULL (counted as a miss). */
