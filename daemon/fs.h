@@ -57,6 +57,14 @@ struct sqv_fs {
 	struct sqv_index *index;
 	struct sqv_reader *reader;
 	struct timespec mounted_at;
+	/* Where the mount's time went, for --stats (mount_index_us,
+	 * mount_ready_us): from main() on, so what comes before it (the
+	 * process's start and dynamic linking) is what the caller's own
+	 * clock measures beyond mount_ready_us. ready_us is set by on_ready
+	 * on a FUSE thread, read by --stats on another. */
+	struct timespec started_at;
+	uint64_t index_us;
+	_Atomic uint64_t ready_us;
 	struct sqv_trace *trace; /* -o record=FILE: the reads to note, or NULL */
 	/* Hot-range records found at mount, and the prefetch started once the
 	 * mount is usable (by on_ready, before any request is read). */

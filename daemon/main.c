@@ -525,8 +525,19 @@ static void sd_notify_send(const char *state)
 	close(fd);
 }
 
+/* Microseconds on the monotonic clock since since. */
+static uint64_t us_since(const struct timespec *since)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (uint64_t)(now.tv_sec - since->tv_sec) * 1000000u +
+	       (uint64_t)((now.tv_nsec - since->tv_nsec) / 1000);
+}
+
 static void on_ready(struct sqv_fs *fs)
 {
+	atomic_store(&fs->ready_us, us_since(&fs->started_at));
 	/* The mount is usable: only now read the hot ranges, in the
 	 * background, so that they cost the mount nothing. */
 	if (sqv_prefetch_start(fs->index, fs->reader, fs->hot, fs->prefetch_chunk,
@@ -844,7 +855,7 @@ static size_t prefetch_reserve(struct sqv_fs *fs, size_t cache_bytes,
 	return buf;
 }
 
-static int do_mount(struct options *o)
+static int do_mount(struct options *o, const struct timespec *started_at)
 {
 	static struct sqv_fs fs; /* lives as long as the process */
 	const char *mnt_arg = o->paths[o->npaths - 1];
@@ -874,9 +885,13 @@ static int do_mount(struct options *o)
 	 * set first, each metadata block's fresh zstd context was a mapping;
 	 * contexts are made once now (lib/decomp.c). */
 	mallopt(M_MMAP_THRESHOLD, 64 * 1024);
+	fs.started_at = *started_at;
 	if (open_layers(&fs, o->paths, (int)nimages) != 0)
 		goto out_fs;
+	struct timespec index_start;
+	clock_gettime(CLOCK_MONOTONIC, &index_start);
 	sqv_err_t ierr = sqv_index_build(fs.layers, fs.nlayers, 0, &fs.index);
+	fs.index_us = us_since(&index_start);
 	if (ierr < 0) {
 		/* lib/ has already named the image of a damaged root: one line
 		 * only. */
@@ -951,8 +966,10 @@ out:
 int main(int argc, char **argv)
 {
 	struct options o;
+	struct timespec started_at;
 	int rc;
 
+	clock_gettime(CLOCK_MONOTONIC, &started_at);
 	sqv_log_set_sink(getenv("JOURNAL_STREAM") ? sqv_log_sink_journal : NULL,
 			 NULL);
 	fuse_set_log_func(log_from_fuse);
@@ -973,7 +990,7 @@ int main(int argc, char **argv)
 		break;
 	case MODE_MOUNT:
 	default:
-		rc = do_mount(&o);
+		rc = do_mount(&o, &started_at);
 		if (ready_fd >= 0)
 			close(ready_fd); /* never ready: the parent exits 1 */
 		break;

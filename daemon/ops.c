@@ -607,6 +607,8 @@ size_t sqv_fs_format_stats(struct sqv_fs *fs, char *buf, size_t size)
 	EMIT("inodes", sqv_index_inode_count(fs->index));
 	EMIT("entries", sqv_index_entry_count(fs->index));
 	EMIT("index_bytes", sqv_index_memory(fs->index));
+	EMIT("mount_index_us", fs->index_us);
+	EMIT("mount_ready_us", atomic_load(&fs->ready_us));
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	EMIT("uptime_seconds", now.tv_sec - fs->mounted_at.tv_sec);
 #undef EMIT
