@@ -673,16 +673,28 @@ def note_mount_phases(res, mount_s, stats):
              "ready_s": stats["mount_ready_us"] / 1e6})
 
 
+def cold_mount(ctx, res, mount, probe, mounts):
+    """Unmount, drop caches, mount; the mount's time goes to mounts. For
+    sqvenvfs, returns its --stats just after the mount (what building the
+    index read) and keeps where the mount's time went in res."""
+    mount.down()
+    drop_caches(ctx.can_drop)
+    mt = mount.up(probe)
+    if mt is None:
+        return None
+    mounts.append(mt)
+    if mount.kind != "sqvenvfs":
+        return None
+    st = sqv_stats(ctx.sqvenvfs, mount.mnt)
+    note_mount_phases(res, mt, st)
+    return st
+
+
 def sample_mounts(ctx, res, mount, probe, mounts):
-    """plan["mount_samples"] cold mounts (unmount, drop caches, mount) of a
-    sqvenvfs row, without a workload: their times go to mounts."""
+    """plan["mount_samples"] cold mounts of a sqvenvfs row, without a
+    workload."""
     for _ in range(ctx.plan["mount_samples"]):
-        mount.down()
-        drop_caches(ctx.can_drop)
-        mt = mount.up(probe)
-        if mt is not None:
-            mounts.append(mt)
-            note_mount_phases(res, mt, sqv_stats(ctx.sqvenvfs, mount.mnt))
+        cold_mount(ctx, res, mount, probe, mounts)
 
 
 def mount_phases_note(r):
@@ -726,17 +738,9 @@ def measure_import_row(ctx, row, mount, probe, kind="full"):
             # served the import.
             sample_mounts(ctx, res, mount, probe, mounts)
         for i in range(cold_runs):
-            mount.down()
-            drop_caches(ctx.can_drop)
-            mt = mount.up(probe)
-            if mt is not None:
-                mounts.append(mt)
-            if mount.kind == "sqvenvfs" and mt is not None:
-                # What building the index read from the image, and where
-                # the mount's time went.
-                st = sqv_stats(ctx.sqvenvfs, mount.mnt)
+            st = cold_mount(ctx, res, mount, probe, mounts)
+            if st is not None:
                 res.setdefault("sqvenvfs_stats_mount", st)
-                note_mount_phases(res, mt, st)
             # On the stand-in, the last cold run also counts the requests that
             # reach the shared file system (the metadata server's load).
             on_standin = row["storage"].startswith("stand-in")
@@ -826,14 +830,8 @@ def measure_tree_row(ctx, name, mount, probe, expect):
             # The mount time is a target: more mounts, without the walks
             # (as measure_import_row does).
             sample_mounts(ctx, res, mount, probe, mounts)
-        for i in range(n_mounts):
-            mount.down()
-            drop_caches(ctx.can_drop)
-            mt = mount.up(probe)
-            if mt is not None:
-                mounts.append(mt)
-                if mount.kind == "sqvenvfs":
-                    note_mount_phases(res, mt, sqv_stats(ctx.sqvenvfs, mount.mnt))
+        for _ in range(n_mounts):
+            cold_mount(ctx, res, mount, probe, mounts)
             for lst in (colds, warms):
                 def walk():
                     t0 = time.perf_counter()
