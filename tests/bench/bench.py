@@ -92,7 +92,7 @@ FULL_PLAN = dict(warm_runs=3, cold_runs=2, conc=(32,), conc_runs=1,
                  tree_entries=400_000, tree_mounts=2, tree_ref_mounts=1,
                  mount_samples=5)
 SMOKE_PLAN = dict(warm_runs=1, cold_runs=1, conc=(32,), conc_runs=1,
-                  light_warm_runs=1, standin_cold_runs=1,
+                  light_warm_runs=1, standin_cold_runs=2,
                   slow_cold_runs=1, hot_cold_runs=1,
                   tree_entries=3_000, tree_mounts=1, tree_ref_mounts=1,
                   mount_samples=1)
@@ -710,14 +710,32 @@ def mount_phases_note(r):
             "starting the process, before main(), and the first stat")
 
 
-def measure_import_row(ctx, row, mount, probe, kind="full"):
+def new_row_state(row, kind):
+    """What measure_import_row keeps of a row between its calls."""
+    res = {"row": row["name"], "storage": row["storage"], "errors": {}, "kind": kind}
+    if row.get("import"):
+        res["import"] = row["import"]
+    return {"res": res, "colds": [], "mounts": [], "elapsed_s": 0.0}
+
+
+def measure_import_row(ctx, row, mount, probe, kind="full", state=None, runs=None):
     """cold runs (each: unmount, drop caches, mount), then on the last mount
-    warm runs, one traced warm run, concurrent runs, peak RSS."""
-    plan, res = ctx.plan, {"row": row["name"], "storage": row["storage"]}
-    errors = res.setdefault("errors", {})
+    warm runs, one traced warm run, concurrent runs, peak RSS.
+
+    measure_storage interleaves the rows of one storage: each call does the
+    cold runs whose indices are in runs (all of them by default) and keeps
+    what it measured in state; the call that does a row's last cold run (or,
+    for a row with none, any call) does the rest and returns the result."""
+    plan = ctx.plan
+    cold_runs, warm_runs, conc = row_counts(plan, kind)
+    if state is None:
+        state = new_row_state(row, kind)
+    if runs is None:
+        runs = range(cold_runs)
+    res, colds, mounts = state["res"], state["colds"], state["mounts"]
+    errors = res["errors"]
     stmt = row.get("import")
-    if stmt:
-        res["import"] = stmt
+    final = cold_runs == 0 or cold_runs - 1 in runs
 
     def step(name, fn):
         try:
@@ -727,17 +745,15 @@ def measure_import_row(ctx, row, mount, probe, kind="full"):
             log(f"{row['name']}: {name}: {e}")
             return None
 
-    cold_runs, warm_runs, conc = row_counts(plan, kind)
-    res["kind"] = kind
-    colds, mounts = [], []
     try:
-        if mount.kind == "sqvenvfs" and row["name"] in MOUNT_SAMPLED and not stmt:
+        if (final and mount.kind == "sqvenvfs" and row["name"] in MOUNT_SAMPLED
+                and not stmt):
             # Mount times are targets for these rows, and two mounts were
-            # too few to tell 10 ms apart: more mounts, before the cold
-            # runs so that the daemon kept for the peak RSS is the one that
-            # served the import.
+            # too few to tell 10 ms apart: more mounts, before the last
+            # cold run so that the daemon kept for the peak RSS is the one
+            # that served the import.
             sample_mounts(ctx, res, mount, probe, mounts)
-        for i in range(cold_runs):
+        for i in runs:
             st = cold_mount(ctx, res, mount, probe, mounts)
             if st is not None:
                 res.setdefault("sqvenvfs_stats_mount", st)
@@ -750,6 +766,9 @@ def measure_import_row(ctx, row, mount, probe, kind="full"):
             reads0 = latfs_reads(ctx.shared_mnt) if on_standin else None
             try:
                 colds.append(step("cold", lambda: ctx.runner.one(row["name"], mount.root, stmt)))
+                # The order of the cold runs, for check_complete.
+                ctx.cold_seq += 1
+                res.setdefault("cold_seq", []).append(ctx.cold_seq)
             finally:
                 if traced:
                     counts = ctx.trace.stop()
@@ -763,6 +782,8 @@ def measure_import_row(ctx, row, mount, probe, kind="full"):
             if mount.kind == "sqvenvfs" and i == cold_runs - 1:
                 # What the last cold mount and import read, prefetch included.
                 res["sqvenvfs_stats_cold"] = sqv_stats(ctx.sqvenvfs, mount.mnt)
+        if not final:
+            return None
         if not mount.is_up:
             mt = mount.up(probe)
             if mt is not None:
@@ -818,7 +839,40 @@ def measure_import_row(ctx, row, mount, probe, kind="full"):
         log(f"{row['name']}: {e}")
     finally:
         mount.down()
-    return res
+    return res if final else None
+
+
+def measure_storage(ctx, rows):
+    """The import rows of one storage, their cold runs interleaved: the
+    first pass makes each row's first cold run, the next its second, and so
+    on; the last pass each row's last cold run and warm runs. This host's
+    speed drifts by a quarter or more from one minute to the next (a
+    single-threaded loop, on an idle machine, takes 0.15 to 0.36 s), and the
+    targets are ratios of rows of one storage: interleaved, a slow minute
+    falls on all of them alike, not on one row's every run. A row with
+    fewer cold runs makes them in the last passes. Returns the rows'
+    results in the order of rows."""
+    npasses = max([row_counts(ctx.plan, kind)[0] for _, _, _, kind, _ in rows] + [1])
+    states = [(new_row_state({"name": name, "storage": storage, "import": stmt}, kind),
+               factory()) for name, storage, factory, kind, stmt in rows]
+    results = [None] * len(rows)
+    for p in range(npasses):
+        for k, (name, storage, _, kind, stmt) in enumerate(rows):
+            cold_runs = row_counts(ctx.plan, kind)[0]
+            first = npasses - max(cold_runs, 1)
+            if p < first:
+                continue
+            state, mount = states[k]
+            runs = range(p - first, p - first + 1) if cold_runs else range(0)
+            log(f"import: {name} ({storage}), pass {p + 1} of {npasses}")
+            t0 = time.perf_counter()
+            r = measure_import_row(ctx, {"name": name, "storage": storage, "import": stmt},
+                                   mount, "pyvenv.cfg", kind, state, runs)
+            state["elapsed_s"] += time.perf_counter() - t0
+            if r is not None:
+                r["elapsed_s"] = state["elapsed_s"]
+                results[k] = r
+    return results
 
 
 def measure_tree_row(ctx, name, mount, probe, expect):
@@ -1113,6 +1167,7 @@ def do_run(a):
     ctx = Ctx()
     ctx.args = a
     ctx.plan = dict(SMOKE_PLAN if a.smoke else FULL_PLAN)
+    ctx.cold_seq = 0  # cold runs made so far (measure_import_row)
     if a.warm_runs:
         ctx.plan["warm_runs"] = a.warm_runs
     if a.cold_runs:
@@ -1178,22 +1233,14 @@ def do_run(a):
         ctx.shared_mnt = os.path.join(ctx.work, "mnt", "standin")
         standins = {st: latfs_mount(ctx, ctx.shared, ctx.shared_mnt, cache)
                     for st, cache in STANDINS}
-        for name, storage, factory, kind, stmt in import_rows(ctx):
-            if a.only and name not in a.only:
-                continue
+        rows = [r for r in import_rows(ctx) if not a.only or r[0] in a.only]
+        for storage in dict.fromkeys(r[1] for r in rows):
             for st, sm in standins.items():
                 if st != storage and sm.is_up:
                     sm.down()
             if storage in standins and not standins[storage].is_up:
                 standins[storage].up("venv.sqfs")
-            log(f"import: {name} ({storage})")
-            t0 = time.perf_counter()
-            mount = factory()
-            probe = "pyvenv.cfg"
-            r = measure_import_row(ctx, {"name": name, "storage": storage, "import": stmt},
-                                   mount, probe, kind)
-            r["elapsed_s"] = time.perf_counter() - t0
-            results["rows"].append(r)
+            results["rows"] += measure_storage(ctx, [r for r in rows if r[1] == storage])
         for sm in standins.values():
             sm.down()
         t_tree = time.perf_counter()
@@ -1505,6 +1552,23 @@ def table(res):
     return "\n".join(out)
 
 
+def check_interleaved(rows):
+    """measure_storage's promise: on each storage, no row makes its last
+    cold run before every row has made all but its last."""
+    problems = []
+    for storage in dict.fromkeys(r["storage"] for r in rows):
+        seqs = [(r["row"], r.get("cold_seq") or []) for r in rows if r["storage"] == storage]
+        early = [(name, s[:-1]) for name, s in seqs if len(s) > 1]
+        if not early:
+            continue
+        last_early = max(max(s) for _, s in early)
+        for name, s in seqs:
+            if s and s[-1] < last_early:
+                problems.append(f"{storage} {name}: last cold run made before the "
+                                "other rows' earlier ones (not interleaved)")
+    return problems
+
+
 def check_complete(res, want_rows):
     """The smoke test's verdict: every expected row with every measurement."""
     problems = []
@@ -1531,6 +1595,10 @@ def check_complete(res, want_rows):
         for k in need:
             if r.get(k) is None:
                 problems.append(f"{storage} {name}: {k} missing")
+        if len(r.get("cold_all") or []) != cold_runs:
+            problems.append(f"{storage} {name}: {len(r.get('cold_all') or [])} cold runs, "
+                            f"not {cold_runs}")
+    problems += check_interleaved(res["rows"])
     if res.get("sqvenvfs_cache_size") is None:
         problems.append("sqvenvfs cache_size: not found (the memory targets need it)")
     problems += bench_edit.edit_check(res.get("edit_row"))
