@@ -16,6 +16,11 @@
  * A library that Python maps is read page by page in no set order, so
  * blocks are asked for again long after their first use.
  *
+ * Spent blocks: a block all of whose bytes went to readers
+ * (sqv_blockcache_served) is in the kernel's page cache, which the daemon
+ * always lets keep file data: it moves to the LRU's tail, and evicted it
+ * leaves no stored form behind. What stays is what was served in part.
+ *
  * Spares: a block's data is a mapping of its own (blockcache.h; the
  * prefetch's stored blocks, on the heap, are never spares), and
  * unmapping it costs more than the block's decompression. munmap flushes
@@ -228,6 +233,7 @@ static struct sqv_block *block_reset(struct sqv_block *b)
 	b->hnext = b->lru_prev = b->lru_next = NULL;
 	atomic_store(refs_of(b), 1);
 	atomic_store(&b->prefetched, 0);
+	atomic_store(&b->served, 0);
 	b->stored = false;
 	b->stored_copy = NULL;
 	b->spared = false;
@@ -321,6 +327,17 @@ static void lru_push_front(struct shard *s, struct sqv_block *b)
 	s->lru_head = b;
 	if (!s->lru_tail)
 		s->lru_tail = b;
+}
+
+static void lru_push_back(struct shard *s, struct sqv_block *b)
+{
+	b->lru_next = NULL;
+	b->lru_prev = s->lru_tail;
+	if (s->lru_tail)
+		s->lru_tail->lru_next = b;
+	s->lru_tail = b;
+	if (!s->lru_head)
+		s->lru_head = b;
 }
 
 static struct sqv_block **bucket_of(struct shard *s, uint64_t key)
@@ -475,7 +492,9 @@ struct sqv_block *sqv_blockcache_insert(struct sqv_blockcache *c,
 			continue;
 		}
 		unlink_locked(s, v);
-		if (v->stored_copy) {
+		if (v->stored_copy &&
+		    atomic_load_explicit(&v->served, memory_order_relaxed) <
+			    v->len) {
 			/* Demoted to its stored form, a third of the size. */
 			link_locked(s, v->stored_copy);
 			v->stored_copy = NULL;
@@ -506,6 +525,25 @@ struct sqv_block *sqv_blockcache_insert(struct sqv_blockcache *c,
 void sqv_blockcache_protect_prefetched(struct sqv_blockcache *c, bool on)
 {
 	atomic_store(&c->protect_prefetched, on);
+}
+
+void sqv_blockcache_served(struct sqv_blockcache *c, struct sqv_block *b,
+			   size_t len)
+{
+	size_t before = atomic_fetch_add_explicit(&b->served, len,
+						  memory_order_relaxed);
+
+	if (!c || before >= b->len || before + len < b->len)
+		return;
+	/* Spent: the kernel's page cache holds all of it now, so it goes
+	 * before any block that may still be asked for. */
+	struct shard *s = shard_of(c, b->key);
+	pthread_mutex_lock(&s->lock);
+	if (s->capacity && find_locked(s, b->key) == b) {
+		lru_unlink(s, b);
+		lru_push_back(s, b);
+	}
+	pthread_mutex_unlock(&s->lock);
 }
 
 void sqv_blockcache_put(struct sqv_blockcache *c, struct sqv_block *b)

@@ -32,6 +32,11 @@ struct sqv_block {
 	 * asked for or evicted: what the prefetch brought in that a reader
 	 * used. */
 	atomic_uint prefetched;
+	/* Bytes of data handed to the kernel (sqv_blockcache_served), counted
+	 * again when asked again. Once they reach len, the kernel's page
+	 * cache holds the whole block: its stored form is not worth keeping
+	 * when it is evicted ("Stored forms" in blockcache.c). */
+	atomic_size_t served;
 	/* data holds the block as stored in the image, still compressed and
 	 * not yet checked against a verified image's digest: the prefetch's
 	 * form, a third of the memory. A reader decodes it and inserts the
@@ -96,6 +101,9 @@ struct sqv_block *sqv_blockcache_insert(struct sqv_blockcache *c,
  * uncached block; the last reference of a block from c should be given
  * back with c, so that its mapping can serve the next alloc. */
 void sqv_blockcache_put(struct sqv_blockcache *c, struct sqv_block *b);
+/* Note that len bytes of b went to a reader. */
+void sqv_blockcache_served(struct sqv_blockcache *c, struct sqv_block *b,
+			   size_t len);
 
 /* While on, eviction passes over prefetched blocks nobody has asked for
  * yet (the prefetch bounds how many there are); off (the default), each

@@ -170,6 +170,7 @@ static sqv_err_t add_block_piece(struct sqv_reader *r, unsigned layer,
 	if (off + len > b->len)
 		return -SQV_ECORRUPT; /* decompressed shorter than the file says */
 	p->iov[p->count++] = (struct iovec){ b->data + off, len };
+	sqv_blockcache_served(r->cache, b, len);
 	return 0;
 }
 

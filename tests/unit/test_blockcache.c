@@ -2,9 +2,9 @@
 /* The block cache: hits and misses, the byte bound and LRU order, blocks
  * that stay valid after eviction, a zero-sized cache, the second chance of
  * prefetched blocks and their protection, stored (compressed) blocks
- * replaced by their decompressed form, the mappings of evicted blocks used
- * again, heap blocks (never spares, their memory given back), and many
- * threads. */
+ * replaced by their decompressed form, spent blocks (served in full), the
+ * mappings of evicted blocks used again, heap blocks (never spares, their
+ * memory given back), and many threads. */
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -262,6 +262,51 @@ static void test_stored_replaced(void)
 
 /* The prefetch's stored blocks come from malloc: charged by their pages,
  * and never kept as spares, which are mappings to hand out and unmap. */
+/* A block all of whose bytes went to readers is spent: the kernel's page
+ * cache holds them. It goes before blocks used more recently, and without
+ * coming back in its stored form. */
+static void test_spent(void)
+{
+	struct sqv_blockcache *c;
+	struct sqv_blockcache_stats st;
+
+	/* One shard of 4 blocks of 128 KiB. 1 and 2 decompressed from stored
+	 * forms; 2 served in full (in two reads), 1 only in part. */
+	CHECK_EQ(sqv_blockcache_new(4 * 131072, &c), 0);
+	for (uint64_t k = 1; k <= 2; k++) {
+		struct sqv_block *s = make(k, 4096);
+		s->stored = true;
+		sqv_blockcache_put(c, sqv_blockcache_insert(c, s));
+		sqv_blockcache_put(c, sqv_blockcache_insert(c, make(k, 131072 - 4096)));
+	}
+	struct sqv_block *b = sqv_blockcache_get(c, 1);
+	sqv_blockcache_served(c, b, 65536);
+	sqv_blockcache_put(c, b);
+	b = sqv_blockcache_get(c, 2);
+	sqv_blockcache_served(c, b, 65536);
+	sqv_blockcache_served(c, b, 131072 - 4096 - 65536);
+	sqv_blockcache_put(c, b);
+	/* 2 is the most recently used, 1 the least; 3 and 4 fill the shard,
+	 * 5 needs room: 2 goes, all of it, and 1 stays as it was. */
+	for (uint64_t k = 3; k <= 5; k++)
+		sqv_blockcache_put(c, sqv_blockcache_insert(c, make(k, 131072)));
+	CHECK(sqv_blockcache_get(c, 2) == NULL);
+	b = sqv_blockcache_get(c, 1);
+	CHECK(b != NULL && !b->stored && filled(b, 1));
+	sqv_blockcache_put(c, b);
+	sqv_blockcache_stats(c, &st);
+	CHECK_EQ(st.evictions, 1);
+	CHECK_EQ(st.blocks, 4);
+	CHECK(st.bytes <= 4 * 131072);
+	/* Evicted, 1 (served in part) comes back in its stored form. */
+	for (uint64_t k = 6; k <= 9; k++)
+		sqv_blockcache_put(c, sqv_blockcache_insert(c, make(k, 131072)));
+	b = sqv_blockcache_get(c, 1);
+	CHECK(b != NULL && b->stored && b->len == 4096);
+	sqv_blockcache_put(c, b);
+	sqv_blockcache_free(c);
+}
+
 static void test_heap_blocks(void)
 {
 	struct sqv_blockcache *c;
@@ -472,6 +517,7 @@ int main(void)
 	test_second_chance();
 	test_protected();
 	test_stored_replaced();
+	test_spent();
 	test_heap_blocks();
 	test_heap_given_back();
 	test_zero();
