@@ -91,7 +91,7 @@ FULL_PLAN = dict(warm_runs=3, cold_runs=2, conc=(32,), conc_runs=1,
                  slow_cold_runs=1, hot_cold_runs=2,
                  tree_entries=400_000, tree_mounts=2, tree_ref_mounts=1,
                  mount_samples=5)
-SMOKE_PLAN = dict(warm_runs=1, cold_runs=1, conc=(32,), conc_runs=1,
+SMOKE_PLAN = dict(warm_runs=2, cold_runs=1, conc=(32,), conc_runs=1,
                   light_warm_runs=1, standin_cold_runs=2,
                   slow_cold_runs=1, hot_cold_runs=1,
                   tree_entries=3_000, tree_mounts=1, tree_ref_mounts=1,
@@ -710,98 +710,135 @@ def mount_phases_note(r):
             "starting the process, before main(), and the first stat")
 
 
-def new_row_state(row, kind):
-    """What measure_import_row keeps of a row between its calls."""
-    res = {"row": row["name"], "storage": row["storage"], "errors": {}, "kind": kind}
-    if row.get("import"):
-        res["import"] = row["import"]
-    return {"res": res, "colds": [], "mounts": [], "elapsed_s": 0.0}
+class ImportRow:
+    """One import row, measured in steps so that measure_storage can
+    interleave the rows of one storage: cold runs (each: unmount, drop
+    caches, mount, import), then on the last mount a warm-up, warm runs,
+    one traced warm run, concurrent runs and the daemon's peak RSS."""
 
+    def __init__(self, ctx, name, storage, mount, kind, stmt):
+        self.ctx, self.mount, self.stmt = ctx, mount, stmt
+        self.name = name
+        self.cold_runs, self.warm_runs, self.conc = row_counts(ctx.plan, kind)
+        self.res = {"row": name, "storage": storage, "errors": {}, "kind": kind}
+        if stmt:
+            self.res["import"] = stmt
+        self.colds, self.mounts, self.warms = [], [], []
+        self.elapsed_s = 0.0
+        self.done = False  # unmounted: finished, or failed to mount
 
-def measure_import_row(ctx, row, mount, probe, kind="full", state=None, runs=None):
-    """cold runs (each: unmount, drop caches, mount), then on the last mount
-    warm runs, one traced warm run, concurrent runs, peak RSS.
-
-    measure_storage interleaves the rows of one storage: each call does the
-    cold runs whose indices are in runs (all of them by default) and keeps
-    what it measured in state; the call that does a row's last cold run (or,
-    for a row with none, any call) does the rest and returns the result."""
-    plan = ctx.plan
-    cold_runs, warm_runs, conc = row_counts(plan, kind)
-    if state is None:
-        state = new_row_state(row, kind)
-    if runs is None:
-        runs = range(cold_runs)
-    res, colds, mounts = state["res"], state["colds"], state["mounts"]
-    errors = res["errors"]
-    stmt = row.get("import")
-    final = cold_runs == 0 or cold_runs - 1 in runs
-
-    def step(name, fn):
+    def _step(self, name, fn):
         try:
             return fn()
         except BenchError as e:
-            errors[name] = str(e)
-            log(f"{row['name']}: {name}: {e}")
+            self.res["errors"][name] = str(e)
+            log(f"{self.name}: {name}: {e}")
             return None
 
-    try:
-        if (final and mount.kind == "sqvenvfs" and row["name"] in MOUNT_SAMPLED
-                and not stmt):
+    def _timed(self, what, fn):
+        """fn(), unless the row is done; a failed mount ends the row."""
+        if self.done:
+            return
+        log(f"import: {self.name} ({self.res['storage']}), {what}")
+        t0 = time.perf_counter()
+        try:
+            fn()
+        except BenchError as e:
+            self.res["errors"]["mount"] = str(e)
+            log(f"{self.name}: {e}")
+            self.mount.down()
+            self.done = True
+        finally:
+            self.elapsed_s += time.perf_counter() - t0
+
+    def _one(self):
+        return self.ctx.runner.one(self.name, self.mount.root, self.stmt)
+
+    def cold(self, i):
+        self._timed(f"cold run {i + 1} of {self.cold_runs}", lambda: self._cold(i))
+
+    def _cold(self, i):
+        ctx, mount, res = self.ctx, self.mount, self.res
+        last = i == self.cold_runs - 1
+        if last and mount.kind == "sqvenvfs" and self.name in MOUNT_SAMPLED and not self.stmt:
             # Mount times are targets for these rows, and two mounts were
             # too few to tell 10 ms apart: more mounts, before the last
             # cold run so that the daemon kept for the peak RSS is the one
             # that served the import.
-            sample_mounts(ctx, res, mount, probe, mounts)
-        for i in runs:
-            st = cold_mount(ctx, res, mount, probe, mounts)
-            if st is not None:
-                res.setdefault("sqvenvfs_stats_mount", st)
-            # On the stand-in, the last cold run also counts the requests that
-            # reach the shared file system (the metadata server's load).
-            on_standin = row["storage"].startswith("stand-in")
-            traced = on_standin and ctx.trace.inst and i == cold_runs - 1
+            sample_mounts(ctx, res, mount, PROBE, self.mounts)
+        st = cold_mount(ctx, res, mount, PROBE, self.mounts)
+        if st is not None:
+            res.setdefault("sqvenvfs_stats_mount", st)
+        # On the stand-in, the last cold run also counts the requests that
+        # reach the shared file system (the metadata server's load).
+        on_standin = res["storage"].startswith("stand-in")
+        traced = on_standin and ctx.trace.inst and last
+        if traced:
+            ctx.trace.start(ctx.shared_mnt)
+        reads0 = latfs_reads(ctx.shared_mnt) if on_standin else None
+        try:
+            self.colds.append(self._step("cold", self._one))
+            # The order of the runs, for check_interleaved.
+            ctx.run_seq += 1
+            res.setdefault("cold_seq", []).append(ctx.run_seq)
+        finally:
             if traced:
-                ctx.trace.start(ctx.shared_mnt)
-            reads0 = latfs_reads(ctx.shared_mnt) if on_standin else None
-            try:
-                colds.append(step("cold", lambda: ctx.runner.one(row["name"], mount.root, stmt)))
-                # The order of the cold runs, for check_complete.
-                ctx.cold_seq += 1
-                res.setdefault("cold_seq", []).append(ctx.cold_seq)
-            finally:
-                if traced:
-                    counts = ctx.trace.stop()
-                    res["standin_requests_by_op"] = counts
-                    res["standin_requests"] = sum(counts.values())
-            if reads0 is not None and i == cold_runs - 1:
-                # Read requests of the stand-in during the import; for
-                # sqvenvfs, what it read while mounting comes on top.
-                reads1 = latfs_reads(ctx.shared_mnt)
-                res["standin_reads_import"] = reads1 - reads0 if reads1 is not None else None
-            if mount.kind == "sqvenvfs" and i == cold_runs - 1:
-                # What the last cold mount and import read, prefetch included.
-                res["sqvenvfs_stats_cold"] = sqv_stats(ctx.sqvenvfs, mount.mnt)
-        if not final:
-            return None
-        if not mount.is_up:
-            mt = mount.up(probe)
-            if mt is not None:
-                mounts.append(mt)
-        res["cold_s"] = median(colds)
-        res["cold_all"] = colds
-        res["mount_s"] = median(mounts)
-        if warm_runs:
-            step("warmup", lambda: ctx.runner.one(row["name"], mount.root, stmt))
-        warms = []
-        for _ in range(warm_runs):
-            warms.append(step("warm", lambda: warm_only(f"{row['name']} warm",
-                                                        lambda: ctx.runner.one(row["name"], mount.root, stmt))))
+                counts = ctx.trace.stop()
+                res["standin_requests_by_op"] = counts
+                res["standin_requests"] = sum(counts.values())
+        if reads0 is not None and last:
+            # Read requests of the stand-in during the import; for
+            # sqvenvfs, what it read while mounting comes on top.
+            reads1 = latfs_reads(ctx.shared_mnt)
+            res["standin_reads_import"] = reads1 - reads0 if reads1 is not None else None
+        if mount.kind == "sqvenvfs" and last:
+            # What the last cold mount and import read, prefetch included.
+            res["sqvenvfs_stats_cold"] = sqv_stats(ctx.sqvenvfs, mount.mnt)
+
+    def end_cold(self):
+        """After the last cold run: the mount stays up for the warm runs;
+        a row without any finishes now, freeing its mount point."""
+        def end():
+            mount, res = self.mount, self.res
+            if self.cold_runs == 0 and mount.kind == "sqvenvfs" and self.name in MOUNT_SAMPLED:
+                sample_mounts(self.ctx, res, mount, PROBE, self.mounts)
+            if not mount.is_up:
+                mt = mount.up(PROBE)
+                if mt is not None:
+                    self.mounts.append(mt)
+            res["cold_s"] = median(self.colds)
+            res["cold_all"] = self.colds
+            res["mount_s"] = median(self.mounts)
+        self._timed("mounted", end)
+        if not self.warm_runs and not self.conc:
+            self.finish()
+
+    def warm_up(self):
+        if self.warm_runs:
+            self._timed("warm-up", lambda: self._step("warmup", self._one))
+
+    def warm(self, i):
+        def one():
+            self.warms.append(self._step("warm", lambda: warm_only(f"{self.name} warm",
+                                                                   self._one)))
             if SPOILED:
-                res.setdefault("spoiled", []).append("warm_s")
-        res["warm_s"] = median(warms)
-        res["warm_all"] = warms
-        if mount.fuse and warm_runs:
+                self.res.setdefault("spoiled", []).append("warm_s")
+            self.ctx.run_seq += 1
+            self.res.setdefault("warm_seq", []).append(self.ctx.run_seq)
+        self._timed(f"warm run {i + 1} of {self.warm_runs}", one)
+
+    def finish(self):
+        self._timed("the rest", self._finish)
+        if not self.done:
+            self.mount.down()
+            self.done = True
+        self.res["elapsed_s"] = self.elapsed_s
+
+    def _finish(self):
+        ctx, mount, res, stmt = self.ctx, self.mount, self.res, self.stmt
+        res["warm_s"] = median(self.warms)
+        res["warm_all"] = self.warms
+        if mount.fuse and self.warm_runs:
             res["requests"] = None
             if ctx.trace.inst:
                 def traced():
@@ -810,69 +847,68 @@ def measure_import_row(ctx, row, mount, probe, kind="full", state=None, runs=Non
                                   if mount.kind == "sqvenvfs" else None)
                         ctx.trace.start(mount.mnt)
                         try:
-                            ctx.runner.one(row["name"], mount.root, stmt)
+                            self._one()
                         finally:
                             res["requests_by_op"] = ctx.trace.stop()
                         after = sqv_stats(ctx.sqvenvfs, mount.mnt) if before else None
                         if after:
                             res["sqvenvfs_stats_delta"] = {k: after[k] - before.get(k, 0)
                                                            for k in after}
-                    warm_only(f"{row['name']} traced", one_traced)
+                    warm_only(f"{self.name} traced", one_traced)
                     res["requests"] = sum(res["requests_by_op"].values())
-                step("requests", traced)
+                self._step("requests", traced)
             else:
                 res["requests_na"] = ctx.trace.why
-        for n in conc:
-            ts = [step(f"conc{n}", lambda: warm_only(f"{row['name']} {n} procs",
-                                                     lambda: ctx.runner.many(row["name"], mount.root, n),
-                                                     tries=CONC_TRIES[0]))
-                  for _ in range(plan["conc_runs"])]
+        for n in self.conc:
+            ts = [self._step(f"conc{n}", lambda: warm_only(
+                f"{self.name} {n} procs", lambda: ctx.runner.many(self.name, mount.root, n),
+                tries=CONC_TRIES[0]))
+                  for _ in range(ctx.plan["conc_runs"])]
             if SPOILED:
                 res.setdefault("spoiled", []).append(f"conc{n}_s")
             res[f"conc{n}_s"] = median(ts)
-        if mount.pid and cold_runs:
+        if mount.pid and self.cold_runs:
             res["rss_kib"] = peak_rss_kib(mount.pid)
         if mount.kind == "sqvenvfs":
             res["sqvenvfs_stats"] = sqv_stats(ctx.sqvenvfs, mount.mnt)
-    except BenchError as e:
-        errors["mount"] = str(e)
-        log(f"{row['name']}: {e}")
-    finally:
-        mount.down()
-    return res if final else None
+
+
+# What a mount must show before it counts as mounted (the venv's).
+PROBE = "pyvenv.cfg"
 
 
 def measure_storage(ctx, rows):
-    """The import rows of one storage, their cold runs interleaved: the
-    first pass makes each row's first cold run, the next its second, and so
-    on; the last pass each row's last cold run and warm runs. This host's
+    """The import rows of one storage, their runs interleaved: every row's
+    first cold run, then every row's second, and so on; then, on the mounts
+    the last cold runs left up, every row's warm-up, then its first warm
+    run, every row's second, ...; then each row's traced and concurrent
+    runs. A row with fewer runs makes them in the last rounds. This host's
     speed drifts by a quarter or more from one minute to the next (a
-    single-threaded loop, on an idle machine, takes 0.15 to 0.36 s), and the
-    targets are ratios of rows of one storage: interleaved, a slow minute
-    falls on all of them alike, not on one row's every run. A row with
-    fewer cold runs makes them in the last passes. Returns the rows'
-    results in the order of rows."""
-    npasses = max([row_counts(ctx.plan, kind)[0] for _, _, _, kind, _ in rows] + [1])
-    states = [(new_row_state({"name": name, "storage": storage, "import": stmt}, kind),
-               factory()) for name, storage, factory, kind, stmt in rows]
-    results = [None] * len(rows)
-    for p in range(npasses):
-        for k, (name, storage, _, kind, stmt) in enumerate(rows):
-            cold_runs = row_counts(ctx.plan, kind)[0]
-            first = npasses - max(cold_runs, 1)
-            if p < first:
-                continue
-            state, mount = states[k]
-            runs = range(p - first, p - first + 1) if cold_runs else range(0)
-            log(f"import: {name} ({storage}), pass {p + 1} of {npasses}")
-            t0 = time.perf_counter()
-            r = measure_import_row(ctx, {"name": name, "storage": storage, "import": stmt},
-                                   mount, "pyvenv.cfg", kind, state, runs)
-            state["elapsed_s"] += time.perf_counter() - t0
-            if r is not None:
-                r["elapsed_s"] = state["elapsed_s"]
-                results[k] = r
-    return results
+    single-threaded loop, on an idle machine, takes 0.15 to 0.36 s), and
+    the targets are ratios of rows of one storage: interleaved, a slow
+    minute falls on all of them alike, not on one row's every run.
+    Returns the rows' results in the order of rows."""
+    rows = [ImportRow(ctx, name, storage, factory(), kind, stmt)
+            for name, storage, factory, kind, stmt in rows]
+    rounds = max([r.cold_runs for r in rows] + [1])
+    for p in range(rounds):
+        for r in rows:
+            first = rounds - r.cold_runs
+            if p >= first:
+                r.cold(p - first)
+            if p == rounds - 1:
+                r.end_cold()
+    for r in rows:
+        r.warm_up()
+    rounds = max([r.warm_runs for r in rows] + [0])
+    for p in range(rounds):
+        for r in rows:
+            first = rounds - r.warm_runs
+            if p >= first:
+                r.warm(p - first)
+    for r in rows:
+        r.finish()
+    return [r.res for r in rows]
 
 
 def measure_tree_row(ctx, name, mount, probe, expect):
@@ -1167,7 +1203,7 @@ def do_run(a):
     ctx = Ctx()
     ctx.args = a
     ctx.plan = dict(SMOKE_PLAN if a.smoke else FULL_PLAN)
-    ctx.cold_seq = 0  # cold runs made so far (measure_import_row)
+    ctx.run_seq = 0  # cold and warm runs made so far (ImportRow)
     if a.warm_runs:
         ctx.plan["warm_runs"] = a.warm_runs
     if a.cold_runs:
@@ -1554,18 +1590,20 @@ def table(res):
 
 def check_interleaved(rows):
     """measure_storage's promise: on each storage, no row makes its last
-    cold run before every row has made all but its last."""
+    cold (or warm) run before every row has made all but its last."""
     problems = []
     for storage in dict.fromkeys(r["storage"] for r in rows):
-        seqs = [(r["row"], r.get("cold_seq") or []) for r in rows if r["storage"] == storage]
-        early = [(name, s[:-1]) for name, s in seqs if len(s) > 1]
-        if not early:
-            continue
-        last_early = max(max(s) for _, s in early)
-        for name, s in seqs:
-            if s and s[-1] < last_early:
-                problems.append(f"{storage} {name}: last cold run made before the "
-                                "other rows' earlier ones (not interleaved)")
+        for kind in ("cold", "warm"):
+            seqs = [(r["row"], r.get(f"{kind}_seq") or []) for r in rows
+                    if r["storage"] == storage]
+            early = [s[:-1] for _, s in seqs if len(s) > 1]
+            if not early:
+                continue
+            last_early = max(max(s) for s in early)
+            for name, s in seqs:
+                if s and s[-1] < last_early:
+                    problems.append(f"{storage} {name}: last {kind} run made before the "
+                                    f"other rows' earlier ones (not interleaved)")
     return problems
 
 
@@ -1595,9 +1633,10 @@ def check_complete(res, want_rows):
         for k in need:
             if r.get(k) is None:
                 problems.append(f"{storage} {name}: {k} missing")
-        if len(r.get("cold_all") or []) != cold_runs:
-            problems.append(f"{storage} {name}: {len(r.get('cold_all') or [])} cold runs, "
-                            f"not {cold_runs}")
+        for what, want in (("cold", cold_runs), ("warm", warm_runs)):
+            got = len(r.get(f"{what}_all") or [])
+            if got != want:
+                problems.append(f"{storage} {name}: {got} {what} runs, not {want}")
     problems += check_interleaved(res["rows"])
     if res.get("sqvenvfs_cache_size") is None:
         problems.append("sqvenvfs cache_size: not found (the memory targets need it)")
