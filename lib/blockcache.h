@@ -35,7 +35,7 @@ struct sqv_block {
 	/* Bytes of data handed to the kernel (sqv_blockcache_served), counted
 	 * again when asked again. Once they reach len, the kernel's page
 	 * cache holds the whole block: its stored form is not worth keeping
-	 * when it is evicted ("Stored forms" in blockcache.c). */
+	 * when it is evicted ("Spent blocks" in blockcache.c). */
 	atomic_size_t served;
 	/* data holds the block as stored in the image, still compressed and
 	 * not yet checked against a verified image's digest: the prefetch's

@@ -751,6 +751,11 @@ class ImportRow:
         finally:
             self.elapsed_s += time.perf_counter() - t0
 
+    def _note_run(self, kind):
+        """The order of the runs, for check_interleaved."""
+        self.ctx.run_seq += 1
+        self.res.setdefault(f"{kind}_seq", []).append(self.ctx.run_seq)
+
     def _one(self):
         return self.ctx.runner.one(self.name, self.mount.root, self.stmt)
 
@@ -763,12 +768,8 @@ class ImportRow:
     def _cold(self, i):
         ctx, mount, res = self.ctx, self.mount, self.res
         last = i == self.cold_runs - 1
-        if last and mount.kind == "sqvenvfs" and self.name in MOUNT_SAMPLED and not self.stmt:
-            # Mount times are targets for these rows, and two mounts were
-            # too few to tell 10 ms apart: more mounts, before the last
-            # cold run so that the daemon kept for the peak RSS is the one
-            # that served the import.
-            sample_mounts(ctx, res, mount, PROBE, self.mounts)
+        if last:
+            self._sample_mounts()
         st = cold_mount(ctx, res, mount, PROBE, self.mounts)
         if st is not None:
             res.setdefault("sqvenvfs_stats_mount", st)
@@ -781,9 +782,7 @@ class ImportRow:
         reads0 = latfs_reads(ctx.shared_mnt) if on_standin else None
         try:
             self.colds.append(self._step("cold", self._one))
-            # The order of the runs, for check_interleaved.
-            ctx.run_seq += 1
-            res.setdefault("cold_seq", []).append(ctx.run_seq)
+            self._note_run("cold")
         finally:
             if traced:
                 counts = ctx.trace.stop()
@@ -798,13 +797,22 @@ class ImportRow:
             # What the last cold mount and import read, prefetch included.
             res["sqvenvfs_stats_cold"] = sqv_stats(ctx.sqvenvfs, mount.mnt)
 
+    def _sample_mounts(self):
+        """Mount times are targets for some rows, and two mounts were too
+        few to tell 10 ms apart: more mounts, before the last cold run (or,
+        for a row without one, before its mount) so that the daemon kept
+        for the peak RSS is the one that served the import."""
+        if (self.mount.kind == "sqvenvfs" and self.name in MOUNT_SAMPLED
+                and not self.stmt):
+            sample_mounts(self.ctx, self.res, self.mount, PROBE, self.mounts)
+
     def end_cold(self):
         """After the last cold run: the mount stays up for the warm runs;
         a row without any finishes now, freeing its mount point."""
         def end():
             mount, res = self.mount, self.res
-            if self.cold_runs == 0 and mount.kind == "sqvenvfs" and self.name in MOUNT_SAMPLED:
-                sample_mounts(self.ctx, res, mount, PROBE, self.mounts)
+            if self.cold_runs == 0:
+                self._sample_mounts()
             if not mount.is_up:
                 mt = mount.up(PROBE)
                 if mt is not None:
@@ -826,8 +834,7 @@ class ImportRow:
                                                                    self._one)))
             if SPOILED:
                 self.res.setdefault("spoiled", []).append("warm_s")
-            self.ctx.run_seq += 1
-            self.res.setdefault("warm_seq", []).append(self.ctx.run_seq)
+            self._note_run("warm")
         self._timed(f"warm run {i + 1} of {self.warm_runs}", one)
 
     def finish(self):
@@ -1183,7 +1190,7 @@ def prepare_hot(ctx):
     m = CmdMount("sqvenvfs", [ctx.sqvenvfs, "-o", f"record={trace}", ctx.venv_img, mnt], mnt,
                  [ctx.sqvenvfs, "--unmount", mnt])
     drop_caches(ctx.can_drop)
-    m.up("pyvenv.cfg")
+    m.up(PROBE)
     try:
         ctx.runner.one("record", mnt)
     finally:

@@ -260,8 +260,6 @@ static void test_stored_replaced(void)
 	sqv_blockcache_free(c);
 }
 
-/* The prefetch's stored blocks come from malloc: charged by their pages,
- * and never kept as spares, which are mappings to hand out and unmap. */
 /* A block all of whose bytes went to readers is spent: the kernel's page
  * cache holds them. It goes before blocks used more recently, and without
  * coming back in its stored form. */
@@ -307,6 +305,8 @@ static void test_spent(void)
 	sqv_blockcache_free(c);
 }
 
+/* The prefetch's stored blocks come from malloc: charged by their pages,
+ * and never kept as spares, which are mappings to hand out and unmap. */
 static void test_heap_blocks(void)
 {
 	struct sqv_blockcache *c;
