@@ -598,6 +598,9 @@ def hot_bytes(cells):
 def do_scale(a):
     t_start = time.perf_counter()
     ctx = prepare(a)
+    # Before the cells: the commit and load measured are those at the start,
+    # and editing the tree during a long run does not make it "-dirty".
+    versions = bench.tool_versions(ctx)
     ctx.server_over = {k: v for k, v in (("server_bw_mbps", a.server_bw_mbps),
                                          ("server_conc", a.server_conc)) if v}
     ctx.scale_dir = os.path.join(ctx.work, "mnt", "scale")
@@ -636,7 +639,7 @@ def do_scale(a):
     res = {"cells": cells, "image_bytes": S, "venv_entries": ctx.venv_info["venv"]["entries"],
            "trace_files": ctx.trace_files, "trace_bytes": ctx.trace_bytes,
            "server": dict(SERVER, **ctx.server_over), "fanout": FANOUT,
-           "versions": bench.tool_versions(ctx), "smoke": a.smoke, "command": " ".join(sys.argv)}
+           "versions": versions, "smoke": a.smoke, "command": " ".join(sys.argv)}
     res["hot_bytes"] = hot_bytes(cells) or 0
     res["refusals"] = refusals
     params, ws = fit(cells, S, os.cpu_count())
