@@ -19,6 +19,10 @@
 #include <fuse_opt.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -267,6 +271,66 @@ out:
 	free(dir);
 	free(copy);
 	return rc;
+}
+
+/* True if the file at path begins as a read trace of any version. */
+static bool is_trace(const char *path)
+{
+	static const char magic[] = "sqvenvfs-trace ";
+	char head[sizeof(magic) - 1];
+	FILE *f = fopen(path, "re");
+
+	if (!f)
+		return false;
+	bool yes = fread(head, 1, sizeof(head), f) == sizeof(head) &&
+		   memcmp(head, magic, sizeof(head)) == 0;
+	fclose(f);
+	return yes;
+}
+
+/* The trace replaces FILE at unmount, when nobody is there to read an
+ * error. So refuse now what would lose data or the trace: FILE being one
+ * of the images or any file that is not an earlier trace, a directory, or
+ * a directory that access() calls writable but that takes no new file
+ * (/proc, a read-only mount, for root). */
+static int check_record(const struct options *o)
+{
+	char arg[PATH_MAX + 16];
+	struct stat st, img;
+
+	snprintf(arg, sizeof(arg), "record=%s", o->record);
+	if (stat(o->record, &st) == 0) {
+		if (S_ISDIR(st.st_mode))
+			return bad(arg, "names a directory, not a file");
+		if (!S_ISREG(st.st_mode))
+			return bad(arg, "is not a regular file");
+		for (int i = 0; i < o->npaths - 1; i++)
+			if (stat(o->paths[i], &img) == 0 &&
+			    img.st_dev == st.st_dev && img.st_ino == st.st_ino)
+				return bad(arg, "is one of the images");
+		if (st.st_size > 0 && !is_trace(o->record))
+			return bad(arg, "exists and is not a read trace; not "
+					"overwriting it");
+	} else if (errno != ENOENT) {
+		return bad(arg, strerror(errno));
+	}
+	char *probe = NULL;
+	if (asprintf(&probe, "%s.tmpXXXXXX", o->record) < 0)
+		return -1;
+	int fd = mkostemp(probe, O_CLOEXEC);
+	int err = errno;
+	if (fd >= 0) {
+		close(fd);
+		unlink(probe);
+	}
+	free(probe);
+	if (fd < 0) {
+		char why[128];
+		snprintf(why, sizeof(why), "cannot create a file in its "
+			 "directory: %s", strerror(err));
+		return bad(arg, why);
+	}
+	return 0;
 }
 
 static int add_pos(struct parse *p, const char *s, size_t len)
@@ -532,7 +596,9 @@ int sqv_options_parse(int argc, char **argv, struct options *o)
 		return -1;
 	if (p.done)
 		return 1;
-	return check_mode(&p);
+	if (check_mode(&p) < 0)
+		return -1;
+	return o->mode == MODE_MOUNT && o->record ? check_record(o) : 0;
 }
 
 void sqv_options_free(struct options *o)

@@ -128,6 +128,33 @@ def main():
                 "record=" in lines[0] and "does not exist" in lines[0],
                 f"record= in a missing directory refused: {r.stderr!r}")
         t.check(not t.is_mounted(mnt), "and nothing mounted")
+
+        # The trace would replace FILE at unmount: what that would lose, or
+        # where no file can be made, refuses the mount, in one line, and
+        # leaves FILE as it was.
+        notes = os.path.join(d, "notes.txt")
+        with open(notes, "w") as f:
+            f.write("not a trace\n")
+        link = os.path.join(d, "img-link.sqfs")
+        os.symlink(img, link)
+        image_bytes = open(img, "rb").read()
+        for target, why in ((img, "is one of the images"),
+                            (link, "is one of the images"),
+                            (out, "names a directory"),
+                            (notes, "is not a read trace"),
+                            ("/dev/null", "is not a regular file"),
+                            ("/proc/sqvenvfs.trace", "cannot create a file")):
+            r = t.cli(["-o", f"record={target}", img, mnt])
+            lines = r.stderr.strip().splitlines()
+            t.check(r.returncode != 0 and len(lines) == 1 and
+                    "record=" in lines[0] and why in lines[0],
+                    f"record={target} refused ({why}): {r.stderr!r}")
+            t.check(not t.is_mounted(mnt), f"record={target}: nothing mounted")
+        t.check(open(img, "rb").read() == image_bytes, "the image is intact")
+        t.check(open(notes).read() == "not a trace\n", "the file is intact")
+        t.check(sorted(os.listdir(d)) == sorted(
+            ["src", "img.sqfs", "mnt", "traces", "notes.txt", "img-link.sqfs"]),
+            f"no probe file left behind: {sorted(os.listdir(d))}")
     t.finish()
 
 
