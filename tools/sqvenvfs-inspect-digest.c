@@ -214,12 +214,18 @@ static int add_metadata(const char *path, int fd, const struct sqv_superblock *s
 	}
 	qsort(starts.e, starts.n, sizeof(*starts.e), cmp_pos);
 	qsort(raw.e, raw.n, sizeof(*raw.e), cmp_pos);
+	/* One start per offset: an empty table (the directory table of an
+	 * empty root) starts where the next table's first block does, and a
+	 * run must not end at its own start. */
+	size_t nstarts = 0;
+	for (size_t i = 0; i < starts.n; i++)
+		if (nstarts == 0 || starts.e[i].pos != starts.e[nstarts - 1].pos)
+			starts.e[nstarts++] = starts.e[i];
+	starts.n = nstarts;
 	for (size_t i = 0; i < raw.n && rc == 0; i++)
 		rc = add(l, raw.e[i].pos, raw.e[i].len, SQV_DIGEST_RAW);
 	for (size_t i = 0; i < starts.n && rc == 0; i++) {
 		uint64_t pos = starts.e[i].pos;
-		if (i && pos == starts.e[i - 1].pos)
-			continue;
 		/* The run ends where the next run or raw range begins. */
 		uint64_t end = sb->bytes_used;
 		if (i + 1 < starts.n)
