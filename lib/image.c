@@ -88,7 +88,7 @@ struct sqv_image {
 	uint64_t inode_table, dir_table, xattr_table;
 	uint64_t meta_lo; /* the lowest offset of any metadata block */
 	/* Where the directory table ends at the latest: the first other
-	 * table (or table index) after its start, else bytes_used. */
+	 * table (or table index) at or after its start, else bytes_used. */
 	uint64_t dir_end;
 	struct table ids, frags, xattr_ids;
 	/* The block digests appended by sqvenvfs-pack, or NULL. */
@@ -250,10 +250,12 @@ static sqv_err_t verify_static(struct sqv_image *img)
 }
 
 /* Offset v starts something other than the directory table: it ends
- * there at the latest. */
+ * there at the latest. v at its very start leaves it empty (an empty
+ * root's image has no directory entries), so that the preload does not
+ * read the next table's block as one of directories. */
 static void note_end(struct sqv_image *img, uint64_t v)
 {
-	if (v > img->dir_table && v < img->dir_end)
+	if (v >= img->dir_table && v < img->dir_end)
 		img->dir_end = v;
 }
 
