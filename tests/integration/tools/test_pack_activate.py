@@ -4,7 +4,7 @@
 exist: bash with CDPATH, zsh with a printing chpwd hook, fish, tcsh from
 bin/, after another command and through an alias, dash by an absolute and
 a relative path, dash again once the original path exists (it must still
-activate the mount). Where a shell cannot know the script's path (the
+activate the mount), all at a path with a space. Where a shell cannot know the script's path (the
 script piped into it), it fails loudly and activates nothing."""
 
 import os
@@ -52,7 +52,7 @@ def test(tmp, cleanups):
         as_user = ["setpriv", "--reuid=65534", "--regid=65534",
                    "--clear-groups"]
         mopts = ["-o", "allow_other"]
-    mnt = os.path.join(tmp, "mnt", "env")
+    mnt = os.path.join(tmp, "mnt", "my env")
     os.makedirs(mnt)
     home = os.path.join(tmp, "home")
     os.mkdir(home)
@@ -112,7 +112,7 @@ def test(tmp, cleanups):
     expect("tcsh, from bin/ after cd on the line",
            shell("tcsh", ["tcsh", "-f", script]))
     with open(script, "w") as f:
-        f.write(f'alias act source "{mnt}/bin/activate.csh"\ncd /\nact\n'
+        f.write(f'alias act \'source "{mnt}/bin/activate.csh"\'\ncd /\nact\n'
                 f'{CSH_REPORT}')
     expect("tcsh, alias", shell("tcsh", ["tcsh", "-f", script]))
     expect("tcsh, interactive", shell(
