@@ -139,29 +139,36 @@ class Relocator:
     # the path it was made at (on a compute node that path is absent, or
     # is another tree). bash and zsh name the sourced file; fish has
     # `status -f`; dash, ksh and tcsh keep the file they source open, so
-    # the shell's /proc/PID/fd shows its path. Where none of these works
-    # the script says so and stops before changing PATH. No `cd` is used
-    # in zsh (a chpwd hook would print into VIRTUAL_ENV), and bash's runs
-    # with CDPATH unset and its output dropped.
+    # the shell's /proc/PID/fd shows its path. The path is resolved
+    # (symlinks to the script work) with no `cd` (CDPATH, a printing zsh
+    # chpwd hook) and counts only if it names the script itself. Where
+    # none of these works the script says so and stops before changing
+    # PATH.
     ACTIVATE = {
         "activate": (
             r"^VIRTUAL_ENV=(.*)$",
             '# sqvenvfs-pack: the venv is wherever this file is.\n'
             '_sqv_here=\n'
             'if [ -n "${BASH_VERSION:-}" ]; then\n'
-            '    _sqv_here="$(CDPATH= cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." '
-            '>/dev/null 2>&1 && pwd)"\n'
+            '    _sqv_here="$(realpath -- "${BASH_SOURCE[0]:-}" 2>/dev/null)"\n'
             'elif [ -n "${ZSH_VERSION:-}" ]; then\n'
-            '    eval \'_sqv_here="${${(%):-%x}:a:h:h}"\'\n'
+            '    eval \'_sqv_here="${${(%):-%x}:A}"\'\n'
             'else\n'
             '    for _sqv_fd in /proc/$$/fd/*; do\n'
             '        case "$(readlink -- "$_sqv_fd" 2>/dev/null)" in\n'
-            '            */bin/activate) _sqv_here="$(readlink -- "$_sqv_fd")"\n'
-            '                _sqv_here="${_sqv_here%/bin/activate}";;\n'
+            '            */bin/activate) _sqv_here="$(readlink -- "$_sqv_fd")";;\n'
             '        esac\n'
             '    done\n'
             '    unset _sqv_fd\n'
             'fi\n'
+            # piped or eval'd, bash names no file or another one (/dev/stdin,
+            # the file that ran eval) and zsh names the shell: only this file
+            # itself will do
+            'case "$_sqv_here" in\n'
+            '    */bin/activate) [ -f "$_sqv_here" ] || _sqv_here=;;\n'
+            '    *) _sqv_here=;;\n'
+            'esac\n'
+            '_sqv_here="${_sqv_here%/bin/activate}"\n'
             'if [ -z "$_sqv_here" ]; then\n'
             '    echo "activate: cannot find this file\'s own path in this '
             'shell; source it by its path from bash, zsh, dash or ksh on Linux; '

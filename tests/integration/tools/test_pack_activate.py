@@ -4,8 +4,11 @@
 exist: bash with CDPATH, zsh with a printing chpwd hook, fish, tcsh from
 bin/, after another command and through an alias, dash by an absolute and
 a relative path, dash again once the original path exists (it must still
-activate the mount), all at a path with a space. Where a shell cannot know the script's path (the
-script piped into it), it fails loudly and activates nothing."""
+activate the mount), bash, zsh and dash through a symlink to the script;
+the mount's path has a space. Where a shell cannot know the script's path
+(the script piped into it, or eval'd), it fails loudly and changes nothing:
+bash and zsh from / and from another directory, where the script's
+directory once came out as the parent of the working directory."""
 
 import os
 import re
@@ -23,6 +26,10 @@ CSH_REPORT = ('echo "<<$VIRTUAL_ENV>>"\n'
               'echo "<<`which python3`>>"\n')
 FISH_REPORT = ('echo "<<$VIRTUAL_ENV>>"; echo "<<$PATH[1]>>"; '
                'echo "<<"(command -v python3)">>"')
+# after a failure: VIRTUAL_ENV, the first PATH entry, the prompt, and the
+# shell then exits with the status of the command before the report
+SH_UNTOUCHED = ('_rc=$?; echo "<<${VIRTUAL_ENV:-}>>"; echo "<<${PATH%%:*}>>"; '
+                'echo "<<${PS1:-}>>"; exit $_rc')
 
 
 def reported(out):
@@ -78,8 +85,12 @@ def test(tmp, cleanups):
                     f"{what}: exit {r.returncode}, got {got}, want {want}\n"
                     f"stdout {r.stdout!r}\nstderr {r.stderr!r}")
         else:
+            # the shell stopped, or its report (SH_UNTOUCHED) shows no
+            # VIRTUAL_ENV, the PATH it was given and no venv prompt
+            untouched = (not got or got[0] == "" and got[1:2] == ["/usr/bin"]
+                         and "(" not in "".join(got[2:]))
             T.check(r.returncode != 0 and "nothing activated" in r.stderr
-                    and not (got and got[0]),
+                    and untouched,
                     f"{what}: should fail loudly: exit {r.returncode}, "
                     f"{got}, {r.stderr!r}")
         print(f"ok: {what}", flush=True)
@@ -125,6 +136,13 @@ def test(tmp, cleanups):
     expect("dash, relative", shell(
         "dash", ["dash", "-c", f'cd "{mnt}/bin" && . ./activate && '
                  f'{SH_REPORT}']))
+    # through a symlink to the script, in another directory
+    link = os.path.join(home, "act")
+    os.symlink(os.path.join(mnt, "bin", "activate"), link)
+    for sh, argv in (("bash", ["bash", "--norc", "-c"]),
+                     ("zsh", ["zsh", "-f", "-c"]), ("dash", ["dash", "-c"])):
+        expect(f"{sh}, through a symlink", shell(
+            sh, argv + [f'cd / && . "{link}" && {SH_REPORT}']))
     # the original path back: sh must still activate the mount
     os.rename(moved, made)
     expect("dash, original path present", shell(
@@ -133,16 +151,38 @@ def test(tmp, cleanups):
     os.rename(made, moved)
 
     # piped into the shell, the script has no path: loud failure
-    def piped(name, argv, script, report):
+    def piped(name, argv, script, report, where=None):
         with open(os.path.join(mnt, "bin", script)) as f:
             text = f.read()
-        return shell(name, argv, stdin=text + "\n" + report + "\n")
+        cd = f'cd "{where}"\n' if where else ""
+        return shell(name, argv, stdin=cd + text + "\n" + report + "\n")
     expect("dash, piped", piped("dash", ["dash", "-s"], "activate",
                                 SH_REPORT), ok=False)
     expect("tcsh, piped", piped("tcsh", ["tcsh", "-f"], "activate.csh",
                                 CSH_REPORT), ok=False)
     expect("fish, piped", piped("fish", ["fish", "--no-config"],
                                 "activate.fish", FISH_REPORT), ok=False)
+    # bash and zsh name no file, or another one (/dev/stdin, the shell):
+    # the script's directory must not come out as the working directory's
+    # parent. Eval'd in a function, the failed script returns to a report.
+    act = os.path.join(mnt, "bin", "activate")
+    for where in ("/", home):
+        for sh, argv in (("bash", ["bash", "--norc", "--noprofile"]),
+                         ("zsh", ["zsh", "-f"])):
+            expect(f"{sh}, piped, from {where}", piped(
+                sh, argv + ["-s"], "activate", SH_UNTOUCHED, where), ok=False)
+            # the pipe made by the user: root's is closed to /dev/stdin
+            expect(f"{sh}, . /dev/stdin, from {where}", shell(
+                "sh", ["sh", "-c", 'cat "$0" | "$@"', act] + argv +
+                ["-c", f'cd "{where}"; . /dev/stdin; {SH_UNTOUCHED}']),
+                ok=False)
+            ev = f'eval "$(cat "{act}")"'
+            expect(f"{sh}, eval'd, from {where}", shell(
+                sh, argv + ["-c", f'cd "{where}"; {ev}; {SH_UNTOUCHED}']),
+                ok=False)
+            expect(f"{sh}, eval'd in a function, from {where}", shell(
+                sh, argv + ["-c", f'cd "{where}"; f() {{ {ev}; }}; f; '
+                            f'{SH_UNTOUCHED}']), ok=False)
 
 
 if __name__ == "__main__":
