@@ -12,6 +12,7 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/ioctl.h>
 #include <time.h>
 
@@ -50,6 +51,18 @@ enum sqv_op {
  */
 #define SQV_STATS_MAX 8192
 #define SQV_STATS_IOCTL _IOR('Q', 0x51, char[SQV_STATS_MAX])
+
+/*
+ * How --unmount learns which process to wait for: the daemon's pid and its
+ * pid namespace (the device and inode of /proc/self/ns/pid, 0 when it
+ * cannot tell), so that a pid from another namespace is never waited on.
+ */
+struct sqv_daemon_id {
+	uint64_t pid;
+	uint64_t pid_ns_dev;
+	uint64_t pid_ns_ino;
+};
+#define SQV_DAEMON_ID_IOCTL _IOR('Q', 0x52, struct sqv_daemon_id)
 
 struct sqv_fs {
 	struct sqv_image *layers[SQV_INDEX_MAX_LAYERS];

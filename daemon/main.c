@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <malloc.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -26,6 +27,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/pidfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -43,6 +45,11 @@
 
 /* How long --stats waits for a daemon that may be stopped or hung. */
 #define STATS_TIMEOUT_S 10
+/* How long --unmount waits for the daemon to say who it is (it may be
+ * stopped or hung), then for it to finish after the unmount: write its
+ * -o record= trace, free its cache and exit. */
+#define UNMOUNT_ASK_TIMEOUT_S 5
+#define UNMOUNT_EXIT_TIMEOUT_S 30
 
 /* Log lines (lib/base/log.c): plain on a terminal, <N>-prefixed for the
  * journal, syslog once daemonised. The sink is chosen before any thread
@@ -143,11 +150,112 @@ static bool find_mount(const char *path, char *fstype, size_t fstype_size)
 	return true;
 }
 
+/* Is the daemon's pid namespace (as it told it) ours? Unknown is no. */
+static bool same_pid_ns(const struct sqv_daemon_id *id)
+{
+	struct stat st;
+
+	return id->pid_ns_ino != 0 && stat("/proc/self/ns/pid", &st) == 0 &&
+	       (uint64_t)st.st_dev == id->pid_ns_dev &&
+	       (uint64_t)st.st_ino == id->pid_ns_ino;
+}
+
+/*
+ * The daemon serving the mount at path, as a pidfd (*pid its pid), so that --unmount can
+ * return only once it has finished (its -o record= trace is written after
+ * the unmount); -1 when there is none to wait for or it cannot be known,
+ * and then --unmount unmounts without waiting, as it always did: a stale
+ * mount (ENOTCONN: the daemon is gone), an older daemon (ENOTTY), a mount
+ * this user may not enter (another user's without allow_other: FUSE
+ * refuses even root), a daemon in another pid namespace (its pid names
+ * some other process here), or one that does not answer in time (stopped
+ * or hung: never hang on it).
+ *
+ * A child asks, not a thread: a request the daemon has not taken is
+ * dropped when its asker gets SIGKILL, and the child's descriptor of the
+ * mount's root, which would keep the mount busy, goes with it.
+ */
+static int daemon_pidfd(const char *path, pid_t *pid)
+{
+	struct sqv_daemon_id id;
+	int fds[2], pidfd = -1;
+
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		return -1;
+	pid_t child = fork();
+	if (child == 0) {
+		close(fds[0]);
+		int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd >= 0 && ioctl(fd, SQV_DAEMON_ID_IOCTL, &id) == 0)
+			(void)!write(fds[1], &id, sizeof(id));
+		_exit(0);
+	}
+	close(fds[1]);
+	if (child < 0) {
+		close(fds[0]);
+		return -1;
+	}
+	int child_fd = (int)pidfd_open(child, 0);
+	struct pollfd pfd = { .fd = fds[0], .events = POLLIN };
+	int n;
+	while ((n = poll(&pfd, 1, UNMOUNT_ASK_TIMEOUT_S * 1000)) < 0 &&
+	       errno == EINTR)
+		;
+	if (n == 1 && read(fds[0], &id, sizeof(id)) == (ssize_t)sizeof(id) &&
+	    same_pid_ns(&id) && id.pid > 0 && id.pid <= INT_MAX) {
+		pidfd = (int)pidfd_open((pid_t)id.pid, 0);
+		*pid = (pid_t)id.pid;
+	}
+	close(fds[0]);
+	if (n != 1) {
+		kill(child, SIGKILL);
+		/* Its descriptor of the root is closed only once it is gone. */
+		if (child_fd >= 0) {
+			struct pollfd cfd = { .fd = child_fd, .events = POLLIN };
+			(void)poll(&cfd, 1, 1000);
+		}
+		(void)waitpid(child, NULL, WNOHANG);
+		sqv_log(SQV_LOG_WARNING, "%s: its daemon did not answer within "
+			"%d s (stopped or hung?); not waiting for it to exit",
+			path, UNMOUNT_ASK_TIMEOUT_S);
+	} else {
+		while (waitpid(child, NULL, 0) < 0 && errno == EINTR)
+			;
+	}
+	if (child_fd >= 0)
+		close(child_fd);
+	return pidfd;
+}
+
+/* 0 once the process behind pidfd has exited, -ETIMEDOUT at the deadline. */
+static int wait_exit(int pidfd, int timeout_s)
+{
+	struct pollfd pfd = { .fd = pidfd, .events = POLLIN };
+	struct timespec now, end;
+	int n;
+
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	end.tv_sec += timeout_s;
+	for (;;) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		int64_t left = (int64_t)(end.tv_sec - now.tv_sec) * 1000 +
+			       (end.tv_nsec - now.tv_nsec) / 1000000;
+		if (left <= 0)
+			return -ETIMEDOUT;
+		n = poll(&pfd, 1, (int)left);
+		if (n == 1)
+			return 0;
+		if (n < 0 && errno != EINTR)
+			return -errno;
+	}
+}
+
 static int do_unmount(const char *arg, bool if_mounted)
 {
 	char fstype[256];
 	char *path = resolve_mount_path(arg);
-	int rc = 1;
+	int rc = 1, daemon = -1;
+	pid_t daemon_pid = 0;
 
 	if (!path) {
 		if (if_mounted && errno == ENOENT)
@@ -168,6 +276,8 @@ static int do_unmount(const char *arg, bool if_mounted)
 		fail(arg, why);
 		goto out;
 	}
+	/* Asked before the unmount: afterwards the daemon cannot be reached. */
+	daemon = daemon_pidfd(path, &daemon_pid);
 	if (geteuid() == 0) {
 		if (umount2(path, UMOUNT_NOFOLLOW) < 0) {
 			fail(arg, errno == EBUSY ?
@@ -176,7 +286,7 @@ static int do_unmount(const char *arg, bool if_mounted)
 			goto out;
 		}
 		rc = 0;
-		goto out;
+		goto out_wait;
 	}
 	/* An ordinary user unmounts through the setuid helper. */
 	pid_t pid = fork();
@@ -197,7 +307,18 @@ static int do_unmount(const char *arg, bool if_mounted)
 		rc = 0;
 	else
 		fail(arg, "fusermount3 could not unmount it (busy, or not yours?)");
+out_wait:
+	if (rc == 0 && daemon >= 0 &&
+	    wait_exit(daemon, UNMOUNT_EXIT_TIMEOUT_S) < 0) {
+		char why[160];
+		snprintf(why, sizeof(why), "unmounted, but its daemon (pid %d) "
+			 "has not exited within %d s", (int)daemon_pid,
+			 UNMOUNT_EXIT_TIMEOUT_S);
+		rc = fail(arg, why);
+	}
 out:
+	if (daemon >= 0)
+		close(daemon);
 	free(path);
 	return rc;
 }

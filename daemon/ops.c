@@ -15,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -431,6 +433,19 @@ static void reply_stats(fuse_req_t req, struct sqv_fs *fs)
 	fuse_reply_ioctl(req, 0, buf, len + 1);
 }
 
+/* For --unmount (fs.h): asked once per unmount, so not counted. */
+static void reply_daemon_id(fuse_req_t req)
+{
+	struct sqv_daemon_id id = { .pid = (uint64_t)getpid() };
+	struct stat st;
+
+	if (stat("/proc/self/ns/pid", &st) == 0) {
+		id.pid_ns_dev = (uint64_t)st.st_dev;
+		id.pid_ns_ino = (uint64_t)st.st_ino;
+	}
+	fuse_reply_ioctl(req, 0, &id, sizeof(id));
+}
+
 static void op_getxattr(fuse_req_t req, fuse_ino_t node, const char *name,
 			size_t size)
 {
@@ -513,6 +528,12 @@ static void op_ioctl(fuse_req_t req, fuse_ino_t node, unsigned int cmd,
 		/* --stats asking: not counted, so that asking twice shows
 		 * only what the workload did in between. */
 		reply_stats(req, fs);
+		return;
+	}
+	if (node == FUSE_ROOT_ID && cmd == SQV_DAEMON_ID_IOCTL &&
+	    !(flags & FUSE_IOCTL_COMPAT) &&
+	    out_bufsz == sizeof(struct sqv_daemon_id)) {
+		reply_daemon_id(req);
 		return;
 	}
 	/* CPython asks isatty() (TCGETS) of every file it imports, and the
