@@ -20,6 +20,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -845,6 +846,161 @@ static void unlock_mountpoint(struct mount_plan *p)
 	p->lock_fd = -1;
 }
 
+/*
+ * SIGTERM and SIGINT. libfuse's handlers end the session at once, and a
+ * process still working in the mount (its cwd there, a file open) gets
+ * ENOTCONN from then on. Instead the first SIGTERM or SIGINT detaches the
+ * mount lazily: new path lookups no longer reach it, what is in use stays
+ * served, and the kernel ends the session (the loop sees ENODEV) when its
+ * last user leaves, at once when there is none. A second signal ends it
+ * at once through libfuse's handler (Ctrl-C twice); systemd's SIGKILL
+ * after TimeoutStopSec bounds a stop in any case. The detach is done by a
+ * thread, as an ordinary user's goes through fusermount3, which a signal
+ * handler cannot run.
+ */
+struct stopper {
+	const char *mnt;
+	dev_t dev;                 /* our mount's (mountinfo), 0 if unknown */
+	int pipe[2];               /* the handler wakes the thread through it */
+	bool running;              /* the thread was started */
+	atomic_bool detached;      /* set by the thread, read after the loop */
+	struct sigaction old_term; /* libfuse's, restored after the loop */
+	struct sigaction old_int;
+	pthread_t thread;
+};
+
+static struct stopper stopper = { .pipe = { -1, -1 } };
+static volatile sig_atomic_t stop_signals;
+
+static void on_stop_signal(int sig)
+{
+	int saved = errno;
+	const struct sigaction *old =
+		sig == SIGINT ? &stopper.old_int : &stopper.old_term;
+
+	if (stop_signals++ == 0) {
+		char c = (char)sig;
+		(void)!write(stopper.pipe[1], &c, 1);
+	} else if (old->sa_handler != SIG_DFL && old->sa_handler != SIG_IGN) {
+		old->sa_handler(sig);
+	}
+	errno = saved;
+}
+
+/* Detach the mount at mnt if it is still ours: 0 or -errno. */
+static int detach_mount(const char *mnt, dev_t dev)
+{
+	struct sqv_mount m;
+
+	/* Gone from view or covered by another: the path is not ours to
+	 * detach. */
+	if (sqv_mountinfo_find(mnt, &m) != 1 || strcmp(m.fstype, "fuse.sqvenvfs") ||
+	    (dev && m.dev != dev))
+		return -ENOENT;
+	if (umount2(mnt, MNT_DETACH | UMOUNT_NOFOLLOW) == 0)
+		return 0;
+	if (errno != EPERM)
+		return -errno;
+	/* An ordinary user: the setuid helper, as libfuse unmounts. Spawned
+	 * with no signal blocked: this thread blocks the stop signals. */
+	posix_spawnattr_t attr;
+	sigset_t none;
+	pid_t pid;
+	int status, err;
+	char *argv[] = { "fusermount3", "-u", "-z", "-q", "--", (char *)mnt,
+			 NULL };
+
+	sigemptyset(&none);
+	if (posix_spawnattr_init(&attr) != 0)
+		return -ENOMEM;
+	posix_spawnattr_setsigmask(&attr, &none);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+	err = posix_spawnp(&pid, "fusermount3", NULL, &attr, argv, environ);
+	posix_spawnattr_destroy(&attr);
+	if (err != 0)
+		return -err;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EPERM;
+}
+
+static void *stop_thread(void *arg)
+{
+	const char *mnt = arg;
+	char sig;
+	ssize_t n;
+
+	while ((n = read(stopper.pipe[0], &sig, 1)) < 0 && errno == EINTR)
+		;
+	if (n != 1)
+		return NULL; /* the loop ended first: no signal to act on */
+	sd_notify_send("STOPPING=1\nSTATUS=detached; serving until its last "
+		       "user leaves");
+	int err = detach_mount(mnt, stopper.dev);
+	if (err == 0) {
+		atomic_store(&stopper.detached, true);
+		sqv_log(SQV_LOG_INFO, "%s: detached; serving those still using "
+			"it until they leave", mnt);
+		return NULL;
+	}
+	sqv_log(SQV_LOG_WARNING, "%s: cannot detach the mount (%s); stopping now",
+		mnt, strerror(-err));
+	/* As a second signal: libfuse's handler ends the loop. This thread
+	 * blocks the signal, so a serving thread takes it. */
+	kill(getpid(), sig);
+	return NULL;
+}
+
+/* Take SIGTERM and SIGINT over from libfuse (not where they are ignored,
+ * as in a background job of a shell): 0, or -1 leaving libfuse's. */
+static int stopper_start(const char *mnt)
+{
+	struct sigaction sa = { .sa_handler = on_stop_signal };
+	sigset_t stops, saved;
+	struct sqv_mount m;
+
+	stopper.mnt = mnt;
+	if (sqv_mountinfo_find(mnt, &m) == 1)
+		stopper.dev = m.dev;
+	if (pipe2(stopper.pipe, O_CLOEXEC) < 0)
+		return -1;
+	sigemptyset(&stops);
+	sigaddset(&stops, SIGTERM);
+	sigaddset(&stops, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &stops, &saved);
+	int err = pthread_create(&stopper.thread, NULL, stop_thread, (void *)mnt);
+	pthread_sigmask(SIG_SETMASK, &saved, NULL);
+	if (err != 0) {
+		close(stopper.pipe[0]);
+		close(stopper.pipe[1]);
+		stopper.pipe[0] = stopper.pipe[1] = -1;
+		return -1;
+	}
+	stopper.running = true;
+	/* No SA_RESTART: a serving thread's read of /dev/fuse must return
+	 * EINTR for libfuse's handler to end the loop on a second signal. */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, NULL, &stopper.old_term);
+	sigaction(SIGINT, NULL, &stopper.old_int);
+	if (stopper.old_term.sa_handler != SIG_IGN)
+		sigaction(SIGTERM, &sa, NULL);
+	if (stopper.old_int.sa_handler != SIG_IGN)
+		sigaction(SIGINT, &sa, NULL);
+	return 0;
+}
+
+static void stopper_stop(void)
+{
+	if (!stopper.running)
+		return;
+	sigaction(SIGTERM, &stopper.old_term, NULL);
+	sigaction(SIGINT, &stopper.old_int, NULL);
+	close(stopper.pipe[1]); /* the thread, if still waiting, sees EOF */
+	pthread_join(stopper.thread, NULL);
+	close(stopper.pipe[0]);
+	stopper.running = false;
+}
+
 static int serve(struct sqv_fs *fs, const struct options *o,
 		 struct mount_plan *p)
 {
@@ -900,6 +1056,11 @@ static int serve(struct sqv_fs *fs, const struct options *o,
 		fail("sqvenvfs", "out of memory");
 		goto out_unmount;
 	}
+	/* After the fork: the thread must live in the daemon. Without it the
+	 * signals end the session at once, as libfuse's handlers do. */
+	if (stopper_start(mnt) < 0)
+		sqv_log(SQV_LOG_WARNING, "cannot start the signal thread: "
+			"SIGTERM will not wait for the mount's users");
 	fuse_loop_cfg_set_clone_fd(loop, p->fds.clone_fd);
 	fuse_loop_cfg_set_max_threads(loop, o->threads);
 	fuse_loop_cfg_set_idle_threads(loop, o->threads);
@@ -910,8 +1071,13 @@ static int serve(struct sqv_fs *fs, const struct options *o,
 out_unmount:
 	/* The way out must not fail for want of a descriptor. */
 	sqv_limits_release_fds(&p->fds);
+	stopper_stop();
 	sd_notify_send("STOPPING=1");
-	fuse_session_unmount(se);
+	/* Once detached, the mount point may hold another mount by now:
+	 * leave the path alone; closing the session's descriptor (in
+	 * fuse_session_destroy) ends what is left of ours. */
+	if (!atomic_load(&stopper.detached))
+		fuse_session_unmount(se);
 out_signals:
 	fuse_remove_signal_handlers(se);
 out_session:

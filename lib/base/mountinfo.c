@@ -28,6 +28,7 @@ static void fill(struct libmnt_fs *fs, struct sqv_mount *m)
 
 	memset(m, 0, sizeof(*m));
 	snprintf(m->fstype, sizeof(m->fstype), "%s", type ? type : "");
+	m->dev = mnt_fs_get_devno(fs);
 	/* FUSE puts user_id=UID among the super block's options. */
 	if (opts && mnt_optstr_get_option(opts, "user_id", &val, &len) == 0 &&
 	    val && len > 0 && len < 16) {

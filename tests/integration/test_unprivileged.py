@@ -12,19 +12,7 @@ import sys
 
 import sqvtest as t
 
-USER = "sqvenvfs-test"
-
-
-def ensure_user():
-    try:
-        return pwd.getpwnam(USER).pw_uid
-    except KeyError:
-        pass
-    if not shutil.which("useradd"):
-        t.skip("no useradd to create an unprivileged test user")
-    subprocess.run(["useradd", "--system", "--no-create-home", "--shell",
-                    "/usr/sbin/nologin", USER], check=True)
-    return pwd.getpwnam(USER).pw_uid
+USER = t.TEST_USER
 
 
 def main():
@@ -33,7 +21,9 @@ def main():
         t.skip("needs root to create the test user and to open /dev/fuse")
     if not shutil.which("fusermount3"):
         t.skip("fusermount3 (package fuse3) is not installed")
-    uid = ensure_user()
+    uid = t.ensure_test_user()
+    if uid is None:
+        t.skip("no useradd to create an unprivileged test user")
     gid = pwd.getpwnam(USER).pw_gid
     old_mode = os.stat("/dev/fuse").st_mode & 0o777
     try:

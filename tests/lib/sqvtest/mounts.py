@@ -5,6 +5,7 @@ background or in the foreground, its daemons, its --stats."""
 import collections
 import contextlib
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -19,7 +20,7 @@ __all__ = [
     "require_mount_capability", "tempdir", "cli", "as_user", "mount",
     "unmount", "mounted", "pids_naming", "daemon_pids", "wait_daemons_gone",
     "pid_gone", "kill_daemon_of", "stats", "peak_rss_kib", "Foreground",
-    "foreground", "mount_type", "refuse"
+    "foreground", "mount_type", "refuse", "TEST_USER", "ensure_test_user"
 ]
 
 SQVENVFS = os.environ.get("SQVENVFS", "sqvenvfs")
@@ -141,6 +142,24 @@ def as_user(cmd, user, groups="--init-groups"):
     if user is None:
         return cmd
     return ["setpriv", f"--reuid={user}", f"--regid={user}", groups, *cmd]
+
+
+# The ordinary user the tests mount as (created for them, left in place).
+TEST_USER = "sqvenvfs-test"
+
+
+def ensure_test_user():
+    """The uid of TEST_USER, created if missing (needs root); None when
+    there is no useradd to create it."""
+    try:
+        return pwd.getpwnam(TEST_USER).pw_uid
+    except KeyError:
+        pass
+    if not shutil.which("useradd"):
+        return None
+    subprocess.run(["useradd", "--system", "--no-create-home", "--shell",
+                    "/usr/sbin/nologin", TEST_USER], check=True)
+    return pwd.getpwnam(TEST_USER).pw_uid
 
 
 def mount(images, mnt, opts=(), user=None, cleanups=None):
