@@ -4,7 +4,7 @@
 `umount DIR` as root; `mount -a -T FILE` on an fstab written here, with a
 one-image line and a stack in one source field, twice without stacking
 mounts; and an ordinary user mounting and unmounting a `user` line of
-/etc/fstab.
+/etc/fstab, written as the guides write it (`user,exec`), whose scripts run.
 
 mount(8) drops PATH from the environment, so mount.fuse3's /bin/sh finds
 `sqvenvfs` only in the standard directories. The test runs in a private
@@ -56,6 +56,11 @@ def inner():
             os.makedirs(os.path.join(src, "pkg"))
             with open(os.path.join(src, "pkg", f"{name}.py"), "w") as f:
                 f.write(f"NAME = {name!r}\n")
+            # A venv's console script: the `user` line must let it run.
+            os.makedirs(os.path.join(src, "bin"))
+            with open(os.path.join(src, "bin", "hello"), "w") as f:
+                f.write("#!/bin/sh\necho hello\n")
+            os.chmod(os.path.join(src, "bin", "hello"), 0o755)
             srcs[name] = t.mksquashfs(src, os.path.join(d, f"{name}.sqfs"))
             os.chmod(srcs[name], 0o644)
         base, top = srcs["base"], srcs["top"]
@@ -102,7 +107,7 @@ def inner():
                     "ro,nofail,x-systemd.automount  0 0\n"
                     f"{base},{top}  {mnt['m2']}  fuse.sqvenvfs  "
                     "nofail,noatime,_netdev  0 0\n"
-                    f"{base}  {mnt['m3']}  fuse.sqvenvfs  user,noauto  0 0\n")
+                    f"{base}  {mnt['m3']}  fuse.sqvenvfs  user,exec,noauto  0 0\n")
         for attempt in (1, 2):
             r = sh(["mount", "-a", "-T", fstab])
             t.check(r.returncode == 0, f"mount -a -T FILE, run {attempt} "
@@ -140,6 +145,12 @@ def inner():
             owners = {os.stat(f"/proc/{p}").st_uid
                       for p in t.daemon_pids(mnt["m3"])}
             t.check(owners == {NOBODY}, f"the daemon runs as the user ({owners})")
+            # As README and docs/guide-workstation.md write the line: `user`
+            # implies noexec, and the `exec` after it undoes that.
+            t.check(m3 and "noexec" not in m3[0][0], f"not noexec ({m3})")
+            r = sh([os.path.join(mnt["m3"], "bin", "hello")], user=NOBODY)
+            t.check(r.returncode == 0 and r.stdout == "hello\n",
+                    f"the image's script runs ({r.returncode}, {r.stderr.strip()})")
             r = sh(["umount", mnt["m3"]], user=NOBODY)
             t.check(r.returncode == 0, f"the user unmounts it with umount "
                     f"({r.stderr.strip()})")
