@@ -1001,6 +1001,14 @@ static void stopper_stop(void)
 	stopper.running = false;
 }
 
+/* Has the kernel ended the session (the mount released, or aborted)? */
+static bool session_ended(struct fuse_session *se)
+{
+	struct pollfd pfd = { .fd = fuse_session_fd(se), .events = 0 };
+
+	return pfd.fd >= 0 && poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLERR);
+}
+
 static int serve(struct sqv_fs *fs, const struct options *o,
 		 struct mount_plan *p)
 {
@@ -1073,10 +1081,18 @@ out_unmount:
 	sqv_limits_release_fds(&p->fds);
 	stopper_stop();
 	sd_notify_send("STOPPING=1");
-	/* Once detached, the mount point may hold another mount by now:
-	 * leave the path alone; closing the session's descriptor (in
-	 * fuse_session_destroy) ends what is left of ours. */
-	if (!atomic_load(&stopper.detached))
+	/* Once detached, the mount point may hold another mount by now, so
+	 * the path is not ours to unmount. fuse_session_unmount still has to
+	 * run when it can, since it frees libfuse's copy of the path: it
+	 * leaves the path alone once the kernel has ended the session (it
+	 * polls the descriptor first: POLLERR), and with nothing mounted
+	 * there its lazy unmount finds nothing to do. It is skipped only when
+	 * a second signal cut serving short and another mount has taken the
+	 * path; closing the descriptor (in fuse_session_destroy) then ends
+	 * what is left of ours. */
+	struct sqv_mount now;
+	if (!atomic_load(&stopper.detached) || session_ended(se) ||
+	    sqv_mountinfo_find(mnt, &now) == 0)
 		fuse_session_unmount(se);
 out_signals:
 	fuse_remove_signal_handlers(se);
