@@ -97,7 +97,8 @@ static sqv_err_t damaged(const char *name, const char *why)
 }
 
 sqv_err_t sqv_digest_load(int fd, uint64_t file_size, uint64_t bytes_used,
-			  const char *name, struct sqv_digests **out)
+			  const char *name, struct sqv_io_count *io,
+			  struct sqv_digests **out)
 {
 	unsigned char footer[SQV_DIGEST_FOOTER_SIZE];
 	uint64_t table = round_up(bytes_used);
@@ -111,8 +112,8 @@ sqv_err_t sqv_digest_load(int fd, uint64_t file_size, uint64_t bytes_used,
 		return 0; /* a plain image, perhaps padded */
 	if (file_size - table < SQV_DIGEST_FOOTER_SIZE)
 		return damaged(name, "bytes after the image, but no footer");
-	err = sqv_pread_all(fd, footer, sizeof(footer),
-			file_size - SQV_DIGEST_FOOTER_SIZE);
+	err = sqv_pread_counted(fd, footer, sizeof(footer),
+				file_size - SQV_DIGEST_FOOTER_SIZE, io);
 	if (err < 0) {
 		sqv_log(SQV_LOG_ERR, "%s: cannot read the digest table", name);
 		return err;
@@ -142,7 +143,7 @@ sqv_err_t sqv_digest_load(int fd, uint64_t file_size, uint64_t bytes_used,
 		err = -ENOMEM;
 		goto fail;
 	}
-	err = sqv_pread_all(fd, raw, len, table);
+	err = sqv_pread_counted(fd, raw, len, table, io);
 	if (err < 0) {
 		sqv_log(SQV_LOG_ERR, "%s: cannot read the digest table", name);
 		goto fail;

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "io.h"
 
 #define SQV_DIGEST_MAGIC "SQVDIGST"
 #define SQV_DIGEST_VERSION 1
@@ -55,10 +56,12 @@ typedef sqv_err_t (*sqv_digest_read_fn)(void *ctx, void *buf, size_t len,
  * superblock). *out is NULL for an image without a table (nothing after
  * the image but its padding). -SQV_ECORRUPT, with the reason logged, for
  * anything else after the image: a table that does not check out must not
- * quietly turn verification off.
+ * quietly turn verification off. The reads are counted in io (may be
+ * NULL).
  */
 sqv_err_t sqv_digest_load(int fd, uint64_t file_size, uint64_t bytes_used,
-			  const char *name, struct sqv_digests **out);
+			  const char *name, struct sqv_io_count *io,
+			  struct sqv_digests **out);
 void sqv_digest_free(struct sqv_digests *d);
 
 size_t sqv_digest_count(const struct sqv_digests *d);

@@ -94,8 +94,8 @@ struct sqv_image {
 	/* The block digests appended by sqvenvfs-pack, or NULL. */
 	struct sqv_digests *digests;
 
-	atomic_uint_fast64_t backing_reads;
-	atomic_uint_fast64_t backing_bytes;
+	/* Every read of the file: data, tables, metadata, digests. */
+	struct sqv_io_count io;
 	atomic_uint_fast64_t decompressed_bytes;
 	atomic_uint_fast64_t corrupt_blocks;
 
@@ -144,11 +144,7 @@ static sqv_err_t pread_exact(struct sqv_image *img, void *buf, size_t size,
 			     uint64_t pos)
 {
 	/* -EIO also when the file shrank under us. */
-	SQV_TRY(sqv_pread_all(img->fd, buf, size, pos));
-	atomic_fetch_add_explicit(&img->backing_reads, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&img->backing_bytes, size,
-				  memory_order_relaxed);
-	return 0;
+	return sqv_pread_counted(img->fd, buf, size, pos, &img->io);
 }
 
 /* Check the superblock ourselves first (lib/base), so each refusal says
@@ -338,7 +334,7 @@ static sqv_err_t meta(struct sqv_image *img, struct sqv_meta **out)
 {
 	if (!img->meta) {
 		SQV_TRY(sqv_meta_new(img->fd, img->name, img->comp, img->meta_lo,
-				     img->info.bytes_used, &img->meta));
+				     img->info.bytes_used, &img->io, &img->meta));
 		/* Each block where it is read, until verify_static has
 		 * checked the copy read at once: a store made after
 		 * sqv_image_drop_metadata reads the file afresh. */
@@ -391,7 +387,7 @@ sqv_err_t sqv_image_open(int fd, const char *name, struct sqv_image **out)
 	if (err < 0)
 		goto fail;
 	err = sqv_digest_load(fd, img->file_size, img->info.bytes_used, name,
-			      &img->digests);
+			      &img->io, &img->digests);
 	if (err < 0)
 		goto fail;
 	err = open_tables(img, &sb);
@@ -1192,8 +1188,8 @@ void sqv_image_io(const struct sqv_image *img, struct sqv_image_io *out)
 {
 	struct sqv_image *m = (struct sqv_image *)img;
 
-	out->backing_reads = atomic_load(&m->backing_reads);
-	out->backing_bytes = atomic_load(&m->backing_bytes);
+	out->backing_reads = atomic_load(&m->io.reads);
+	out->backing_bytes = atomic_load(&m->io.bytes);
 	out->decompressed_bytes = atomic_load(&m->decompressed_bytes);
 	out->corrupt_blocks = atomic_load(&m->corrupt_blocks);
 	pthread_mutex_lock(&m->meta_lock);

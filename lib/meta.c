@@ -47,6 +47,7 @@ struct block {
 struct sqv_meta {
 	int fd;
 	const char *name;
+	struct sqv_io_count *count; /* or NULL */
 	int comp;
 	uint64_t lo, hi;
 	unsigned char *raw; /* the image's [lo, hi) when read at once */
@@ -66,7 +67,8 @@ struct sqv_meta {
 };
 
 sqv_err_t sqv_meta_new(int fd, const char *name, int comp, uint64_t lo,
-		       uint64_t hi, struct sqv_meta **out)
+		       uint64_t hi, struct sqv_io_count *count,
+		       struct sqv_meta **out)
 {
 	struct sqv_meta *m = calloc(1, sizeof(*m));
 	sqv_err_t err = -ENOMEM;
@@ -75,6 +77,7 @@ sqv_err_t sqv_meta_new(int fd, const char *name, int comp, uint64_t lo,
 		goto fail;
 	m->fd = fd;
 	m->name = name;
+	m->count = count;
 	m->comp = comp;
 	m->lo = lo;
 	m->hi = hi > lo ? hi : lo;
@@ -90,7 +93,8 @@ sqv_err_t sqv_meta_new(int fd, const char *name, int comp, uint64_t lo,
 		for (uint64_t done = 0; done < span;) {
 			size_t n = span - done < RAW_CHUNK ? (size_t)(span - done) :
 							     RAW_CHUNK;
-			err = sqv_pread_all(fd, m->raw + done, n, lo + done);
+			err = sqv_pread_counted(fd, m->raw + done, n, lo + done,
+						count);
 			if (err < 0)
 				goto fail;
 			done += n;
@@ -223,7 +227,7 @@ static sqv_err_t read_stored(struct sqv_meta *m, uint64_t pos, size_t n,
 		*out = m->raw + (pos - m->lo);
 		return 0;
 	}
-	SQV_TRY(sqv_pread_all(m->fd, buf, n, pos));
+	SQV_TRY(sqv_pread_counted(m->fd, buf, n, pos, m->count));
 	*out = buf;
 	return 0;
 }

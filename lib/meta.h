@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "io.h"
 
 struct sqv_meta;
 
@@ -41,9 +42,11 @@ struct sqv_meta_cursor {
  * all lie in [lo, hi) of the image. When that range is not too large it is
  * read at once in a few large sequential reads (a round trip each on a
  * parallel file system), else each block is read where it lies. name is
- * for messages. -ENOMEM, -EIO. */
+ * for messages; the reads are counted in count (lib/base/io.h, may be
+ * NULL). -ENOMEM, -EIO. */
 sqv_err_t sqv_meta_new(int fd, const char *name, int comp, uint64_t lo,
-		       uint64_t hi, struct sqv_meta **out);
+		       uint64_t hi, struct sqv_io_count *count,
+		       struct sqv_meta **out);
 void sqv_meta_free(struct sqv_meta *m);
 
 /* A cursor at reference ref (block offset << 16 | offset) from base,

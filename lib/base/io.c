@@ -18,3 +18,16 @@ sqv_err_t sqv_pread_all(int fd, void *buf, size_t len, uint64_t pos)
 	}
 	return 0;
 }
+
+sqv_err_t sqv_pread_counted(int fd, void *buf, size_t len, uint64_t pos,
+			    struct sqv_io_count *count)
+{
+	SQV_TRY(sqv_pread_all(fd, buf, len, pos));
+	if (count) {
+		atomic_fetch_add_explicit(&count->reads, 1,
+					  memory_order_relaxed);
+		atomic_fetch_add_explicit(&count->bytes, len,
+					  memory_order_relaxed);
+	}
+	return 0;
+}
