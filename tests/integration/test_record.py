@@ -11,36 +11,12 @@ import os
 import sqvtest as t
 
 
-def unescape(field):
-    """The trace's escaping, read back: \\xHH is one byte."""
-    out = bytearray()
-    b = field.encode()
-    i = 0
-    while i < len(b):
-        if b[i:i + 2] == b"\\x":
-            out.append(int(b[i + 2:i + 4], 16))
-            i += 4
-        else:
-            out.append(b[i])
-            i += 1
-    return os.fsdecode(bytes(out))
-
-
 def parse(text):
-    lines = text.split("\n")
-    t.check(lines[0] == "sqvenvfs-trace 1", f"first line names the format: "
-            f"{lines[0]!r}")
-    t.check(lines[-1] == "", "the trace ends with a newline")
-    body = [ln for ln in lines[1:-1] if not ln.startswith("#")]
-    t.check(body and body[-1].startswith("end "), "the trace ends with 'end N'")
-    files = []
-    for ln in body[:-1]:
-        path, size, ranges = ln.split("\t")
-        rs = [tuple(int(x) for x in r.split("+")) for r in ranges.split(",")]
-        files.append((unescape(path), int(size), rs))
-    t.check(int(body[-1].split()[1]) == len(files),
-            f"'end N' counts the {len(files)} file lines")
-    return files
+    try:
+        return t.read_trace(text)
+    except ValueError as e:
+        t.check(False, f"the trace is one whole trace: {e}")
+        return []
 
 
 def main():

@@ -20,17 +20,9 @@ FILES = 40
 def trace_files(path):
     """The file lines of a whole trace, None if it is missing or cut."""
     try:
-        text = open(path).read()
-    except FileNotFoundError:
+        return [f[0] for f in t.read_trace(open(path).read())]
+    except (FileNotFoundError, ValueError):
         return None
-    lines = text.split("\n")
-    if lines[0] != "sqvenvfs-trace 1" or lines[-1] != "":
-        return None
-    body = [ln for ln in lines[1:-1] if not ln.startswith("#")]
-    if not body or not body[-1].startswith("end "):
-        return None
-    files = [ln.split("\t")[0] for ln in body[:-1]]
-    return files if int(body[-1].split()[1]) == len(files) else None
 
 
 def stopped(pid):

@@ -124,11 +124,31 @@ def trees(tmp):
             "a one-byte change shows in the diff", d[:3])
 
 
+def traces():
+    whole = ("sqvenvfs-trace 1\n# a comment\n"
+             "a\\x09b\\x0ac\\x5cd\t10\t0+4,8+2\nplain.py\t3\t0+3\nend 2\n")
+    got = t.read_trace(whole)
+    t.check(got == [("a\tb\nc\\d", 10, [(0, 4), (8, 2)]),
+                    ("plain.py", 3, [(0, 3)])],
+            "read_trace: names unescaped, sizes and ranges in order", got)
+    for bad, why in [(whole[:-1], "no final newline"),
+                     (whole.replace("end 2", "end 3"), "end miscounts"),
+                     (whole.replace("end 2\n", ""), "no end line"),
+                     (whole.replace("trace 1", "trace 9"), "another format"),
+                     ("", "empty")]:
+        try:
+            t.read_trace(bad)
+            t.check(False, f"read_trace refuses a trace with {why}")
+        except ValueError:
+            pass
+
+
 def main():
     with t.tempdir() as tmp:
         harness(tmp)
         waiting()
         trees(tmp)
+        traces()
         mountinfo(tmp)
     t.finish()
 
