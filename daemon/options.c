@@ -32,6 +32,7 @@
 #include "index.h"
 #include "size.h"
 #include "sqv_config.h"
+#include "trace.h"
 
 enum {
 	KEY_HELP,
@@ -276,7 +277,7 @@ out:
 /* True if the file at path begins as a read trace of any version. */
 static bool is_trace(const char *path)
 {
-	static const char magic[] = "sqvenvfs-trace ";
+	static const char magic[] = SQV_TRACE_MAGIC_PREFIX;
 	char head[sizeof(magic) - 1];
 	FILE *f = fopen(path, "re");
 

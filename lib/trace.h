@@ -20,8 +20,10 @@
 #include "err.h"
 #include "index.h"
 
-/* The first line of every trace; the number changes only with the format. */
-#define SQV_TRACE_MAGIC "sqvenvfs-trace 1"
+/* The first line of every trace; the number changes only with the format.
+ * A file that begins with the prefix is a trace of some version. */
+#define SQV_TRACE_MAGIC_PREFIX "sqvenvfs-trace "
+#define SQV_TRACE_MAGIC SQV_TRACE_MAGIC_PREFIX "1"
 
 struct sqv_trace;
 
