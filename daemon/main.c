@@ -15,6 +15,7 @@
 #include "fs.h"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <malloc.h>
 #include <poll.h>
@@ -140,15 +141,10 @@ static char *resolve_mount_path(const char *arg)
 	return out;
 }
 
-/* Is path a mount point? *fstype gets its type (the topmost mount's). */
-static bool find_mount(const char *path, char *fstype, size_t fstype_size)
+/* Is path a mount point? *m gets the topmost mount's type and owner. */
+static bool find_mount(const char *path, struct sqv_mount *m)
 {
-	struct sqv_mount m;
-
-	if (sqv_mountinfo_find(path, &m) != 1)
-		return false;
-	snprintf(fstype, fstype_size, "%s", m.fstype);
-	return true;
+	return sqv_mountinfo_find(path, m) == 1;
 }
 
 /* Is the daemon's pid namespace (as it told it) ours? Unknown is no. */
@@ -167,16 +163,19 @@ static bool same_pid_ns(const struct sqv_daemon_id *id)
  * the unmount); -1 when there is none to wait for or it cannot be known,
  * and then --unmount unmounts without waiting, as it always did: a stale
  * mount (ENOTCONN: the daemon is gone), an older daemon (ENOTTY), a mount
- * this user may not enter (another user's without allow_other: FUSE
- * refuses even root), a daemon in another pid namespace (its pid names
- * some other process here), or one that does not answer in time (stopped
- * or hung: never hang on it).
+ * this user may not enter (another user's without allow_other), a daemon
+ * in another pid namespace (its pid names some other process here), or one
+ * that does not answer in time (stopped or hung: never hang on it).
  *
  * A child asks, not a thread: a request the daemon has not taken is
  * dropped when its asker gets SIGKILL, and the child's descriptor of the
- * mount's root, which would keep the mount busy, goes with it.
+ * mount's root, which would keep the mount busy, goes with it. Without
+ * allow_other FUSE lets in only the mounting user's credentials, refusing
+ * even root; so root's child takes them (m says whose), and root's
+ * --unmount of a user's mount (a Slurm Epilog's) waits for its trace too.
  */
-static int daemon_pidfd(const char *path, pid_t *pid)
+static int daemon_pidfd(const char *path, const struct sqv_mount *m,
+			pid_t *pid)
 {
 	struct sqv_daemon_id id;
 	int fds[2], pidfd = -1;
@@ -186,6 +185,12 @@ static int daemon_pidfd(const char *path, pid_t *pid)
 	pid_t child = fork();
 	if (child == 0) {
 		close(fds[0]);
+		if (geteuid() == 0 && m->has_user_id && m->has_group_id &&
+		    m->user_id != 0 &&
+		    (setgroups(0, NULL) < 0 ||
+		     setresgid(m->group_id, m->group_id, m->group_id) < 0 ||
+		     setresuid(m->user_id, m->user_id, m->user_id) < 0))
+			_exit(0);
 		int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (fd >= 0 && ioctl(fd, SQV_DAEMON_ID_IOCTL, &id) == 0)
 			(void)!write(fds[1], &id, sizeof(id));
@@ -253,7 +258,7 @@ static int wait_exit(int pidfd, int timeout_s)
 
 static int do_unmount(const char *arg, bool if_mounted)
 {
-	char fstype[256];
+	struct sqv_mount m;
 	char *path = resolve_mount_path(arg);
 	int rc = 1, daemon = -1;
 	pid_t daemon_pid = 0;
@@ -263,22 +268,22 @@ static int do_unmount(const char *arg, bool if_mounted)
 			return 0; /* nothing can be mounted where no directory is */
 		return fail(arg, strerror(errno ? errno : ENOMEM));
 	}
-	if (!find_mount(path, fstype, sizeof(fstype))) {
+	if (!find_mount(path, &m)) {
 		if (if_mounted)
 			rc = 0;
 		else
 			fail(arg, "not a mount point");
 		goto out;
 	}
-	if (strcmp(fstype, "fuse.sqvenvfs") != 0) {
+	if (strcmp(m.fstype, "fuse.sqvenvfs") != 0) {
 		char why[320];
 		snprintf(why, sizeof(why), "is a %s mount, not sqvenvfs; not touching it",
-			 fstype);
+			 m.fstype);
 		fail(arg, why);
 		goto out;
 	}
 	/* Asked before the unmount: afterwards the daemon cannot be reached. */
-	daemon = daemon_pidfd(path, &daemon_pid);
+	daemon = daemon_pidfd(path, &m, &daemon_pid);
 	if (geteuid() == 0) {
 		if (umount2(path, UMOUNT_NOFOLLOW) < 0) {
 			fail(arg, errno == EBUSY ?
@@ -414,7 +419,7 @@ static void *ask_stats(void *arg)
 static int do_stats(const struct options *o)
 {
 	const char *mnt = o->paths[0];
-	char fstype[256];
+	struct sqv_mount m;
 	char *path = resolve_mount_path(mnt);
 	struct timespec deadline;
 	pthread_t th;
@@ -422,13 +427,13 @@ static int do_stats(const struct options *o)
 
 	if (!path)
 		return fail(mnt, strerror(errno ? errno : ENOMEM));
-	if (!find_mount(path, fstype, sizeof(fstype))) {
+	if (!find_mount(path, &m)) {
 		free(path);
 		return fail(mnt, "not a sqvenvfs mount (not a mount point)");
 	}
-	if (strcmp(fstype, "fuse.sqvenvfs") != 0) {
+	if (strcmp(m.fstype, "fuse.sqvenvfs") != 0) {
 		char why[320];
-		snprintf(why, sizeof(why), "not a sqvenvfs mount (%s)", fstype);
+		snprintf(why, sizeof(why), "not a sqvenvfs mount (%s)", m.fstype);
 		free(path);
 		return fail(mnt, why);
 	}
@@ -499,7 +504,7 @@ static int do_stats(const struct options *o)
 static int check_mountpoint(const char *arg, const char *path, int *lock_fd)
 {
 	struct stat st;
-	char fstype[256];
+	struct sqv_mount m;
 
 	*lock_fd = -1;
 	if (stat(arg, &st) < 0) {
@@ -518,12 +523,12 @@ static int check_mountpoint(const char *arg, const char *path, int *lock_fd)
 		while (flock(fd, LOCK_EX) < 0 && errno == EINTR)
 			;
 	}
-	if (find_mount(path, fstype, sizeof(fstype))) {
+	if (find_mount(path, &m)) {
 		char why[320];
 		if (fd >= 0)
 			close(fd);
-		snprintf(why, sizeof(why), "already mounted (%s)%s", fstype,
-			 strcmp(fstype, "fuse.sqvenvfs") == 0 ?
+		snprintf(why, sizeof(why), "already mounted (%s)%s", m.fstype,
+			 strcmp(m.fstype, "fuse.sqvenvfs") == 0 ?
 			 "; sqvenvfs --unmount it first" : "");
 		return fail(arg, why);
 	}

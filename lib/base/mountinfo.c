@@ -3,6 +3,7 @@
 #include "mountinfo.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,27 +20,40 @@ static int skip_bad_line(struct libmnt_table *tb, const char *file, int line)
 	return 1;
 }
 
+/* The number in option name=N of opts: true and *out set, or false. */
+static bool option_number(const char *opts, const char *name,
+			  unsigned long *out)
+{
+	char num[16], *end, *val = NULL;
+	size_t len = 0;
+
+	if (!opts || mnt_optstr_get_option(opts, name, &val, &len) != 0 ||
+	    !val || len == 0 || len >= sizeof(num))
+		return false;
+	memcpy(num, val, len);
+	num[len] = '\0';
+	*out = strtoul(num, &end, 10);
+	return *end == '\0';
+}
+
 static void fill(struct libmnt_fs *fs, struct sqv_mount *m)
 {
 	const char *type = mnt_fs_get_fstype(fs);
 	const char *opts = mnt_fs_get_fs_options(fs);
-	char *val = NULL;
-	size_t len = 0;
+	unsigned long id;
 
 	memset(m, 0, sizeof(*m));
 	snprintf(m->fstype, sizeof(m->fstype), "%s", type ? type : "");
 	m->dev = mnt_fs_get_devno(fs);
-	/* FUSE puts user_id=UID among the super block's options. */
-	if (opts && mnt_optstr_get_option(opts, "user_id", &val, &len) == 0 &&
-	    val && len > 0 && len < 16) {
-		char num[16], *end;
-		memcpy(num, val, len);
-		num[len] = '\0';
-		unsigned long uid = strtoul(num, &end, 10);
-		if (*end == '\0') {
-			m->has_user_id = true;
-			m->user_id = (uid_t)uid;
-		}
+	/* FUSE puts user_id=UID,group_id=GID among the super block's
+	 * options: the credentials it lets in without allow_other. */
+	if (option_number(opts, "user_id", &id)) {
+		m->has_user_id = true;
+		m->user_id = (uid_t)id;
+	}
+	if (option_number(opts, "group_id", &id)) {
+		m->has_group_id = true;
+		m->group_id = (gid_t)id;
 	}
 }
 

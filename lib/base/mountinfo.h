@@ -16,6 +16,8 @@ struct sqv_mount {
 	char fstype[64];   /* "fuse.sqvenvfs", "ext4", ... (cut to fit) */
 	bool has_user_id;  /* a FUSE mount names the user who mounted it */
 	uid_t user_id;
+	bool has_group_id; /* ... and the group */
+	gid_t group_id;
 	dev_t dev;         /* st_dev of its root: tells two mounts apart */
 };
 

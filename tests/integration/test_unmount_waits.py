@@ -7,6 +7,9 @@ the record / repack / mount workflow of README.md reads it. A stopped
 daemon does not make --unmount hang: it unmounts without waiting."""
 
 import os
+import pwd
+import re
+import shutil
 import signal
 import subprocess
 import time
@@ -33,6 +36,52 @@ def stopped(pid):
     return True
 
 
+def record_and_unmount(label, d, img, mnt, names, user=None):
+    """Mount with record= (as user), read names, --unmount as root: the
+    trace is whole and the daemon gone the moment --unmount returns."""
+    trace = os.path.join(d, re.sub(r"\W+", "_", label) + ".trace")
+    t.mount([img], mnt, ["-o", f"record={trace}"], user=user)
+    pids = t.daemon_pids(mnt)
+    t.run(t.as_user(["cat", *(os.path.join(mnt, n) for n in names)], user))
+    r = t.cli(["--unmount", mnt])
+    # Nothing may run between --unmount's return and these looks.
+    got = trace_files(trace)
+    gone = all(t.pid_gone(p) for p in pids)
+    t.check(r.returncode == 0 and r.stderr == "",
+            f"{label}: --unmount exit 0, silent ({r.returncode}, "
+            f"{r.stderr.strip()!r})")
+    t.check(got == names, f"{label}: the whole trace is there when "
+            f"--unmount returns ({'missing or cut' if got is None else len(got)})")
+    t.check(len(pids) == 1 and gone, f"{label}: the daemon {pids} "
+            "is gone when --unmount returns")
+    t.check(not t.is_mounted(mnt), f"{label}: nothing mounted")
+    t.wait_daemons_gone(mnt)
+
+
+def root_unmounts_users_mount(d, img, mnt, names):
+    if os.geteuid() != 0 or not shutil.which("fusermount3"):
+        t.log("not root or no fusermount3: root's --unmount of a user's "
+              "mount is not tried")
+        return
+    uid = t.ensure_test_user()
+    if uid is None:
+        t.log("no useradd: root's --unmount of a user's mount is not tried")
+        return
+    user = t.TEST_USER
+    old_mode = os.stat("/dev/fuse").st_mode & 0o777
+    try:
+        os.chmod("/dev/fuse", 0o666)
+        os.chown(mnt, uid, pwd.getpwnam(user).pw_gid)
+        os.chmod(d, 0o777)  # the user's trace goes here
+        for run in range(RUNS):
+            record_and_unmount(f"root, user's mount, run {run}", d, img, mnt,
+                               names, user=user)
+    finally:
+        os.chmod("/dev/fuse", old_mode)
+        os.chmod(d, 0o755)
+        os.chown(mnt, 0, 0)
+
+
 def main():
     t.require_mount_capability()
     with t.tempdir() as d:
@@ -47,26 +96,11 @@ def main():
         os.mkdir(mnt)
 
         for run in range(RUNS):
-            trace = os.path.join(d, f"run{run}.trace")
-            t.mount([img], mnt, ["-o", f"record={trace}"])
-            pids = t.daemon_pids(mnt)
-            os.listdir(mnt)
-            for n in names:
-                with open(os.path.join(mnt, n), "rb") as f:
-                    f.read()
-            r = t.cli(["--unmount", mnt])
-            # Nothing may run between --unmount's return and these looks.
-            got = trace_files(trace)
-            gone = all(t.pid_gone(p) for p in pids)
-            t.check(r.returncode == 0 and r.stderr == "",
-                    f"run {run}: --unmount exit 0, silent ({r.returncode}, "
-                    f"{r.stderr.strip()!r})")
-            t.check(got == names, f"run {run}: the whole trace is there when "
-                    f"--unmount returns ({'missing or cut' if got is None else len(got)})")
-            t.check(len(pids) == 1 and gone, f"run {run}: the daemon {pids} "
-                    "is gone when --unmount returns")
-            t.check(not t.is_mounted(mnt), f"run {run}: nothing mounted")
-            t.wait_daemons_gone(mnt)
+            record_and_unmount(f"run {run}", d, img, mnt, names)
+
+        # Root's --unmount of an ordinary user's mount (a Slurm Epilog's):
+        # FUSE lets only that user in, yet --unmount still waits.
+        root_unmounts_users_mount(d, img, mnt, names)
 
         # A stopped daemon cannot answer: --unmount unmounts without
         # waiting for it, within a bound, and says so in one line.
