@@ -15,7 +15,6 @@
 #include "fs.h"
 
 #include <fcntl.h>
-#include <grp.h>
 #include <limits.h>
 #include <malloc.h>
 #include <poll.h>
@@ -32,6 +31,7 @@
 #include <sys/pidfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
@@ -158,6 +158,25 @@ static bool same_pid_ns(const struct sqv_daemon_id *id)
 }
 
 /*
+ * Without allow_other FUSE lets in only the credentials of the user who
+ * mounted, refusing even root. So root, to ask a user's daemon (--unmount,
+ * --stats), takes that user's uid and gid (m says whose) in the asking
+ * thread alone: raw system calls, as glibc's wrappers would change every
+ * thread of the process. 0 (nothing to do for others), or -errno.
+ */
+static int become_mount_owner(const struct sqv_mount *m)
+{
+	if (geteuid() != 0 || !m->has_user_id || !m->has_group_id ||
+	    m->user_id == 0)
+		return 0;
+	if (syscall(SYS_setgroups, 0, NULL) < 0 ||
+	    syscall(SYS_setresgid, m->group_id, m->group_id, m->group_id) < 0 ||
+	    syscall(SYS_setresuid, m->user_id, m->user_id, m->user_id) < 0)
+		return -errno;
+	return 0;
+}
+
+/*
  * The daemon serving the mount at path, as a pidfd (*pid its pid), so that --unmount can
  * return only once it has finished (its -o record= trace is written after
  * the unmount); -1 when there is none to wait for or it cannot be known,
@@ -169,10 +188,9 @@ static bool same_pid_ns(const struct sqv_daemon_id *id)
  *
  * A child asks, not a thread: a request the daemon has not taken is
  * dropped when its asker gets SIGKILL, and the child's descriptor of the
- * mount's root, which would keep the mount busy, goes with it. Without
- * allow_other FUSE lets in only the mounting user's credentials, refusing
- * even root; so root's child takes them (m says whose), and root's
- * --unmount of a user's mount (a Slurm Epilog's) waits for its trace too.
+ * mount's root, which would keep the mount busy, goes with it. Root's
+ * child asks as the mount's owner, so root's --unmount of a user's mount
+ * (a Slurm Epilog's) waits for its trace too.
  */
 static int daemon_pidfd(const char *path, const struct sqv_mount *m,
 			pid_t *pid)
@@ -185,11 +203,7 @@ static int daemon_pidfd(const char *path, const struct sqv_mount *m,
 	pid_t child = fork();
 	if (child == 0) {
 		close(fds[0]);
-		if (geteuid() == 0 && m->has_user_id && m->has_group_id &&
-		    m->user_id != 0 &&
-		    (setgroups(0, NULL) < 0 ||
-		     setresgid(m->group_id, m->group_id, m->group_id) < 0 ||
-		     setresuid(m->user_id, m->user_id, m->user_id) < 0))
+		if (become_mount_owner(m) < 0)
 			_exit(0);
 		int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (fd >= 0 && ioctl(fd, SQV_DAEMON_ID_IOCTL, &id) == 0)
@@ -388,6 +402,7 @@ static int print_stats(const struct options *o, const char *mnt,
  * does not answer (stopped, hung) cannot hold the caller. */
 struct stats_query {
 	const char *path;
+	struct sqv_mount mount; /* whose it is */
 	char buf[SQV_STATS_MAX];
 	int err; /* 0 or an errno */
 	bool done; /* under lock */
@@ -398,15 +413,17 @@ struct stats_query {
 static void *ask_stats(void *arg)
 {
 	struct stats_query *q = arg;
-	int fd = open(q->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int err = 0;
+	int err = -become_mount_owner(&q->mount);
 
-	if (fd < 0) {
-		err = errno;
-	} else {
-		if (ioctl(fd, SQV_STATS_IOCTL, q->buf) < 0)
+	if (err == 0) {
+		int fd = open(q->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0) {
 			err = errno;
-		close(fd);
+		} else {
+			if (ioctl(fd, SQV_STATS_IOCTL, q->buf) < 0)
+				err = errno;
+			close(fd);
+		}
 	}
 	pthread_mutex_lock(&q->lock);
 	q->err = err;
@@ -445,6 +462,7 @@ static int do_stats(const struct options *o)
 		return fail(mnt, strerror(ENOMEM));
 	}
 	q->path = path;
+	q->mount = m;
 	pthread_mutex_init(&q->lock, NULL);
 	pthread_cond_init(&q->cond, NULL);
 	clock_gettime(CLOCK_REALTIME, &deadline);

@@ -57,6 +57,17 @@ def main():
                                    capture_output=True, text=True)
                 t.check(r.returncode == 0 and "requests" in r.stdout,
                         "the user reads the counters")
+                # FUSE refuses root itself on a mount without allow_other;
+                # an administrator still reads a user's counters.
+                users = dict(ln.split() for ln in r.stdout.splitlines())
+                r = t.cli(["--stats", mnt])
+                root = dict(ln.split() for ln in r.stdout.splitlines())
+                t.check(r.returncode == 0 and root.get("files_read") ==
+                        users["files_read"] != "0",
+                        "root reads the user's counters too "
+                        f"({r.returncode}, {r.stderr.strip()!r})")
+                t.check(not os.access(os.path.join(mnt, "pkg"), os.R_OK),
+                        "root itself still may not enter the user's mount")
                 line = [l for l in open("/proc/self/mountinfo")
                         if f" {mnt} " in l][0]
                 t.check(f"user_id={uid}" in line and "nosuid" in line and
