@@ -19,6 +19,7 @@ finished image in place, without moving a byte of anything else."""
 
 import hashlib
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -72,25 +73,13 @@ def read_trace(path):
         if end is not None:
             raise PackError(f"{path}: line {n}: text after the 'end' line")
         if ln.startswith("end "):
-            try:
-                end = int(ln[4:])
-            except ValueError:
-                raise PackError(f"{path}: line {n}: a bad 'end' line")
+            end = number(ln[4:])
+            if end is None:
+                raise PackError(f"{path}: line {n}: bad 'end' line "
+                                f"{ln[:40]!r}: not a count")
             continue
-        f = ln.split("\t")
         try:
-            if len(f) != 3:
-                raise ValueError("not three tab-separated fields")
-            name = unescape(f[0])
-            size = int(f[1])
-            ranges = []
-            for r in f[2].split(","):
-                a, b = (int(x) for x in r.split("+"))
-                if a < 0 or b <= 0:
-                    raise ValueError("a bad byte range")
-                ranges.append((a, b))
-            if not name or name.startswith(b"/") or size < 0:
-                raise ValueError("a bad path or size")
+            name, size, ranges = trace_line(ln)
         except ValueError as e:
             raise PackError(f"{path}: line {n}: {e}")
         out.append((name, size, ranges))
@@ -100,6 +89,45 @@ def read_trace(path):
         raise PackError(f"{path}: truncated ('end {end}' but {len(out)} "
                         "files)")
     return out
+
+
+def number(s):
+    """The value of a count or offset written in decimal digits, or None:
+    int() would also take signs, blanks and underscores."""
+    return int(s) if s.isascii() and s.isdigit() else None
+
+
+def trace_line(ln):
+    """(path bytes, size, [(offset, length)]) of one file line; ValueError
+    says what is wrong, in the format's terms (docs/tools.md, "Read
+    traces")."""
+    def short(s):
+        s = s if len(s) <= 40 else s[:37] + "..."
+        return f"'{s}'" if s.isprintable() else repr(s)
+    f = ln.split("\t")
+    if len(f) != 3:
+        raise ValueError(f"{len(f)} tab-separated field(s), expected 3 "
+                         "(path, size, ranges)")
+    if not f[0] or f[0].startswith("/"):
+        raise ValueError(f"bad path {short(f[0])}: must be relative to the "
+                         "mount's root")
+    if re.search(r"\\(?!x[0-9a-fA-F]{2})", f[0]):
+        raise ValueError(f"bad path {short(f[0])}: a backslash not "
+                         "followed by xHH")
+    size = number(f[1])
+    if size is None:
+        raise ValueError(f"bad size {short(f[1])}: not a number")
+    ranges = []
+    for r in f[2].split(","):
+        a, plus, b = r.partition("+")
+        off, length = number(a), number(b)
+        if not plus or off is None or length is None:
+            raise ValueError(f"bad range {short(r)}: not OFFSET+LENGTH in "
+                             "decimal")
+        if length == 0:
+            raise ValueError(f"bad range {short(r)}: empty")
+        ranges.append((off, length))
+    return unescape(f[0]), size, ranges
 
 
 def read_traces(paths):
