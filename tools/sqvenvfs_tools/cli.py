@@ -156,6 +156,11 @@ def main(argv, bindir):
             if not traces:
                 raise PackError("--hot: give one or more trace files")
             plan = Plan(traces, read_traces(traces))
+            # a venv directory or an image: say neither if it is not there
+            try:
+                os.stat(args.venv)
+            except OSError as e:
+                raise PackError(f"{args.venv}: {e.strerror.lower()}")
         if plan is not None and os.path.isfile(args.venv):
             pack = Relayout(out, args, bindir, plan)
         else:

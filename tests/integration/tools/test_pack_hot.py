@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: BSD-2-Clause
-"""sqvenvfs-pack --hot's bad input (docs/tools.md, "Laying out"):
-malformed traces give one line in the trace's terms, and leave nothing
-behind.
+"""sqvenvfs-pack --hot's bad input (docs/tools.md, "Laying out"): a
+missing input and malformed traces give one line in the trace's terms,
+and leave nothing behind.
 test_hot.py tests the workflow on a single image and the prefetch."""
 
 import os
@@ -27,6 +27,12 @@ def bad_input(tmp, out, stage):
     image = os.path.join(tmp, "a.sqfs")
     t.mksquashfs(src, image)
     new = os.path.join(out, "bad.sqfs")
+    good = os.path.join(tmp, "good.trace")
+    with open(good, "w") as f:
+        f.write("sqvenvfs-trace 1\na.py\t6\t0+6\nend 1\n")
+    missing = os.path.join(tmp, "missing.sqfs")
+    refused("an input that does not exist", ["--hot", good, missing, new],
+            f"{missing}: no such file or directory", out, stage)
     bad = os.path.join(tmp, "bad.trace")
     for line, want in (
             ("a.py\tx\t0+1", "bad size 'x': not a number"),
