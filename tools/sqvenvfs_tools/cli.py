@@ -89,7 +89,9 @@ def parser():
                          "record=) name first, and record the hot range "
                          "that the daemon prefetches")
     ap.add_argument("--base", action="append", default=[], metavar="IMAGE",
-                    help="base image (repeat, bottom first): write a delta")
+                    help="base image (repeat, bottom first): write a delta; "
+                         "with --hot and an image to re-lay out: the images "
+                         "that delta lies on")
     ap.add_argument("--checksum", action="store_true",
                     help="with --base: compare every file with the base's "
                          "by content, not by size and mtime")

@@ -38,6 +38,15 @@ def find_inspect(bindir):
 
 
 
+def check_bases(bases, image):
+    """--base: each an existing image, none of them the output IMAGE."""
+    for b in bases:
+        if not os.path.isfile(b):
+            raise PackError(f"{b}: no such image")
+        if os.path.realpath(b) == os.path.realpath(image):
+            raise PackError(f"{b}: is also the output IMAGE")
+
+
 class BaseRead:
     """The merged tree of the base stack, read by `sqvenvfs-inspect dump`
     (with hashes: --hash, which reads every file and takes about as long as

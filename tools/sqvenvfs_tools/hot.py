@@ -25,7 +25,7 @@ import struct
 import subprocess
 import time
 
-from .delta import find_inspect
+from .delta import BaseRead, check_bases, find_inspect
 from .dumpfmt import parse_dump, unescape
 from .seal import finish_image, seal_image
 from .errors import PackError
@@ -155,15 +155,20 @@ class Plan:
         self.missing = 0         # not in the tree
         self.changed = 0         # another size: a stale trace
         self.unsortable = 0      # a newline in the name: -sort cannot say it
-        self.in_base = 0         # matched, but left to the base by a delta
+        self.in_base = 0         # matched, but in a base image of a delta
         self.ranges = {}         # hot file -> byte ranges the workload read
 
-    def match(self, root, label, left_to_base=()):
+    def match(self, root, label, left_to_base=(), stack=None,
+              why="a trace of another image?"):
         """Keep the traced files that are regular files of root with the
         traced size, or that a delta leaves to its base on purpose
         (left_to_base: base paths such as b"/lib/.../x.pyc"; keep_present
-        counts them as in the base). Fails when most of the trace does not
-        fit root: a trace of another image."""
+        counts them as in the base). stack, for a delta re-laid out alone:
+        the merged tree of its base images and itself (inspect dump), which
+        the trace of a stack mount describes; a traced file that root lacks
+        and the stack shows as it was traced is a lower layer's, counted
+        as in the base. Fails when most of the trace fits neither: a trace
+        of another image (why says so in the error)."""
         for name, size, ranges in self.entries:
             if b"/" + name in left_to_base:
                 self.hot.append(name)
@@ -173,7 +178,11 @@ class Plan:
             try:
                 st = os.lstat(p)
             except OSError:
-                self.missing += 1
+                e = stack.get(b"/" + name) if stack is not None else None
+                if e is not None and e.type == "f" and e.size == size:
+                    self.in_base += 1
+                else:
+                    self.missing += 1
                 continue
             if not os.path.isfile(p) or os.path.islink(p):
                 self.missing += 1
@@ -182,11 +191,12 @@ class Plan:
             else:
                 self.hot.append(name)
                 self.ranges[name] = ranges
-        if len(self.hot) * 2 < len(self.entries):
+        found = len(self.hot) + self.in_base
+        if found * 2 < len(self.entries):
             raise PackError(
-                f"{','.join(self.traces)}: {len(self.hot)} of "
-                f"{len(self.entries)} traced files match {label} (a trace "
-                "of another image?)")
+                f"{','.join(self.traces)}: {found} of "
+                f"{len(self.entries)} traced files match {label} "
+                f"({why})")
 
     def keep_present(self, root):
         """After a delta dropped unchanged files: those still staged."""
@@ -368,26 +378,27 @@ def image_params(path):
 class Relayout:
     """--hot TRACE OLD.sqfs NEW.sqfs: the same tree, hot-first, without the
     venv: unpack OLD, pack it again with OLD's compression, block size,
-    creation time and owners. Owns its staging directory and temporary
-    image, as Pack does; cleanup() removes them."""
+    creation time and owners. With --base, OLD is a delta over those
+    images, and the trace may name their files (a stack mount's). Owns
+    its staging directory and temporary image, as Pack does; cleanup()
+    removes them."""
 
     def __init__(self, out, args, bindir, plan):
         self.out, self.args, self.bindir, self.plan = out, args, bindir, plan
         self.t0 = time.monotonic()
         self.stage_top = None
         self.tmp = None
+        self.stack = None        # BaseRead of --base... OLD, for a delta
 
     def run(self):
         args = self.args
         old = os.path.abspath(args.venv)
         image = os.path.abspath(args.image)
-        if args.base:
-            raise PackError("--base: not with an image to re-lay out (give "
-                            "the venv to make a delta)")
         if os.path.realpath(old) == os.path.realpath(image):
             raise PackError(f"{args.image}: is also the image to re-lay out")
         self.tmp = TempImage(image, args.image, args.force)
         self.tmp.check()
+        check_bases(args.base, image)
         comp, level, block_size, epoch = image_params(old)
         mksquashfs = find_mksquashfs()
         unsquashfs = shutil.which("unsquashfs")
@@ -407,6 +418,11 @@ class Relayout:
         if not all_root and os.geteuid() != 0:
             raise PackError(f"{args.venv}: has files not owned by root; "
                             "re-laying it out keeps owners, which needs root")
+        if args.base:
+            # OLD is a delta: the trace of its stack's mount names the
+            # files of the stack, most of them in the base images
+            self.stack = BaseRead(inspect, args.base + [old], hashes=False)
+            self.stack.start()
         self.tmp.create()
         self.stage_top = make_staging(
             pick_tmpdir(args.tmpdir, 3 * os.path.getsize(old)))
@@ -425,7 +441,12 @@ class Relayout:
             st = os.stat(root)
             os.unlink(rec)  # OLD's own record: replaced below
             os.utime(root, ns=(st.st_atime_ns, st.st_mtime_ns))
-        self.plan.match(root, args.venv)
+        if self.stack is not None:
+            self.plan.match(root, args.venv, stack=self.stack.tree(
+                self.out, "reading the stack of images"))
+        else:
+            self.plan.match(root, args.venv, why="a trace of another image? "
+                            "for a delta, give its base images with --base")
         sort_file = os.path.join(self.stage_top, "sort")
         self.plan.write_sort(root, sort_file, block_size, epoch)
         self.squash = SquashOptions(comp=comp, level=level,
@@ -446,6 +467,8 @@ class Relayout:
         if self.stage_top:
             shutil.rmtree(self.stage_top, ignore_errors=True)
             self.stage_top = None
+        if self.stack is not None:
+            self.stack.stop()
 
     def report(self):
         out = self.out

@@ -10,7 +10,8 @@ import threading
 import time
 
 from .bytecompile import byte_compile
-from .delta import BaseStack, Delta, QuickCheck, find_inspect, sources_in_base
+from .delta import (BaseStack, Delta, QuickCheck, check_bases, find_inspect,
+                    sources_in_base)
 from .editable import find_editables
 from .errors import PackError
 from .fsutil import inside, tree_size, tree_totals
@@ -134,12 +135,7 @@ class Pack:
         if args.checksum and not args.base:
             raise PackError("--checksum: compares with base images, and "
                             "none was given (--base IMAGE)")
-        if args.base:
-            for b in args.base:
-                if not os.path.isfile(b):
-                    raise PackError(f"{b}: no such image")
-                if os.path.realpath(b) == os.path.realpath(image):
-                    raise PackError(f"{b}: is also the output IMAGE")
+        check_bases(args.base, image)
         self.inspect = find_inspect(self.bindir)
         self.check_editables()
         self.cfg = read_cfg(self.venv)

@@ -1,12 +1,54 @@
 # SPDX-License-Identifier: BSD-2-Clause
-"""sqvenvfs-pack --hot's bad input (docs/tools.md, "Laying out"): a
-missing input and malformed traces give one line in the trace's terms,
-and leave nothing behind.
+"""sqvenvfs-pack --hot TRACE OLD.sqfs NEW.sqfs on a delta, and --hot's bad
+input (docs/tools.md, "Laying out"). The trace of a stack mount (base +
+delta) names mostly the base's files: with --base the delta is re-laid out
+(the same tree, the delta's traced files first, mountable on the base) and
+the summary counts the base's files as in the base; without --base, or
+with a trace of another image, it is refused in one line. A missing input
+and malformed traces: one line in the trace's terms, nothing left.
 test_hot.py tests the workflow on a single image and the prefetch."""
 
 import os
+import random
 
 import sqvtest as t
+
+def make_stack(tmp):
+    """base.sqfs from a venv, delta.sqfs over it: six.py and newpkg (two
+    incompressible files, cold.bin first in the delta as packed)."""
+    venv = t.make_venv(os.path.join(tmp, "venv"))
+    base = os.path.join(tmp, "base.sqfs")
+    t.pack("-q", "--no-compile", venv, base)
+    sp = t.site_packages(venv)
+    t.copy_pkg(venv, "six.py")
+    new = os.path.join(sp, "newpkg")
+    os.mkdir(new)
+    rnd = random.Random(3)
+    for name in ("cold.bin", "hot.bin"):
+        with open(os.path.join(new, name), "wb") as f:
+            f.write(rnd.randbytes(300 << 10))
+    delta = os.path.join(tmp, "delta.sqfs")
+    t.pack("-q", "--no-compile", "--base", base, venv, delta)
+    return venv, base, delta
+
+
+def record(images, mnt, trace, paths, cleanups):
+    t.mount(images, mnt, ["-o", f"record={trace}"], cleanups=cleanups)
+    for p in paths:
+        with open(os.path.join(mnt, p), "rb") as f:
+            f.read()
+    t.unmount(mnt)
+    t.check(t.wait_daemons_gone(mnt), "the recording daemon exits")
+
+
+def first_block(image, path):
+    """Offset of the first stored block of path in image."""
+    for ln in t.inspect("extents", image).stdout.splitlines():
+        p, blocks, _ = ln.split("\t")
+        if p == path:
+            return int(blocks.split(",")[0].split("+")[0])
+    raise AssertionError(f"{image}: no extents for {path}")
+
 
 def refused(label, args, want, out, stage):
     """pack ARGS fails in one line naming want, leaving nothing in out
@@ -17,6 +59,63 @@ def refused(label, args, want, out, stage):
     t.check(sorted(os.listdir(out)) == before and not os.listdir(stage),
             f"{label}: nothing left behind",
             (os.listdir(out), os.listdir(stage)))
+
+
+def relayout_delta(tmp, cleanups, out, stage):
+    venv, base, delta = make_stack(tmp)
+    sp = "lib/python3.11/site-packages"
+    lower = [f"{sp}/toml/__init__.py", f"{sp}/toml/decoder.py",
+             f"{sp}/toml/encoder.py", f"{sp}/pyflakes/checker.py",
+             f"{sp}/pyflakes/messages.py"]
+    upper = [f"{sp}/six.py", f"{sp}/newpkg/hot.bin"]
+    mnt = os.path.join(tmp, "mnt")
+    os.mkdir(mnt)
+    trace = os.path.join(tmp, "stack.trace")
+    record([base, delta], mnt, trace, lower + upper, cleanups)
+    with open(trace) as f:
+        t.check(f.read().count("\n") == 2 + len(lower + upper),
+                "the trace names every file read, of both layers")
+
+    new = os.path.join(out, "new.sqfs")
+    refused("a stack's trace without --base", ["--hot", trace, delta, new],
+            ["stack.trace", "2 of 7", "--base"], out, stage)
+    refused("a base that is not there",
+            ["--hot", trace, "--base", os.path.join(tmp, "nope.sqfs"),
+             delta, new], "nope.sqfs: no such image", out, stage)
+    r = t.pack("--hot", trace, "--base", base, delta, new, check=False)
+    t.check(r.returncode == 0, "--hot TRACE --base BASE DELTA NEW",
+            r.stderr.strip())
+    t.check("hot: 2 files first (0 not in the image, 0 changed, 5 in the "
+            "base; ignored)" in r.stdout,
+            "the summary counts the base's files apart from the delta's",
+            r.stdout.strip())
+    t.check(t.inspect("dump", "--hash", new).stdout ==
+            t.inspect("dump", "--hash", delta).stdout,
+            "inspect dump --hash: the re-laid-out delta's tree is the "
+            "delta's")
+    hot, cold = f"{sp}/newpkg/hot.bin", f"{sp}/newpkg/cold.bin"
+    t.check(first_block(delta, cold) < first_block(delta, hot) and
+            first_block(new, hot) < first_block(new, cold),
+            "the traced file's blocks moved before the untraced one's")
+    with t.mounted([base, delta], mnt):
+        want = t.dump_tree(mnt)
+    with t.mounted([base, new], mnt):
+        t.compare_trees(want, t.dump_tree(mnt),
+                        "base + re-laid-out delta through sqvenvfs")
+        t.check(".sqvenvfs-hot" not in os.listdir(mnt),
+                "the record does not show in the stack")
+
+    # a trace of another image is still refused with --base
+    other = os.path.join(tmp, "other.trace")
+    six = os.path.getsize(os.path.join(t.site_packages(venv), "six.py"))
+    with open(other, "w") as f:
+        f.write("sqvenvfs-trace 1\n" + "".join(
+            f"{sp}/numpy/mod{i}.py\t100\t0+100\n" for i in range(6)) +
+            f"{sp}/six.py\t{six}\t0+10\nend 7\n")
+    os.unlink(new)
+    refused("a trace of another image, with --base",
+            ["--hot", other, "--base", base, delta, new],
+            ["other.trace", "1 of 7", "another image"], out, stage)
 
 
 def bad_input(tmp, out, stage):
@@ -53,10 +152,12 @@ def bad_input(tmp, out, stage):
 
 def test(tmp, cleanups):
     t.require_pack_tools()
+    t.require_mount_capability()
     out = os.path.join(tmp, "out")
     stage = os.path.join(tmp, "stage")
     os.mkdir(out)
     os.mkdir(stage)
+    relayout_delta(tmp, cleanups, out, stage)
     bad_input(tmp, out, stage)
 
 
