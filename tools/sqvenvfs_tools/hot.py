@@ -152,6 +152,7 @@ class Plan:
         self.traces = traces
         self.entries = entries
         self.hot = []            # staged relative paths (bytes), in order
+        self.first = []          # those of hot the sort file puts first
         self.missing = 0         # not in the tree
         self.changed = 0         # another size: a stale trace
         self.unsortable = 0      # a newline in the name: -sort cannot say it
@@ -225,6 +226,7 @@ class Plan:
                 if b"\n" in name:
                     self.unsortable += 1
                     continue
+                self.first.append(name)
                 f.write(sort_escape(os.path.join(broot, name)) +
                         b" %d\n" % prio)
                 prio = max(prio - 1, 1)
@@ -305,7 +307,9 @@ def ranges_of(extents, gap=GAP, most=MAX_RANGES):
 
 def write_record(image, inspect, plan, block_size):
     """Find where the hot files went in image and write the record in
-    place. Returns (hot files placed, hot range bytes, number of ranges)."""
+    place. Returns (hot files placed first, hot range bytes, number of
+    ranges). The range holds what was read of every hot file, also of one
+    the sort file could not put first: wherever it lies, it is read."""
     r = subprocess.run([inspect, "extents", image], capture_output=True,
                        stdin=subprocess.DEVNULL)
     if r.returncode != 0:
@@ -320,11 +324,11 @@ def write_record(image, inspect, plan, block_size):
                         "one uncompressed block; cannot record the hot range")
     rec = blocks
     hot = set()
-    for n in plan.hot:
-        if n in ext:
-            hot |= read_extents(*ext[n], plan.ranges[n], block_size)
+    inside = [n for n in plan.hot if n in ext]
+    for n in inside:
+        hot |= read_extents(*ext[n], plan.ranges[n], block_size)
     rs = ranges_of(hot)
-    text = (f"{HOT_MAGIC}\n# {len(plan.hot)} files, "
+    text = (f"{HOT_MAGIC}\n# {len(inside)} files, "
             f"{sum(n for _, n, _ in hot)} stored bytes read\n" +
             "".join(f"range {a} {n}\n" for a, n in rs) + "end\n").encode()
     if len(text) > block_size:
@@ -334,7 +338,8 @@ def write_record(image, inspect, plan, block_size):
         os.pwrite(fd, text, rec[0][0])
     finally:
         os.close(fd)
-    return len(plan.hot), sum(n for _, n in rs), len(rs)
+    return (sum(n in ext for n in plan.first), sum(n for _, n in rs),
+            len(rs))
 
 
 

@@ -3,9 +3,10 @@
 input (docs/tools.md, "Laying out"). The trace of a stack mount (base +
 delta) names mostly the base's files: with --base the delta is re-laid out
 (the same tree, the delta's traced files first, mountable on the base) and
-the summary counts the base's files as in the base; without --base, or
-with a trace of another image, it is refused in one line. A missing input
-and malformed traces: one line in the trace's terms, nothing left.
+the summary counts the base's files as in the base and a file the sort
+file cannot name (a newline) as unsortable, not as first; without --base,
+or with a trace of another image, it is refused in one line. A missing
+input and malformed traces: one line in the trace's terms, nothing left.
 test_hot.py tests the workflow on a single image and the prefetch."""
 
 import os
@@ -13,9 +14,13 @@ import random
 
 import sqvtest as t
 
+NL_NAME = "new\nline.py"
+
+
 def make_stack(tmp):
     """base.sqfs from a venv, delta.sqfs over it: six.py and newpkg (two
-    incompressible files, cold.bin first in the delta as packed)."""
+    incompressible files, cold.bin first in the delta as packed, and a
+    module with a newline in its name)."""
     venv = t.make_venv(os.path.join(tmp, "venv"))
     base = os.path.join(tmp, "base.sqfs")
     t.pack("-q", "--no-compile", venv, base)
@@ -27,6 +32,8 @@ def make_stack(tmp):
     for name in ("cold.bin", "hot.bin"):
         with open(os.path.join(new, name), "wb") as f:
             f.write(rnd.randbytes(300 << 10))
+    with open(os.path.join(new, NL_NAME), "w") as f:
+        f.write("X = 1\n" * 100)
     delta = os.path.join(tmp, "delta.sqfs")
     t.pack("-q", "--no-compile", "--base", base, venv, delta)
     return venv, base, delta
@@ -67,7 +74,7 @@ def relayout_delta(tmp, cleanups, out, stage):
     lower = [f"{sp}/toml/__init__.py", f"{sp}/toml/decoder.py",
              f"{sp}/toml/encoder.py", f"{sp}/pyflakes/checker.py",
              f"{sp}/pyflakes/messages.py"]
-    upper = [f"{sp}/six.py", f"{sp}/newpkg/hot.bin"]
+    upper = [f"{sp}/six.py", f"{sp}/newpkg/hot.bin", f"{sp}/newpkg/{NL_NAME}"]
     mnt = os.path.join(tmp, "mnt")
     os.mkdir(mnt)
     trace = os.path.join(tmp, "stack.trace")
@@ -78,17 +85,18 @@ def relayout_delta(tmp, cleanups, out, stage):
 
     new = os.path.join(out, "new.sqfs")
     refused("a stack's trace without --base", ["--hot", trace, delta, new],
-            ["stack.trace", "2 of 7", "--base"], out, stage)
+            ["stack.trace", "3 of 8", "--base"], out, stage)
     refused("a base that is not there",
             ["--hot", trace, "--base", os.path.join(tmp, "nope.sqfs"),
              delta, new], "nope.sqfs: no such image", out, stage)
     r = t.pack("--hot", trace, "--base", base, delta, new, check=False)
     t.check(r.returncode == 0, "--hot TRACE --base BASE DELTA NEW",
             r.stderr.strip())
+    # six.py and hot.bin first; the newline's file stays where it is
     t.check("hot: 2 files first (0 not in the image, 0 changed, 5 in the "
-            "base; ignored)" in r.stdout,
-            "the summary counts the base's files apart from the delta's",
-            r.stdout.strip())
+            "base, 1 unsortable; ignored)" in r.stdout,
+            "the summary counts the base's files and the unsortable one "
+            "apart from the files first", r.stdout.strip())
     t.check(t.inspect("dump", "--hash", new).stdout ==
             t.inspect("dump", "--hash", delta).stdout,
             "inspect dump --hash: the re-laid-out delta's tree is the "
