@@ -4,7 +4,8 @@
 bash-completion loads
 the files on demand from a completions directory as they are installed,
 and completing options, -o mount options (also after a comma), image paths,
-mounted sqvenvfs mount points, pack's and edit's --comp values, edit's
+mounted sqvenvfs mount points, pack's and edit's --comp values, pack's
+--hot trace (any file) and its input after it (a venv or an image), edit's
 --overlay values and edit's COMMAND after "--" gives what --help lists and
 what is on disk. `meson install` puts the files in
 bash-completion's completions directory.
@@ -114,6 +115,14 @@ def main():
         want(["sqvenvfs-pack", "ba"], ["badir"], "VENV_DIR is a directory")
         want(["sqvenvfs-pack", "badir", "ba"], ["base.sqfs", "badir"],
              "then the image")
+        want(["sqvenvfs-pack", "--hot", "ba"], ["bad.txt", "base.sqfs",
+                                                "badir"], "a trace: any file")
+        want(["sqvenvfs-pack", "--hot", "t", "ba"], ["base.sqfs", "badir"],
+             "with --hot, a venv or an image to re-lay out")
+        want(["sqvenvfs-pack", "--hot=t", "ba"], ["base.sqfs", "badir"],
+             "also after --hot=TRACE")
+        want(["sqvenvfs-pack", "--hot", "t", "base.sqfs", "ba"],
+             ["base.sqfs", "badir"], "then the image")
 
         want(["sqvenvfs-edit", "--ov"], ["--overlay"], "edit's options")
         want(["sqvenvfs-edit", "--overlay", ""], ["auto", "kernel", "fuse"],
