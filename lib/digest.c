@@ -218,13 +218,28 @@ sqv_err_t sqv_digest_check(const struct sqv_digests *d, uint64_t pos,
 			   const void *buf, size_t len, bool meta,
 			   const char **why)
 {
+	/* What the table says instead, by kind: a table that is sound in
+	 * itself but does not match the image is told apart from damage. */
+	static const char *const listed_as[] = {
+		[SQV_DIGEST_DATA] = "listed in the digest table as a data block",
+		[SQV_DIGEST_FRAGMENT] = "listed in the digest table as a fragment block",
+		[SQV_DIGEST_META] = "listed in the digest table as a metadata block",
+		[SQV_DIGEST_RAW] = "listed in the digest table as raw bytes",
+	};
 	const struct sqv_digest_entry *e = find(d, pos);
 	uint8_t got[16];
 
-	if (!e || e->len != len ||
-	    (meta ? e->kind != SQV_DIGEST_META :
-		    e->kind != SQV_DIGEST_DATA && e->kind != SQV_DIGEST_FRAGMENT)) {
+	if (!e) {
 		*why = "no such block in the digest table";
+		return -SQV_ECORRUPT;
+	}
+	if (meta ? e->kind != SQV_DIGEST_META :
+		   e->kind != SQV_DIGEST_DATA && e->kind != SQV_DIGEST_FRAGMENT) {
+		*why = listed_as[e->kind]; /* the load checked the kind */
+		return -SQV_ECORRUPT;
+	}
+	if (e->len != len) {
+		*why = "listed in the digest table with another length";
 		return -SQV_ECORRUPT;
 	}
 	if (!buf)

@@ -90,6 +90,9 @@ struct sqv_image {
 	/* Where the directory table ends at the latest: the first other
 	 * table (or table index) at or after its start, else bytes_used. */
 	uint64_t dir_end;
+	/* Where the tables' indexes start (UINT64_MAX: none) and the export
+	 * table's first block: the metadata runs end there (run_end). */
+	uint64_t stops[5];
 	struct table ids, frags, xattr_ids;
 	/* The block digests appended by sqvenvfs-pack, or NULL. */
 	struct sqv_digests *digests;
@@ -206,6 +209,66 @@ static sqv_err_t static_read(void *ctx, void *buf, size_t len, uint64_t pos)
 
 static sqv_err_t meta(struct sqv_image *img, struct sqv_meta **out);
 
+/* Where the metadata run from pos ends at the latest: the next table,
+ * table block or table index known to start after pos. */
+static uint64_t run_end(const struct sqv_image *img, uint64_t pos)
+{
+	const struct table *tables[] = { &img->ids, &img->frags,
+					 &img->xattr_ids };
+	uint64_t end = img->info.bytes_used;
+
+#define SQV_STOP_AT(v) \
+	do { \
+		if ((v) > pos && (v) < end) \
+			end = (v); \
+	} while (0)
+	SQV_STOP_AT(img->inode_table);
+	SQV_STOP_AT(img->dir_table);
+	if (img->info.has_xattrs)
+		SQV_STOP_AT(img->xattr_table);
+	for (size_t i = 0; i < sizeof(img->stops) / sizeof(img->stops[0]); i++)
+		SQV_STOP_AT(img->stops[i]);
+	for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
+		for (size_t i = 0; i < tables[t]->nblocks; i++)
+			SQV_STOP_AT(tables[t]->blocks[i]);
+#undef SQV_STOP_AT
+	return end;
+}
+
+/*
+ * The digests check the blocks the table lists, but a table sound in
+ * itself can still disagree with the image: list a directory block as raw
+ * bytes, say. Every read of that block would then fail its lookup, the
+ * index build would skip what it cannot read, and the mount would serve
+ * an empty tree. So the table must list as metadata blocks, of their
+ * stored length, the blocks of every metadata table the reader uses
+ * (inodes, directories, xattrs, and the id, fragment and xattr id tables'
+ * blocks), found as seal finds them: by their 2-byte headers from each
+ * table's start. The bytes were hashed already: each block is only looked
+ * up. Call with meta_lock held.
+ */
+static sqv_err_t check_layout(struct sqv_image *img, struct sqv_meta *m,
+			      uint64_t *bad, const char **why)
+{
+	const struct table *tables[] = { &img->ids, &img->frags,
+					 &img->xattr_ids };
+
+	SQV_TRY(sqv_meta_check_listed(m, img->inode_table,
+				      run_end(img, img->inode_table), bad, why));
+	SQV_TRY(sqv_meta_check_listed(m, img->dir_table, img->dir_end, bad,
+				      why));
+	if (img->info.has_xattrs)
+		SQV_TRY(sqv_meta_check_listed(m, img->xattr_table,
+					      run_end(img, img->xattr_table),
+					      bad, why));
+	for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
+		for (size_t i = 0; i < tables[t]->nblocks; i++)
+			SQV_TRY(sqv_meta_check_listed(m, tables[t]->blocks[i],
+						      tables[t]->blocks[i] + 1,
+						      bad, why));
+	return 0;
+}
+
 /*
  * With a digest table, check every metadata block and every other stored
  * byte outside the data blocks (superblock, table indexes) once, at open:
@@ -213,10 +276,12 @@ static sqv_err_t meta(struct sqv_image *img, struct sqv_meta **out);
  * than serving a wrong tree, also in blocks the build never reads. The
  * metadata range is read once, by the metadata store, and checked there;
  * the store then hashes no block again (meta.h). Data and fragment blocks
- * are checked when read (sqv_image_read_block).
+ * are checked when read (sqv_image_read_block). layout: the tables are
+ * open, so check_layout can follow them too.
  */
-static sqv_err_t verify_static(struct sqv_image *img)
+static sqv_err_t verify_static(struct sqv_image *img, bool layout)
 {
+	const char *why = NULL;
 	struct sqv_meta *m;
 	uint64_t bad = 0;
 	sqv_err_t err;
@@ -232,8 +297,15 @@ static sqv_err_t verify_static(struct sqv_image *img)
 					static_read, img, &bad);
 	if (err == 0)
 		sqv_meta_set_digests(m, img->digests, true);
+	if (err == 0 && layout)
+		err = check_layout(img, m, &bad, &why);
 	pthread_mutex_unlock(&img->meta_lock);
-	if (err == -SQV_ECORRUPT) {
+	if (err == -SQV_ECORRUPT && why) {
+		sqv_log(SQV_LOG_ERR,
+			"%s: offset %llu: metadata block %s: the digest table "
+			"does not match the image",
+			img->name, (unsigned long long)bad, why);
+	} else if (err == -SQV_ECORRUPT) {
 		atomic_fetch_add_explicit(&img->corrupt_blocks, 1,
 					  memory_order_relaxed);
 		sqv_log(SQV_LOG_ERR,
@@ -293,6 +365,8 @@ static sqv_err_t open_tables(struct sqv_image *img,
 	img->meta_lo = img->inode_table < img->dir_table ? img->inode_table :
 							  img->dir_table;
 	img->dir_end = img->info.bytes_used;
+	for (size_t i = 0; i < sizeof(img->stops) / sizeof(img->stops[0]); i++)
+		img->stops[i] = UINT64_MAX;
 	/* The export table (mksquashfs writes it unless -no-exports) is not
 	 * read, but its first block may follow the directory table. */
 	uint64_t exports = le64toh(sb->lookup_table_start);
@@ -302,13 +376,18 @@ static sqv_err_t open_tables(struct sqv_image *img,
 		note_end(img, exports);
 		SQV_TRY(pread_exact(img, &first, sizeof(first), exports));
 		note_end(img, le64toh(first));
+		img->stops[0] = exports;
+		img->stops[1] = le64toh(first);
 	}
+	img->stops[2] = le64toh(sb->id_table_start);
 	SQV_TRY(table_open(img, &img->ids, le64toh(sb->id_table_start),
 			   le16toh(sb->no_ids), ID_SIZE));
-	if (img->info.fragment_count > 0)
+	if (img->info.fragment_count > 0) {
+		img->stops[3] = le64toh(sb->fragment_table_start);
 		SQV_TRY(table_open(img, &img->frags,
 				   le64toh(sb->fragment_table_start),
 				   img->info.fragment_count, FRAG_SIZE));
+	}
 	if (img->info.has_xattrs) {
 		struct squashfs_xattr_id_table xt;
 		uint64_t pos = le64toh(sb->xattr_id_table_start);
@@ -323,6 +402,7 @@ static sqv_err_t open_tables(struct sqv_image *img,
 			img->meta_lo = img->xattr_table;
 		note_end(img, pos);
 		note_end(img, img->xattr_table);
+		img->stops[4] = pos;
 		SQV_TRY(table_open(img, &img->xattr_ids, pos + sizeof(xt),
 				   le32toh(xt.xattr_ids), XATTR_ID_SIZE));
 	}
@@ -393,7 +473,7 @@ sqv_err_t sqv_image_open(int fd, const char *name, struct sqv_image **out)
 	err = open_tables(img, &sb);
 	if (err == -SQV_ECORRUPT && img->digests) {
 		/* Damage that the digest table names better, if it does. */
-		if (verify_static(img) < 0)
+		if (verify_static(img, false) < 0)
 			goto fail;
 	}
 	if (err == -SQV_ECORRUPT)
@@ -405,7 +485,7 @@ sqv_err_t sqv_image_open(int fd, const char *name, struct sqv_image **out)
 	if (err < 0)
 		goto fail;
 	/* After the tables: they say where the metadata range starts. */
-	err = verify_static(img);
+	err = verify_static(img, true);
 	if (err < 0)
 		goto fail;
 

@@ -232,12 +232,32 @@ static sqv_err_t read_stored(struct sqv_meta *m, uint64_t pos, size_t n,
 	return 0;
 }
 
+/* The 2-byte header of the block at pos (bit 15: stored uncompressed; low
+ * 15 bits: stored size, 0 meaning 0x8000): *len its stored size, checked
+ * to lie inside [lo, hi). */
+static sqv_err_t read_header(struct sqv_meta *m, uint64_t pos, size_t *len,
+			     bool *plain)
+{
+	const unsigned char *h;
+
+	if (pos < m->lo || pos > m->hi || m->hi - pos < 2)
+		return -SQV_ECORRUPT;
+	SQV_TRY(read_stored(m, pos, 2, m->stored, &h));
+	uint16_t hdr = (uint16_t)(h[0] | h[1] << 8);
+	size_t n = hdr & 0x7fff ? hdr & 0x7fff : 0x8000;
+	if (m->hi - pos - 2 < n || ((hdr & 0x8000) && n > MD_SIZE))
+		return -SQV_ECORRUPT;
+	*len = n;
+	*plain = hdr & 0x8000;
+	return 0;
+}
+
 /*
  * THE place where a metadata block is read from the image: its 2-byte
- * header (bit 15: stored uncompressed; low 15 bits: stored size, 0 meaning
- * 0x8000), then its stored bytes, decompressed into dst (MD_SIZE bytes of
- * room), with decomp. *size gets the decompressed length, *next the offset
- * of the block after it. Any check of a block's stored bytes belongs here.
+ * header (read_header), then its stored bytes, decompressed into dst
+ * (MD_SIZE bytes of room), with decomp. *size gets the decompressed
+ * length, *next the offset of the block after it. Any check of a block's
+ * stored bytes belongs here.
  * Called from two threads at once only by sqv_meta_preload, when the stored
  * bytes are in raw (read_stored then touches nothing shared).
  */
@@ -247,16 +267,10 @@ static sqv_err_t read_metadata_block(struct sqv_meta *m,
 				     uint64_t *next)
 {
 	const unsigned char *stored;
-	uint16_t hdr;
+	size_t len;
+	bool plain;
 
-	if (pos < m->lo || pos > m->hi || m->hi - pos < 2)
-		return -SQV_ECORRUPT;
-	SQV_TRY(read_stored(m, pos, 2, m->stored, &stored));
-	hdr = (uint16_t)(stored[0] | stored[1] << 8);
-	size_t len = hdr & 0x7fff ? hdr & 0x7fff : 0x8000;
-	bool plain = hdr & 0x8000;
-	if (m->hi - pos - 2 < len || (plain && len > MD_SIZE))
-		return -SQV_ECORRUPT;
+	SQV_TRY(read_header(m, pos, &len, &plain));
 	/* Header and bytes together, as the digest table covers them. */
 	SQV_TRY(read_stored(m, pos, 2 + len, m->stored, &stored));
 	const char *why;
@@ -380,6 +394,29 @@ sqv_err_t sqv_meta_read(struct sqv_meta *m, struct sqv_meta_cursor *cur,
 		}
 	}
 	*cur = c;
+	return 0;
+}
+
+sqv_err_t sqv_meta_check_listed(struct sqv_meta *m, uint64_t start,
+				uint64_t end, uint64_t *bad, const char **why)
+{
+	for (uint64_t pos = start; m->digests && pos < end;) {
+		size_t len;
+		bool plain;
+		sqv_err_t err = read_header(m, pos, &len, &plain);
+
+		if (err == -SQV_ECORRUPT)
+			*why = "with a damaged header";
+		/* No hash: only whether the table lists this block. */
+		if (err == 0)
+			err = sqv_digest_check(m->digests, pos, NULL, 2 + len,
+					       true, why);
+		if (err < 0) {
+			*bad = pos;
+			return err;
+		}
+		pos += 2 + len;
+	}
 	return 0;
 }
 
