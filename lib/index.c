@@ -627,7 +627,10 @@ static size_t name_group_end(const struct build *b, size_t i)
 
 /* The directories that merge into directory top (subdirs[0]): the lower
  * records of its name group [i, end), down to the first whiteout or
- * non-directory. Returns how many subdirs[] holds. */
+ * non-directory. SQV_INDEX_RAW merges them as well (its records hold no
+ * whiteouts and no directory is opaque), so that a raw stack shows every
+ * layer's entries in every directory, not only at the root. Returns how
+ * many subdirs[] holds. */
 static int lower_dirs(struct build *b, struct pending p, size_t i, size_t end,
 		      struct contrib *subdirs, uint32_t *nsub)
 {
@@ -638,7 +641,7 @@ static int lower_dirs(struct build *b, struct pending p, size_t i, size_t end,
 		struct contrib c = {
 			.layer = b->contribs.v[p.first + lr->rank].layer
 		};
-		if (lr->kind == REC_WHITEOUT || (b->flags & SQV_INDEX_RAW))
+		if (lr->kind == REC_WHITEOUT)
 			break;
 		int err = sqv_image_inode(b->idx->layers[c.layer], lr->ref,
 					  &c.dir);

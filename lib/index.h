@@ -30,8 +30,10 @@ typedef uint32_t sqv_ino_t;
 #define SQV_INO_ROOT ((sqv_ino_t)0)
 
 enum sqv_index_flags {
-	/* Keep ".wh.*" entries as ordinary files and ignore their meaning:
-	 * for inspecting what one layer carries. */
+	/* Keep ".wh.*" entries as ordinary files and ignore their meaning
+	 * (nothing hidden, no directory opaque): for inspecting what one
+	 * layer carries. In a stack every directory still merges with
+	 * those of the same name below it. */
 	SQV_INDEX_RAW = 1 << 0,
 };
 

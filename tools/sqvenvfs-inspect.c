@@ -17,7 +17,8 @@
  *
  * It uses lib/ exactly as the daemon does (the same index and reader), so
  * what it shows is what a mount shows. --raw keeps whiteouts as plain
- * entries, to see what one layer carries.
+ * entries that hide nothing, to see what one layer (or every layer of a
+ * stack, merged directory by directory) carries.
  */
 #include <errno.h>
 #include <fcntl.h>

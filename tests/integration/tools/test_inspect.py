@@ -167,6 +167,28 @@ def test(tmp, cleanups):
     r = t.inspect("ls", "--raw", upimg, "/")
     t.check(".wh.ghost" in r.stdout.split(), "ls --raw shows whiteouts",
             r.stdout)
+    # --raw of a stack: whiteouts and opaque markers are plain entries and
+    # hide nothing, in a subdirectory as at the root: every layer's entries
+    r = t.inspect("ls", "--raw", image, upimg, "/")
+    t.check({"big.txt", ".wh.big.txt", ".wh.ghost"} <= set(r.stdout.split()),
+            "ls --raw of a stack: the root shows both layers and the "
+            "whiteouts", r.stdout)
+    r = t.inspect("ls", "--raw", image, upimg, "/dir with space")
+    t.check({".wh..wh..opq", "new", "sub"} <= set(r.stdout.split()),
+            "ls --raw of a stack: an opaque subdirectory shows the marker, "
+            "the top layer's entries and the lower layer's", r.stdout)
+    r = t.inspect("dump", "--raw", image, upimg)
+    paths = {line.split("\t")[0] for line in r.stdout.splitlines()}
+    want = {"/dir with space/.wh..wh..opq", "/dir with space/new",
+            "/dir with space/sub", "/dir with space/tab\\x09here", "/big.txt",
+            "/.wh.big.txt"}
+    t.check(want <= paths, "dump --raw of a stack: every layer's paths, "
+            f"below the root too (missing {sorted(want - paths)})")
+    r = t.inspect("stat", "--raw", image, upimg, "/dir with space/sub",
+                  check=False)
+    t.check(r.returncode == 0 and "Layer: 0" in r.stdout,
+            "stat --raw of a stack: a lower layer's subdirectory below an "
+            "upper one is found", r.stdout + r.stderr)
     r = t.inspect("stat", image, upimg, "/dir with space/new")
     t.check(re.search(r"Layer: 1 \(.*up\.sqfs\)", r.stdout),
             "stat in a stack names the layer", r.stdout)
