@@ -71,7 +71,7 @@ static void usage(FILE *f)
 		"override earlier ones (OCI whiteouts .wh.NAME, .wh..wh..opq).\n"
 		"\n"
 		"Options:\n"
-		"  --raw       keep whiteouts as plain entries (one layer's view)\n"
+		"  --raw       keep whiteouts as plain entries: what the layers carry\n"
 		"  -l          ls: long listing\n"
 		"  --hash      dump: SHA-256 of every regular file\n"
 		"  -h, --help  this text\n"
