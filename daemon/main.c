@@ -1244,8 +1244,12 @@ static int do_mount(struct options *o, const struct timespec *started_at)
 		if (sqv_image_info(fs.layers[i])->block_size > block_size)
 			block_size = sqv_image_info(fs.layers[i])->block_size;
 	if (sqv_limits_cache(&o->cache_bytes, o->cache_size_given, o->threads,
-			     block_size) != 0)
+			     block_size) != 0) {
+		/* An explicit cache_size that cannot fit is a bad value, as
+		 * one above the machine's memory is: exit 2 (sqvenvfs(1)). */
+		rc = 2;
 		goto out_fs;
+	}
 	size_t prefetch_buf = prefetch_reserve(&fs, o->cache_bytes, block_size);
 	if (sqv_reader_new(fs.index,
 			   cache_capacity(o->cache_bytes - prefetch_buf,

@@ -1223,6 +1223,7 @@ int main(int argc, char **argv)
 	int c;
 
 	sqv_log_set_ident(PROG);
+	opterr = 0;
 	/* Options may come before and after the command word. */
 	for (int pass = 0; pass < 2; pass++) {
 		while ((c = getopt_long(argc, argv, "+lhV", longopts, NULL)) != -1) {
@@ -1234,7 +1235,17 @@ int main(int argc, char **argv)
 			case 'V':
 				printf(PROG " %s\n", SQV_VERSION);
 				return 0;
-			default: usage(stderr); return EXIT_USAGE;
+			default:
+				/* getopt's own message and the whole usage
+				 * would bury the one thing that is wrong */
+				if (optopt > 0 && optopt < 256)
+					fprintf(stderr, PROG ": -%c: unknown option "
+						"(see --help)\n", optopt);
+				else
+					fprintf(stderr, PROG ": %s: %s (see --help)\n",
+						argv[optind - 1], optopt ?
+						"takes no value" : "unknown option");
+				return EXIT_USAGE;
 			}
 		}
 		if (pass || optind >= argc)
@@ -1263,10 +1274,9 @@ int main(int argc, char **argv)
 		       is_squashfs_file(rest[nrest - 1]);
 
 	if (nrest < (wants_path && !ls_root ? 2 : 1)) {
-		fprintf(stderr, PROG ": %s: %s\n", cmd, wants_path ?
+		fprintf(stderr, PROG ": %s: %s (see --help)\n", cmd, wants_path ?
 			"give one or more images and a path" :
 			"give one or more images");
-		usage(stderr);
 		return EXIT_USAGE;
 	}
 	if ((opt_long && strcmp(cmd, "ls")) || (opt_hash && strcmp(cmd, "dump"))) {

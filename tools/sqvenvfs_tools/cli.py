@@ -8,7 +8,8 @@ import re
 import signal
 
 from . import VERSION
-from .errors import Interrupted, PackError, ignore_signals, trap_signals
+from .errors import (Interrupted, PackError, UsageError, ignore_signals,
+                     trap_signals)
 from .mksquashfs import COMPRESSORS, check_level
 from .hot import Plan, Relayout, read_traces
 from .out import Out
@@ -26,10 +27,10 @@ def parse_size(s):
     n = int(m.group(1)) * 1024 ** ("KMGT".index(m.group(2).upper()) + 1) \
         if m and m.group(2) else int(m.group(1)) if m else -1
     if n < 0 or n >= 1 << 64:
-        raise PackError(f"--block-size {s}: not a size (digits and K, M, "
+        raise UsageError(f"--block-size {s}: not a size (digits and K, M, "
                         "G or T, e.g. 128K, 1M; see docs/sizes.md)")
     if n < 4096 or n > (1 << 20) or n & (n - 1):
-        raise PackError(f"--block-size {s}: must be a power of two "
+        raise UsageError(f"--block-size {s}: must be a power of two "
                         "from 4K to 1M")
     return n
 
@@ -40,9 +41,23 @@ def parse_levels(s):
     except ValueError:
         levels = []
     if not levels or any(x not in (0, 1, 2) for x in levels):
-        raise PackError(f"--optimize {s}: give levels among 0,1,2 "
+        raise UsageError(f"--optimize {s}: give levels among 0,1,2 "
                         "(for example 0 or 0,1,2)")
     return levels
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a mistake is one line, "PROG: what: why (see --help)",
+    and exits with the tool's usage status (argparse's own: the usage
+    text and 2), as the tools' own checks of values do."""
+
+    def __init__(self, *a, usage_status=2, **kw):
+        super().__init__(*a, **kw)
+        self.usage_status = usage_status
+
+    def error(self, message):
+        self.exit(self.usage_status,
+                  f"{self.prog}: {message} (see --help)\n")
 
 
 def add_image_options(ap, output):
@@ -75,7 +90,7 @@ def add_image_options(ap, output):
 
 
 def parser():
-    ap = argparse.ArgumentParser(
+    ap = Parser(
         prog=PROG,
         description="Pack a Python venv (or conda prefix) into a squashfs "
                     "image that works mounted at any path; with --base, "
@@ -115,18 +130,24 @@ def check_options(args):
     args.levels = parse_levels(args.optimize)
     args.level = check_level(args.comp, args.level)
     if args.jobs < 1:
-        raise PackError(f"--jobs {args.jobs}: must be at least 1")
+        raise UsageError(f"--jobs {args.jobs}: must be at least 1")
+    if getattr(args, "checksum", False) and not args.base:
+        raise UsageError("--checksum: compares with base images, and "
+                         "none was given (--base IMAGE)")
 
 
-def run_tool(out, body, cleanup, fail, nothing):
+def run_tool(out, body, cleanup, fail, nothing, usage=2):
     """How a tool's run ends, for every tool: body() does the work and
-    returns the exit status; a PackError or OSError becomes one line and
-    the status `fail`, a signal one line ("interrupted by SIGINT;
-    <nothing>") and 128+N; cleanup() runs last, whatever happened, safe
-    from a second signal."""
+    returns the exit status; a UsageError becomes one line and the status
+    `usage`, a PackError or OSError one line and the status `fail`, a
+    signal one line ("interrupted by SIGINT; <nothing>") and 128+N;
+    cleanup() runs last, whatever happened, safe from a second signal."""
     try:
         trap_signals()
         return body()
+    except UsageError as e:
+        out.error(str(e))
+        return usage
     except PackError as e:
         out.error(str(e))
         return fail
@@ -156,7 +177,7 @@ def main(argv, bindir):
             # Read the traces first: a bad one fails before the long work.
             traces = [t for t in args.hot.split(",") if t]
             if not traces:
-                raise PackError("--hot: give one or more trace files")
+                raise UsageError("--hot: give one or more trace files")
             plan = Plan(traces, read_traces(traces))
             # a venv directory or an image: say neither if it is not there
             try:

@@ -306,6 +306,6 @@ class Edit:
 def exit_status_doc():
     return (f"exit status: 0 DELTA written; COMMAND's own status when it "
             f"fails (128+N if killed by signal N); {EXIT_FAIL} "
-            "sqvenvfs-edit failed; 126/127 COMMAND not executable/not "
+            "sqvenvfs-edit failed or was called wrongly; 126/127 COMMAND not executable/not "
             "found; 128+N interrupted by signal N. Nothing is written "
             "unless the status is 0.")

@@ -2,8 +2,6 @@
 """sqvenvfs-edit's command line: options (the image options are
 sqvenvfs-pack's own), the split at "--", exit codes, and how a run ends."""
 
-import argparse
-
 from . import VERSION, cli, editns
 from .edit import Edit, exit_status_doc
 from .editns import EXIT_FAIL
@@ -13,8 +11,8 @@ PROG = "sqvenvfs-edit"
 
 
 def parser():
-    ap = argparse.ArgumentParser(
-        prog=PROG,
+    ap = cli.Parser(
+        prog=PROG, usage_status=EXIT_FAIL,
         usage="%(prog)s [OPTIONS] IMAGE [IMAGE...] DELTA.sqfs -- "
               "COMMAND [ARGS...]",
         description="Run COMMAND (e.g. pip install) in a writable view of "
@@ -66,4 +64,4 @@ def main(argv, bindir, launcher):
             edit.report()
         return rc
     return cli.run_tool(out, body, edit.cleanup, EXIT_FAIL,
-                        "no delta written")
+                        "no delta written", usage=EXIT_FAIL)

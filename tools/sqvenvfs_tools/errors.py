@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: BSD-2-Clause
-"""The two ways a tool's run ends early: a PackError (one line for the
-user, exit 1) or an Interrupted signal (exit 128+N), and the signal
-handling that turns SIGINT/SIGTERM/SIGHUP into the latter."""
+"""The ways a tool's run ends early: a PackError (one line for the user,
+exit 1), a UsageError (one line, the tool's usage status: 2 for
+sqvenvfs-pack), or an Interrupted signal (exit 128+N), and the signal
+handling that turns SIGINT/SIGTERM/SIGHUP into the last."""
 
 import signal
 
@@ -10,6 +11,11 @@ TRAPPED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 class PackError(Exception):
     """One line for the user: 'thing: reason'."""
+
+
+class UsageError(PackError):
+    """The command line is wrong (a bad option value, options that do not
+    go together): one line, '--option VALUE: reason'."""
 
 
 class Interrupted(BaseException):

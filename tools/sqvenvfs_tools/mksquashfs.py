@@ -14,7 +14,7 @@ import struct
 import subprocess
 import termios
 
-from .errors import PackError
+from .errors import PackError, UsageError
 from .seal import check_mksquashfs_output
 
 COMPRESSORS = ("zstd", "lz4", "xz", "gzip")
@@ -43,11 +43,11 @@ def check_level(comp, level):
     default (zstd 3, what CSCS's uenv uses)."""
     if level is not None:
         if comp == "zstd" and not 1 <= level <= 22:
-            raise PackError(f"--level {level}: zstd takes 1 to 22")
+            raise UsageError(f"--level {level}: zstd takes 1 to 22")
         if comp == "gzip" and not 1 <= level <= 9:
-            raise PackError(f"--level {level}: gzip takes 1 to 9")
+            raise UsageError(f"--level {level}: gzip takes 1 to 9")
         if comp in ("lz4", "xz"):
-            raise PackError(f"--level: not supported with {comp}")
+            raise UsageError(f"--level {level}: not supported with {comp}")
         return level
     return 3 if comp == "zstd" else None
 

@@ -132,9 +132,6 @@ class Pack:
         self.tmp = TempImage(image, args.image, args.force)
         self.tmp.check()
         self.mksquashfs = find_mksquashfs()
-        if args.checksum and not args.base:
-            raise PackError("--checksum: compares with base images, and "
-                            "none was given (--base IMAGE)")
         check_bases(args.base, image)
         self.inspect = find_inspect(self.bindir)
         self.check_editables()

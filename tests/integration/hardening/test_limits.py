@@ -271,11 +271,12 @@ def memory_limit(d, cg, kind):
             "block cache" in lines[0],
             f"40M cgroup: one line says the default cache shrank ({lines})")
 
-    # An explicit size that cannot fit: refused at once, nothing mounted.
+    # An explicit size that cannot fit: a bad value (exit 2, as one over the
+    # machine's memory), refused at once, nothing mounted.
     r = subprocess.run([t.SQVENVFS, "-o", "cache_size=64M", img, mnt],
                        capture_output=True, text=True, preexec_fn=enter)
     lines = r.stderr.strip().splitlines()
-    t.check(r.returncode == 1 and len(lines) == 1 and
+    t.check(r.returncode == 2 and len(lines) == 1 and
             "cache_size=64M does not fit" in lines[0],
             f"40M cgroup: -o cache_size=64M refused in one line ({r.returncode}, {lines})")
     t.check(not t.is_mounted(mnt), "40M cgroup: refused, nothing mounted")

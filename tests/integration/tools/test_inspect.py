@@ -96,7 +96,7 @@ def test(tmp, cleanups):
                       (["info", os.path.join(tmp, "missing.sqfs")],
                        "missing.sqfs: No such file"),
                       (["info", src], "is a directory"),
-                      (["dump", "--bogus", image], "unrecognized option")):
+                      (["dump", "--bogus", image], "--bogus: unknown option")):
         r = t.inspect(*args, check=False)
         t.check(r.returncode != 0 and msg in r.stderr,
                 f"inspect {' '.join(args[:1] + args[2:])}: fails naming "

@@ -179,7 +179,7 @@ def ls_root(tmp):
     T.check("64.0 KiB" in r.stdout, f"--block-size 64KiB: {r.stdout}")
     r = T.pack("--no-compile", "--block-size", "100B", venv,
                os.path.join(tmp, "bad.sqfs"), check=False)
-    T.check(r.returncode == 1 and "docs/sizes.md" in r.stderr,
+    T.check(r.returncode == 2 and "docs/sizes.md" in r.stderr,
             f"--block-size 100B: {r.stderr!r}")
 
 
