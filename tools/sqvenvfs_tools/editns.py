@@ -76,7 +76,8 @@ class Inner:
         p = self.p
         self.sqv = FuseDaemon("sqvenvfs", [p["sqvenvfs"], "-f", *p["images"],
                                            self.lower],
-                              self.lower, os.path.join(self.top, "sqvenvfs.log"))
+                              self.lower, os.path.join(self.top, "sqvenvfs.log"),
+                              names_thing=True)
         self.sqv.wait_mounted()
         # The merged view shows the top layer's root directory: the
         # upper's must look like the stack's.

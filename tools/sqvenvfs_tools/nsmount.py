@@ -76,10 +76,13 @@ def unmount(path):
 class FuseDaemon:
     """A FUSE file system served by a program run in the foreground, in its
     own session (so a Ctrl-C meant for COMMAND does not take the mount away
-    under it), its messages kept in a log file."""
+    under it), its messages kept in a log file. names_thing: the program's
+    own error line is "NAME: THING: REASON", so a failure is told as
+    THING: REASON, under the tool's prefix alone; otherwise as NAME: line."""
 
-    def __init__(self, name, cmd, target, log):
+    def __init__(self, name, cmd, target, log, names_thing=False):
         self.name = name
+        self.names_thing = names_thing
         self.target = target
         self.log = log
         self.before = set(mounts_at(target))
@@ -106,10 +109,14 @@ class FuseDaemon:
             if self.mounted():
                 return
             if self.proc.poll() is not None:
-                why = self.last_words() or f"exit {self.proc.returncode}"
-                if why.startswith(self.name + ": "):
+                why = self.last_words()
+                if why and why.startswith(self.name + ": "):
                     why = why[len(self.name) + 2:]
-                raise PackError(f"{self.name}: {why}")
+                    if self.names_thing:
+                        raise PackError(why)
+                raise PackError(f"{self.name}: " + (
+                    why or f"exited with status {self.proc.returncode} "
+                    "before mounting"))
             time.sleep(0.01)
         self.stop()
         raise PackError(f"{self.name}: not mounted after {timeout:.0f} s")

@@ -276,6 +276,18 @@ def failures(e, base):
     one_line(r, "SIGINT", "interrupted by SIGINT", "no delta written")
     nothing_left(e, before, "SIGINT")
 
+    # An image that sqvenvfs, inside the namespace, refuses: its line is
+    # told under sqvenvfs-edit's prefix alone ("sqvenvfs-edit: sqvenvfs:
+    # IMAGE: ..." before).
+    junk = os.path.join(e.d, "junk.sqfs")
+    with open(junk, "w") as f:
+        f.write("not an image\n")
+    os.chmod(junk, 0o644)
+    r = e.edit([base, junk], delta, ["true"])
+    t.check_error("an image sqvenvfs refuses", r, "not a squashfs image",
+                  prefix=f"{PROG} {junk}: ", status=125)
+    nothing_left(e, before, "an image sqvenvfs refuses")
+
     tiny = os.path.join(e.d, "tiny")
     os.makedirs(tiny)
     subprocess.run(["mount", "-t", "tmpfs", "-o",
