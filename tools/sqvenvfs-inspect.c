@@ -1077,8 +1077,10 @@ static int info_image(const char *name)
 	       in->has_xattrs ? ", with xattrs" : "");
 	walk(&s, count_one, &c);
 	human(c.bytes, b1, sizeof(b1));
+	/* The root is nobody's entry: not counted, as sqvenvfs-pack's
+	 * summary does not count it. */
 	printf("  entries:      %" PRIu64 " files, %" PRIu64 " directories, %"
-	       PRIu64 " symlinks%s\n", c.files, c.dirs, c.links,
+	       PRIu64 " symlinks%s below the root\n", c.files, c.dirs, c.links,
 	       c.other ? ", and others" : "");
 	printf("  file data:    %s uncompressed\n", b1);
 	printf("  whiteouts:    %" PRIu64 " (and %" PRIu64

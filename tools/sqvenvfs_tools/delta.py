@@ -454,7 +454,7 @@ class Delta:
         # long, is replaced wholesale: opaque, no whiteouts
         if removed and (any(len(WH_PREFIX) + len(r) > NAME_MAX
                             for r in removed) or not self._shares(d, path)):
-            self._mark_opaque(d)
+            self._mark_opaque(d, path)
             return True
         for n in names:
             p = os.path.join(d, n)
@@ -463,7 +463,7 @@ class Delta:
             self._progress()
             b = self.base.get(bp)
             if b is None:
-                self._count_added(p)
+                self._count_new(p, bp)
                 keep = True
                 continue
             a = staged_entry(p, self.all_root, False)
@@ -482,7 +482,7 @@ class Delta:
                 self.kept += 1
                 continue
             if a.type == "d":
-                self._count_added(p)
+                self._count_new(p, bp)
             else:
                 self.changed += 1
                 self.added_paths.append(p)
@@ -524,7 +524,7 @@ class Delta:
                 a, b, p, lambda: self.stack.content_hash(bp), self.quick)
         return self._memo[p]
 
-    def _mark_opaque(self, d):
+    def _mark_opaque(self, d, path):
         dst = os.lstat(d)
         wh = os.path.join(d, WH_OPAQUE)
         with open(wh, "wb"):
@@ -533,10 +533,25 @@ class Delta:
         os.utime(wh, ns=(dst.st_mtime_ns, dst.st_mtime_ns))
         os.utime(d, ns=(dst.st_mtime_ns, dst.st_mtime_ns))
         self.opaque += 1
-        for n in os.listdir(d):
+        for n in sorted(os.listdir(d)):
             if n != WH_OPAQUE:
-                self._count_added(os.path.join(d, n))
+                self._count_new(os.path.join(d, n),
+                                path.rstrip(b"/") + b"/" + os.fsencode(n))
 
-    def _count_added(self, p):
-        self.added += 1
-        self.added_paths.append(p)
+    def _count_new(self, p, bp):
+        """Count staged p (base path bp) and everything below it, all in
+        the delta, as sqvenvfs-edit counts its change (out.change_counts)."""
+        b = self.base.get(bp)
+        isdir = os.path.isdir(p) and not os.path.islink(p)
+        if isdir and b is not None and b.type == "d":
+            pass                    # the way to what changed: neither
+        else:
+            if b is None or isdir:
+                self.added += 1
+            else:
+                self.changed += 1
+            self.added_paths.append(p)
+        if isdir:
+            for n in sorted(os.listdir(p)):
+                self._count_new(os.path.join(p, n),
+                                bp.rstrip(b"/") + b"/" + os.fsencode(n))

@@ -25,7 +25,7 @@ from .delta import find_inspect
 from .imagefile import TempImage
 from .seal import finish_image
 from .mksquashfs import find_mksquashfs
-from .out import human
+from .out import change_counts, human
 
 PR_SET_PDEATHSIG = 1
 # What the kernel overlay and fuse-overlayfs read as separators in their
@@ -264,9 +264,8 @@ class Edit:
         out.info(f"{self.prog}: {args.paths[-1]}: the change over "
                  f"{len(self.images)} image(s)")
         out.info(f"  overlay: {s['overlay']}")
-        out.info(f"  change: {s['added']} added, {s['changed']} changed, "
-                 f"{s['removed']} removed (whiteouts), {s['opaque']} "
-                 "replaced directories (opaque)")
+        out.info("  change: " + change_counts(s["added"], s["changed"],
+                                              s["removed"], s["opaque"]))
         kinds = {}
         for _, what in s["rewritten"]:
             kinds[what] = kinds.get(what, 0) + 1

@@ -13,6 +13,16 @@ def human(n):
         n /= 1024
 
 
+def change_counts(added, changed, removed, opaque):
+    """A delta's change in the words sqvenvfs-pack --base and sqvenvfs-edit
+    both use. Every entry (file, directory, symlink) counts once, those
+    below a new directory too: added, the base has no entry at its path;
+    changed, a non-directory the base has (a directory the base has is
+    neither, only the way to what changed)."""
+    return (f"{added} entries added, {changed} changed, {removed} removed "
+            f"(whiteouts), {opaque} directories replaced (opaque)")
+
+
 class Out:
     def __init__(self, prog, quiet, verbose):
         self.prog = prog

@@ -19,7 +19,7 @@ from .hot import hot_summary, write_record
 from .imagefile import TempImage
 from .mksquashfs import SquashOptions, find_mksquashfs, write_squashfs
 from .seal import finish_image, seal_image
-from .out import human
+from .out import change_counts, human
 from .relocate import Relocator
 from .stage import Stage, make_staging, pick_tmpdir
 from .times import fix_times, source_date_epoch
@@ -265,13 +265,13 @@ class Pack:
             out.info(f"  made at: {self.origin} (its paths rewritten too)")
         nfiles, ndirs, nlinks = self.counts
         out.info(f"  entries: {nfiles} files, {ndirs} directories, "
-                 f"{nlinks} symlinks ({human(self.size_view)})")
+                 f"{nlinks} symlinks below the root "
+                 f"({human(self.size_view)})")
         d = self.delta
         if d is not None:
             out.info(f"  delta over {len(args.base)} base image(s): "
-                     f"{d.added} added, {d.changed} changed, "
-                     f"{d.removed} removed (whiteouts), {d.opaque} "
-                     f"replaced directories (opaque), {d.kept} unchanged")
+                     + change_counts(d.added, d.changed, d.removed, d.opaque)
+                     + f", {d.kept} unchanged")
             q = self.quick
             out.info("  compared with the base: " + (
                 f"{q.files + len(q.vouched)} files by size and mtime, "

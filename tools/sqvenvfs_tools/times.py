@@ -14,13 +14,14 @@ PYC_RE = re.compile(r"^(.+?)\.[^.]+(?:\.opt-[12])?\.pyc$")
 
 class Tally:
     """A staged tree's entries as the summary counts them: files (and
-    other non-directories), directories (the root included), symlinks,
+    other non-directories), directories below the root (the root is no
+    directory's entry; sqvenvfs-inspect info does not count it either),
+    symlinks,
     and size, the bytes of every name of a file and of every symlink not
     to a directory (as os.walk lists them among the files)."""
 
     def __init__(self):
-        self.files = self.links = 0
-        self.dirs = 1
+        self.files = self.links = self.dirs = 0
         self.size = 0
 
     def add(self, entry, st):

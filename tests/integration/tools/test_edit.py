@@ -15,6 +15,7 @@ it, to the whole process group), and a --work too small for the change."""
 
 import os
 import pwd
+import re
 import shutil
 import signal
 import subprocess
@@ -119,7 +120,14 @@ class Env:
 def compare(e, images, label):
     """Base + deltas mounted against a full pack of the changed copy."""
     full = os.path.join(e.d, f"full-{label}.sqfs")
-    t.pack(e.venv, full)
+    r = t.pack(e.venv, full)
+    # pack's summary and inspect's count the same entries (the root is
+    # neither's: "187 directories" against 186 before)
+    want = re.search(r"entries: (.*) below the root \(", r.stdout)
+    got = re.search(r"entries: +(.*) below the root\n", t.inspect(full).stdout)
+    t.check(want and got and want.group(1) == got.group(1),
+            f"{label}: pack and inspect count the same entries "
+            f"({want and want.group(1)!r}, {got and got.group(1)!r})")
     m1 = os.path.join(e.d, f"mnt-stack-{label}")
     m2 = os.path.join(e.d, f"mnt-full-{label}")
     os.makedirs(m1)
@@ -133,6 +141,24 @@ def compare(e, images, label):
                 f"{label}: base + deltas = a full pack of the changed copy "
                 f"({len(a)} paths, {len(diffs)} differ)")
     return full
+
+
+def same_change(e, images, edit_run, label):
+    """sqvenvfs-pack --base over the same images, from the copy that the
+    same command changed, counts the entries added and removed as
+    sqvenvfs-edit did, in the same words (pack said "3 added" for a wheel,
+    the topmost new entries, where edit said "15 added", every entry).
+    "changed" may differ: the copy's mtimes are not the deltas', which
+    SOURCE_DATE_EPOCH clamps, and pack compares by mtime."""
+    delta = os.path.join(e.d, f"pack-delta-{label}.sqfs")
+    r = t.pack(*[a for i in images for a in ("--base", i)], e.venv, delta)
+    words = r"(\d+) entries added, \d+ changed, (\d+) removed \(whiteouts\)"
+    by_edit = re.search(r"  change: " + words, edit_run.stdout)
+    by_pack = re.search(r"base image\(s\): " + words, r.stdout)
+    t.check(by_edit and by_pack and by_edit.groups() == by_pack.groups(),
+            f"{label}: pack --base and edit count the entries added and "
+            f"removed alike ({by_pack and by_pack.groups()}, "
+            f"{by_edit and by_edit.groups()})", (r.stdout, edit_run.stdout))
 
 
 def nothing_left(e, before_out, label, ours=None):
@@ -183,6 +209,7 @@ def chain(e, wheel_base, wheel_new):
     r = e.edit([base], d1, ["pip", "install", "--no-index", wheel_new],
                ["--at", e.venv, "--overlay", "kernel"])
     must(r, "edit 1 (pip install)")
+    r1 = r
     t.check("kernel overlayfs in a user namespace" in r.stdout,
             "edit 1 says it used the kernel's overlayfs")
     d1b = os.path.join(e.out, "d1-again.sqfs")
@@ -193,6 +220,7 @@ def chain(e, wheel_base, wheel_new):
             "same delta, byte for byte (SOURCE_DATE_EPOCH set)")
     os.unlink(d1b)
     e.on_copy([pip, "install", "--no-index", wheel_new])
+    same_change(e, [base], r1, "install")
     deltas.append(d1)
     compare(e, [base, *deltas], "install")
     raw = t.inspect("dump", "--raw", d1).stdout
@@ -223,6 +251,7 @@ def chain(e, wheel_base, wheel_new):
                ["--at", e.venv])
     must(r, "edit 2 (pip uninstall)")
     e.on_copy([pip, "uninstall", "-y", "sqvtiny_base"])
+    same_change(e, [base, *deltas], r, "uninstall")
     deltas.append(d2)
     compare(e, [base, *deltas], "uninstall")
     raw = t.inspect("dump", "--raw", d2).stdout
@@ -239,6 +268,7 @@ def chain(e, wheel_base, wheel_new):
     must(r, "edit 3 (swaps)")
     t.check("fuse-overlayfs" in r.stdout, "edit 3 says it used fuse-overlayfs")
     e.on_copy(["sh", "-c", swap])
+    same_change(e, [base, *deltas], r, "swap")
     deltas.append(d3)
     compare(e, [base, *deltas], "swap")
     return base, deltas

@@ -279,7 +279,7 @@ def test(tmp, cleanups):
     # no change at all: an almost empty delta, same view
     delta0 = os.path.join(tmp, "delta0.sqfs")
     r = t.pack("--base", base, venv1, delta0)
-    t.check("0 added, 0 changed, 0 removed" in r.stdout,
+    t.check("0 entries added, 0 changed, 0 removed" in r.stdout,
             "no change: the summary says so", r.stdout)
     t.check(raw_paths(delta0) == {"/"}, "no change: the delta is empty",
             raw_paths(delta0))

@@ -155,7 +155,7 @@ def test(tmp, cleanups):
     # A no-change delta from sqvenvfs-pack.
     delta = os.path.join(tmp, "delta.sqfs")
     r = t.pack("--base", base, venv, delta)
-    t.check("0 added, 0 changed, 0 removed" in r.stdout + r.stderr,
+    t.check("0 entries added, 0 changed, 0 removed" in r.stdout + r.stderr,
             "pack: a no-change delta", r.stdout)
     check_empty(tmp, cleanups, "no-change delta", base, delta, want)
 
