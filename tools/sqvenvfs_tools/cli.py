@@ -136,6 +136,34 @@ def check_options(args):
                          "none was given (--base IMAGE)")
 
 
+# How to pack a venv: an image re-laid out keeps its own compression, block
+# size and pycs, and has no editable installs to check, so these cannot
+# apply to it. (--keep-owner can stay: re-laying out keeps owners anyway.)
+VENV_ONLY = ("checksum", "comp", "level", "block_size", "optimize",
+             "no_compile", "mount_point", "strict")
+
+
+def given_options(argv, dests):
+    """The dests among these that argv sets itself, to the default value
+    or not: parsed again with every default None."""
+    ap = parser()
+    ap.set_defaults(**{d: None for d in dests})
+    args = ap.parse_args(argv)
+    return [d for d in dests if getattr(args, d) is not None]
+
+
+def check_relayout_options(argv, args):
+    """With --hot and an image: refuse the options only a venv takes."""
+    if not args.hot or not os.path.isfile(args.venv):
+        return
+    given = given_options(argv, VENV_ONLY)
+    if given:
+        opt = "--" + given[0].replace("_", "-")
+        raise UsageError(f"{opt}: only for packing a venv; re-laying out "
+                         "an image keeps its compression, block size and "
+                         "pycs")
+
+
 def run_tool(out, body, cleanup, fail, nothing, usage=2):
     """How a tool's run ends, for every tool: body() does the work and
     returns the exit status; a UsageError becomes one line and the status
@@ -172,6 +200,7 @@ def main(argv, bindir):
     def body():
         nonlocal pack
         check_options(args)
+        check_relayout_options(argv, args)
         plan = None
         if args.hot:
             # Read the traces first: a bad one fails before the long work.

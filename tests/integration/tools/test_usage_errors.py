@@ -70,6 +70,18 @@ def test(tmp, cleanups):
                "sqvenvfs-pack: ", made=[out])
     expect("pack without IMAGE", [t.PACK, venv], 2, ["IMAGE", "required"],
            "sqvenvfs-pack: ", made=[out])
+    # Re-laying out an image keeps how it was made: the options that say
+    # how to pack a venv are refused, not silently ignored.
+    trace = os.path.join(tmp, "m.trace")
+    with open(trace, "w") as f:
+        f.write("sqvenvfs-trace 1\npkg/m.py\t6\t0+6\nend 1\n")
+    for opts in (["--comp", "zstd"], ["--level", "5"], ["--block-size", "64K"],
+                 ["--optimize", "1"], ["--no-compile"], ["--mount-point", "/x"],
+                 ["--strict"], ["--checksum", "--base", img]):
+        expect(f"pack --hot T {opts[0]} IMAGE", [t.PACK, "--hot", trace, *opts,
+                                                  img, out], 2,
+               [opts[0], "only for packing a venv"], "sqvenvfs-pack: ",
+               made=[out])
     # ... while what is missing on disk is a failure, 1
     pack_fail = [
         (["--tmpdir", missing], [missing, "staging directory"]),
