@@ -56,10 +56,17 @@
 /* Log lines (lib/base/log.c): plain on a terminal, <N>-prefixed for the
  * journal, syslog once daemonised. The sink is chosen before any thread
  * starts. */
+/* libfuse's lines begin "fuse: "; ours already say "sqvenvfs: ", and one
+ * prefix is enough ("sqvenvfs: missing argument after `-o'"). */
 static void log_from_fuse(enum fuse_log_level level, const char *fmt,
 			  va_list ap)
 {
-	sqv_vlog((int)level, fmt, ap);
+	static const char own[] = "fuse: ";
+	char line[1024];
+
+	vsnprintf(line, sizeof(line), fmt, ap);
+	sqv_log((int)level, "%s",
+		strncmp(line, own, strlen(own)) == 0 ? line + strlen(own) : line);
 }
 
 static int fail(const char *thing, const char *reason)

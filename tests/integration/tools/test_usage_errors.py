@@ -158,6 +158,9 @@ def test(tmp, cleanups):
         t.check(not t.is_mounted(mnt), f"sqvenvfs -o {opt}: nothing mounted")
     expect("sqvenvfs --frobnicate", [t.SQVENVFS, "--frobnicate", img, mnt],
            2, ["--frobnicate", "unknown option"], "sqvenvfs: ")
+    # libfuse's own refusal, under our prefix alone (not "sqvenvfs: fuse:")
+    expect("sqvenvfs -o without a value", [t.SQVENVFS, img, mnt, "-o"], 2,
+           ["missing argument after", "-o"], "sqvenvfs: ")
     expect("sqvenvfs a missing image", [t.SQVENVFS, missing, mnt], 1,
            [missing], "sqvenvfs: ")
     # An explicit cache_size that does not fit under the memory limit is a

@@ -75,13 +75,16 @@ def check(cond, what, detail=""):
 def check_error(label, r, want, prefix="sqvenvfs: ", status=None):
     """check() that the CompletedProcess r failed the way bad input must:
     exit status (any non-zero, or status), nothing on stdout, one line on
-    stderr that starts with prefix and names every string in want (a string
-    or a list). Returns whether it did."""
+    stderr that starts with prefix, not twice and not followed by libfuse's
+    ("sqvenvfs: fuse: "), and names every string in want (a string or a
+    list). Returns whether it did."""
     wants = [want] if isinstance(want, str) else list(want)
     lines = (r.stderr or "").strip().splitlines()
     ok = ((r.returncode != 0 if status is None else r.returncode == status)
           and not r.stdout and len(lines) == 1 and
-          lines[0].startswith(prefix) and all(w in lines[0] for w in wants))
+          lines[0].startswith(prefix) and
+          not lines[0][len(prefix):].startswith((prefix, "fuse: ")) and
+          all(w in lines[0] for w in wants))
     return check(ok, f"{label}: one line naming {wants}, "
                  f"exit {status or 'non-zero'}",
                  f"exit {r.returncode}, stdout {r.stdout!r}, stderr {lines}")
