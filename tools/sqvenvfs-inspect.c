@@ -1281,9 +1281,14 @@ int main(int argc, char **argv)
 			"give one or more images");
 		return EXIT_USAGE;
 	}
-	if ((opt_long && strcmp(cmd, "ls")) || (opt_hash && strcmp(cmd, "dump"))) {
+	/* An option the command does not use is refused, not ignored. */
+	const char *unused = opt_long && strcmp(cmd, "ls") ? "-l" :
+			     opt_hash && strcmp(cmd, "dump") ? "--hash" :
+			     opt_raw && !wants_path && strcmp(cmd, "dump") ?
+			     "--raw" : NULL;
+	if (unused) {
 		fprintf(stderr, PROG ": %s: %s is not an option of %s\n", cmd,
-			opt_long ? "-l" : "--hash", cmd);
+			unused, cmd);
 		return EXIT_USAGE;
 	}
 	if (ls_root)
