@@ -131,6 +131,11 @@ def check_options(args):
     args.level = check_level(args.comp, args.level)
     if args.jobs < 1:
         raise UsageError(f"--jobs {args.jobs}: must be at least 1")
+    # pycs record it as their source's directory: a relative one would name
+    # a place that depends on the importer's working directory
+    if args.mount_point is not None and not os.path.isabs(args.mount_point):
+        raise UsageError(f"--mount-point {args.mount_point}: not an absolute "
+                         "path")
     if getattr(args, "checksum", False) and not args.base:
         raise UsageError("--checksum: compares with base images, and "
                          "none was given (--base IMAGE)")

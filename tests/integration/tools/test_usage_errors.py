@@ -62,6 +62,7 @@ def test(tmp, cleanups):
         (["--optimize", "5"], ["--optimize 5", "levels among 0,1,2"]),
         (["--optimize", "0,x"], ["--optimize 0,x", "levels among 0,1,2"]),
         (["--hot", ","], ["--hot", "one or more trace files"]),
+        (["--mount-point", "venv"], ["--mount-point venv", "not an absolute"]),
         (["--checksum"], ["--checksum", "--base"]),
         (["--frobnicate"], ["--frobnicate", "unrecognized"]),
     ]
@@ -102,6 +103,7 @@ def test(tmp, cleanups):
         (["-j", "many"], ["--jobs", "invalid int value"]),
         (["--optimize", "5"], ["--optimize 5", "levels among 0,1,2"]),
         (["--overlay", "zfs"], ["--overlay", "invalid choice"]),
+        (["--mount-point", "venv"], ["--mount-point venv", "not an absolute"]),
         (["--at", missing], ["--at", "no such directory"]),
         (["--work", missing], ["--work", "no such directory"]),
         (["--checksum"], ["--checksum", "unrecognized"]),
