@@ -87,12 +87,11 @@ struct sqv_image {
 	uint64_t root_inode;
 	uint64_t inode_table, dir_table, xattr_table;
 	uint64_t meta_lo; /* the lowest offset of any metadata block */
-	/* Where the directory table ends at the latest: the first other
-	 * table (or table index) at or after its start, else bytes_used. */
+	/* Where the directory table ends at the latest (run_end). */
 	uint64_t dir_end;
 	/* Where the tables' indexes start (UINT64_MAX: none) and the export
 	 * table's first block: the metadata runs end there (run_end). */
-	uint64_t stops[5];
+	uint64_t stops[6];
 	struct table ids, frags, xattr_ids;
 	/* The block digests appended by sqvenvfs-pack, or NULL. */
 	struct sqv_digests *digests;
@@ -209,17 +208,25 @@ static sqv_err_t static_read(void *ctx, void *buf, size_t len, uint64_t pos)
 
 static sqv_err_t meta(struct sqv_image *img, struct sqv_meta **out);
 
-/* Where the metadata run from pos ends at the latest: the next table,
- * table block or table index known to start after pos. */
-static uint64_t run_end(const struct sqv_image *img, uint64_t pos)
+/*
+ * Where the metadata run of the table that starts at *own ends at the
+ * latest: the first other table, table block or table index that starts
+ * after it, else bytes_used. With at_start, one starting at the very same
+ * offset ends it too, leaving it empty: an empty root's image has no
+ * directory entries, and the directory table's start is then the next
+ * table's, whose block the preload must not read as one of directories.
+ */
+static uint64_t run_end(const struct sqv_image *img, const uint64_t *own,
+			bool at_start)
 {
 	const struct table *tables[] = { &img->ids, &img->frags,
 					 &img->xattr_ids };
-	uint64_t end = img->info.bytes_used;
+	uint64_t pos = *own, end = img->info.bytes_used;
 
 #define SQV_STOP_AT(v) \
 	do { \
-		if ((v) > pos && (v) < end) \
+		if (&(v) != own && ((v) > pos || (at_start && (v) == pos)) && \
+		    (v) < end) \
 			end = (v); \
 	} while (0)
 	SQV_STOP_AT(img->inode_table);
@@ -254,12 +261,14 @@ static sqv_err_t check_layout(struct sqv_image *img, struct sqv_meta *m,
 					 &img->xattr_ids };
 
 	SQV_TRY(sqv_meta_check_listed(m, img->inode_table,
-				      run_end(img, img->inode_table), bad, why));
+				      run_end(img, &img->inode_table, false),
+				      bad, why));
 	SQV_TRY(sqv_meta_check_listed(m, img->dir_table, img->dir_end, bad,
 				      why));
 	if (img->info.has_xattrs)
 		SQV_TRY(sqv_meta_check_listed(m, img->xattr_table,
-					      run_end(img, img->xattr_table),
+					      run_end(img, &img->xattr_table,
+						      false),
 					      bad, why));
 	for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
 		for (size_t i = 0; i < tables[t]->nblocks; i++)
@@ -317,16 +326,6 @@ static sqv_err_t verify_static(struct sqv_image *img, bool layout)
 	return err;
 }
 
-/* Offset v starts something other than the directory table: it ends
- * there at the latest. v at its very start leaves it empty (an empty
- * root's image has no directory entries), so that the preload does not
- * read the next table's block as one of directories. */
-static void note_end(struct sqv_image *img, uint64_t v)
-{
-	if (v >= img->dir_table && v < img->dir_end)
-		img->dir_end = v;
-}
-
 /* Read a table's list of block offsets, stored at pos, for count entries
  * of each bytes. The list must lie inside the image. */
 static sqv_err_t table_open(struct sqv_image *img, struct table *t,
@@ -347,12 +346,10 @@ static sqv_err_t table_open(struct sqv_image *img, struct table *t,
 		return -ENOMEM;
 	SQV_TRY(pread_exact(img, t->blocks, (size_t)n * sizeof(uint64_t), pos));
 	t->nblocks = (size_t)n;
-	note_end(img, pos);
 	for (size_t i = 0; i < t->nblocks; i++) {
 		t->blocks[i] = le64toh(t->blocks[i]);
 		if (t->blocks[i] < img->meta_lo)
 			img->meta_lo = t->blocks[i];
-		note_end(img, t->blocks[i]);
 	}
 	return 0;
 }
@@ -364,7 +361,6 @@ static sqv_err_t open_tables(struct sqv_image *img,
 {
 	img->meta_lo = img->inode_table < img->dir_table ? img->inode_table :
 							  img->dir_table;
-	img->dir_end = img->info.bytes_used;
 	for (size_t i = 0; i < sizeof(img->stops) / sizeof(img->stops[0]); i++)
 		img->stops[i] = UINT64_MAX;
 	/* The export table (mksquashfs writes it unless -no-exports) is not
@@ -373,9 +369,7 @@ static sqv_err_t open_tables(struct sqv_image *img,
 	uint64_t first;
 	if (exports < img->info.bytes_used &&
 	    img->info.bytes_used - exports >= sizeof(first)) {
-		note_end(img, exports);
 		SQV_TRY(pread_exact(img, &first, sizeof(first), exports));
-		note_end(img, le64toh(first));
 		img->stops[0] = exports;
 		img->stops[1] = le64toh(first);
 	}
@@ -400,12 +394,13 @@ static sqv_err_t open_tables(struct sqv_image *img,
 			return -SQV_ECORRUPT;
 		if (img->xattr_table < img->meta_lo)
 			img->meta_lo = img->xattr_table;
-		note_end(img, pos);
-		note_end(img, img->xattr_table);
 		img->stops[4] = pos;
+		img->stops[5] = pos + sizeof(xt);
 		SQV_TRY(table_open(img, &img->xattr_ids, pos + sizeof(xt),
 				   le32toh(xt.xattr_ids), XATTR_ID_SIZE));
 	}
+	/* After every table's blocks are known: any of them may follow it. */
+	img->dir_end = run_end(img, &img->dir_table, true);
 	return 0;
 }
 
