@@ -31,6 +31,7 @@ import threading
 import time
 
 import bench
+import reclaim
 from sqvtest import pids_naming
 
 # The simulated server. The per-request delays are the stand-in's of the
@@ -486,7 +487,8 @@ def report(res):
     P("")
     v = res["versions"]
     P(f"Machine: {v['cpu']}, {v['cores']} cores; kernel {v['kernel']}; 1-minute load average at "
-      f"the cells' ends: median {fmt(bench.median([c.get('load_1min') for c in res['cells']]))}. "
+      f"the cells' ends: median {fmt(bench.median([c.get('load_1min') for c in res['cells']]))}; "
+      f"{reclaim.describe(res.get('reclaim'))}. "
       f"sqvenvfs git {v['git']}. Total {res['total_s'] / 60:.1f} min (preparing "
       f"{res['prepare_s'] / 60:.1f} min).")
     return "\n".join(out)
@@ -749,7 +751,9 @@ def main(argv):
     a.work = (tempfile.mkdtemp(prefix="sqvbench-scale-smoke-", dir="/var/tmp") if temp_work
               else os.path.abspath(a.workdir or "/var/tmp/sqvbench-scale"))
     try:
-        res = do_scale(a)
+        with reclaim.paused(bench.is_root() and not a.smoke, log) as note:
+            res = do_scale(a)
+        res["reclaim"] = note
         text = report(res)
         print(text)
         if not temp_work:
