@@ -488,7 +488,9 @@ static int option_proc(void *data, const char *arg, int key,
 				arg, mem >> 20);
 			return -1;
 		}
-		o->cache_size_given = true;
+		if (strlen(value) >= sizeof(o->cache_size_text))
+			return bad(arg, "not a size (examples: 0, 512K, 64M, 1G)");
+		strcpy(o->cache_size_text, value);
 		return 0;
 	}
 	case KEY_MAX_READ: {

@@ -308,7 +308,7 @@ static uint64_t self_status(const char *key)
 	return kib * 1024;
 }
 
-int sqv_limits_cache(size_t *cache_bytes, bool explicit, unsigned threads,
+int sqv_limits_cache(size_t *cache_bytes, const char *asked, unsigned threads,
 		     uint32_t block_size)
 {
 	struct mem_limit lim;
@@ -326,10 +326,10 @@ int sqv_limits_cache(size_t *cache_bytes, bool explicit, unsigned threads,
 
 	if (*cache_bytes <= room)
 		return 0;
-	if (explicit) {
+	if (asked) {
 		sqv_log(SQV_LOG_ERR,
-			"-o cache_size=%zuM does not fit under the memory limit of %" PRIu64 "M (%s): the daemon needs %" PRIu64 "M besides the cache, so at most %" PRIu64 "M",
-			*cache_bytes >> 20, lim.bytes / MIB, lim.source,
+			"-o cache_size=%s does not fit under the memory limit of %" PRIu64 "M (%s): the daemon needs %" PRIu64 "M besides the cache, so at most %" PRIu64 "M",
+			asked, lim.bytes / MIB, lim.source,
 			fixed / MIB, room / MIB);
 		return 1;
 	}

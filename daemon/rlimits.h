@@ -35,10 +35,11 @@ int sqv_limits_fds(unsigned nlayers, unsigned threads,
 void sqv_limits_release_fds(struct sqv_fd_plan *plan);
 
 /* Size the block cache under the memory limit. *cache_bytes is the asked
- * size, or SQV_CACHE_DEFAULT's value when explicit is false; a default
- * that does not fit is shrunk with a log line, an explicit one that does
- * not fit is refused (1, logged). block_size is the largest of the stack. */
-int sqv_limits_cache(size_t *cache_bytes, bool explicit, unsigned threads,
+ * size, given as the text asked (-o cache_size='s value), or the default
+ * when asked is NULL; a default that does not fit is shrunk with a log
+ * line, an asked one that does not fit is refused (1, logged). block_size
+ * is the largest of the stack. */
+int sqv_limits_cache(size_t *cache_bytes, const char *asked, unsigned threads,
 		     uint32_t block_size);
 
 #endif

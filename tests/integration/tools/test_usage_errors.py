@@ -173,10 +173,11 @@ def test(tmp, cleanups):
     if SANITIZED:
         print("note: the RLIMIT_AS part runs in the plain build only")
     else:
-        expect("sqvenvfs -o cache_size=256M under RLIMIT_AS 200M",
+        # The refusal names the size as written (1G), not as 1024M.
+        expect("sqvenvfs -o cache_size=1G under RLIMIT_AS 200M",
                ["prlimit", f"--as={200 << 20}", t.SQVENVFS, "-o",
-                "cache_size=256M", img, mnt], 2,
-               ["cache_size=256M", "does not fit under the memory limit"],
+                "cache_size=1G", img, mnt], 2,
+               ["-o cache_size=1G does not fit under the memory limit"],
                "sqvenvfs: ")
     t.check(not t.is_mounted(mnt), "nothing mounted at the end")
     if t.is_mounted(mnt):
