@@ -26,6 +26,7 @@ belong to bench.py's runs). Needs root or fusermount3 and /dev/fuse.
 """
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -208,21 +209,49 @@ def sweep(exe, images, readers):
     per_thread = (nocache - one) / max(nthreads - 1, 1)
     index = st.get("index_bytes", 0) / KIB
     rest = nocache - files - index - per_thread * nthreads
-    print(f"\n## peak RSS (VmHWM) by holder, default options ({entries:,} "
-          f"entries, {nthreads} FUSE worker threads)")
-    print(f"  peak in all                  {mib(peak):7.2f} MiB")
-    print(f"  block cache                  {mib(peak - nocache):7.2f} MiB "
-          f"(cache_bytes {st.get('cache_bytes', 0) / 2**20:.2f} MiB)")
-    print(f"  index (index_bytes)          {mib(index):7.2f} MiB "
-          f"({index * KIB / max(entries, 1):.0f} B/entry)")
-    print(f"  per worker thread            {mib(per_thread):7.2f} MiB "
-          f"x {nthreads} = {mib(per_thread * nthreads):.2f} MiB")
-    print(f"  shared libraries and binary  {mib(files):7.2f} MiB (RssFile)")
-    print(f"  the rest (main thread, heap) {mib(rest):7.2f} MiB")
-    print(f"  besides the cache            {mib(nocache):7.2f} MiB "
-          f"= {nocache * KIB / max(entries, 1):.0f} B/entry")
-    print(f"  peak while the index is built {mib(build):6.2f} MiB (no cache yet)")
-    print(f"  mount, for guidance only     {runs['default']['mount_ms']:.0f} ms")
+    lines = []
+    P = lines.append
+    P(f"## peak RSS (VmHWM) by holder, default options ({entries:,} "
+      f"entries, {nthreads} FUSE worker threads)")
+    P(f"  peak in all                  {mib(peak):7.2f} MiB")
+    P(f"  block cache                  {mib(peak - nocache):7.2f} MiB "
+      f"(cache_bytes {st.get('cache_bytes', 0) / 2**20:.2f} MiB)")
+    P(f"  index (index_bytes)          {mib(index):7.2f} MiB "
+      f"({index * KIB / max(entries, 1):.0f} B/entry)")
+    P(f"  per worker thread            {mib(per_thread):7.2f} MiB "
+      f"x {nthreads} = {mib(per_thread * nthreads):.2f} MiB")
+    P(f"  shared libraries and binary  {mib(files):7.2f} MiB (RssFile)")
+    P(f"  the rest (main thread, heap) {mib(rest):7.2f} MiB")
+    P(f"  besides the cache            {mib(nocache):7.2f} MiB "
+      f"= {nocache * KIB / max(entries, 1):.0f} B/entry")
+    P(f"  peak while the index is built {mib(build):6.2f} MiB (no cache yet)")
+    P(f"  mount, for guidance only     {runs['default']['mount_ms']:.0f} ms")
+    print("\n" + "\n".join(lines))
+    data = {"entries": entries, "threads": nthreads, "peak_kib": peak,
+            "cache_kib": peak - nocache, "cache_bytes": st.get("cache_bytes", 0),
+            "index_kib": index, "per_thread_kib": per_thread, "files_kib": files,
+            "rest_kib": rest, "besides_cache_kib": nocache, "build_peak_kib": build,
+            "mount_ms": runs["default"]["mount_ms"], "runs": runs}
+    return lines, data
+
+
+def write_results(where, exe, images, lines, data):
+    """The sweep as a named run: JSON with the versions, and its table."""
+    git = subprocess.run(["git", "-C", os.path.dirname(os.path.abspath(__file__)),
+                          "describe", "--always", "--dirty"],
+                         capture_output=True, text=True).stdout.strip()
+    version = subprocess.run([exe, "--version"], capture_output=True,
+                             text=True).stdout.strip()
+    stem = os.path.join(where, "results-memory-%s" % time.strftime("%Y%m%dT%H%M%S"))
+    images = [os.path.abspath(i) for i in images]
+    head = (f"memory.py --sweep of {', '.join(images)} "
+            f"({sum(os.path.getsize(i) for i in images):,} bytes); {version} (git {git}); "
+            f"1-minute load average at the end {open('/proc/loadavg').read().split()[0]}")
+    with open(stem + ".json", "w") as f:
+        json.dump({"git": git, "version": version, "images": images, **data}, f, indent=1)
+    with open(stem + ".md", "w") as f:
+        f.write(head + "\n\n" + "\n".join(lines) + "\n")
+    print(f"memory.py: results in {stem}.{{json,md}}")
 
 
 def main():
@@ -234,10 +263,17 @@ def main():
     p.add_argument("--sweep", action="store_true",
                    help="three mounts (default, cache_size=0, and "
                         "cache_size=0,threads=1): the peak split by holder")
+    p.add_argument("--results", metavar="DIR",
+                   help="with --sweep: also write DIR/results-memory-TIMESTAMP.{json,md}, "
+                        "the named run docs/performance.md cites")
     a = p.parse_args()
+    if a.results and not a.sweep:
+        p.error("--results goes with --sweep")
     exe = os.path.join(os.path.abspath(a.builddir), "daemon", "sqvenvfs")
     if a.sweep:
-        sweep(exe, a.images, a.readers)
+        lines, data = sweep(exe, a.images, a.readers)
+        if a.results:
+            write_results(a.results, exe, a.images, lines, data)
         return
     out = measure(exe, a.images, a.opts, a.readers)
     print(f"\nmount usable after {out['mount_ms']:.0f} ms (guidance only; "
