@@ -380,10 +380,49 @@ def image_params(path):
     return comps[comp], level, block_size, mtime
 
 
+def image_has_xattrs(path):
+    """Whether a squashfs image stores extended attributes: its
+    superblock's xattr id table start is not "none" (mksquashfs writes
+    the table only when some inode has xattrs)."""
+    try:
+        with open(path, "rb") as f:
+            sb = f.read(96)
+    except OSError as e:
+        raise PackError(f"{path}: {e.strerror}")
+    return struct.unpack_from("<Q", sb, 56)[0] != (1 << 64) - 1
+
+
+# unsquashfs 4.5.1 on an xattr it cannot set: "write_xattr: could not write
+# xattr trusted.x for file DIR/a because you're not superuser!", or "...
+# failed to write xattr user.x for file DIR/a because Operation not
+# supported" (a staging file system without user xattrs).
+UNSQUASHFS_XATTR = re.compile(
+    r"write_xattr: .*? xattr (\S+) for file (.*) because (.*?)!?$")
+
+
+def unsquashfs_failure(shown, root, msg, status):
+    """The one line for a failed unpack of image shown into root: an
+    xattr that cannot be kept is said in the image's terms."""
+    for ln in msg:
+        m = UNSQUASHFS_XATTR.search(ln)
+        if not m:
+            continue
+        name, where, why = m.groups()
+        if where.startswith(root):
+            where = where[len(root):] or "/"
+        if "superuser" in why:
+            return (f"{shown}: has the xattr {name} (on {where}), which "
+                    "only root can set; re-laying it out keeps xattrs, "
+                    "which needs root")
+        return (f"{shown}: cannot keep the xattr {name} (on {where}) in "
+                f"the staging directory: {why}")
+    return f"unsquashfs {shown}: {msg[0] if msg else 'exit %d' % status}"
+
+
 class Relayout:
     """--hot TRACE OLD.sqfs NEW.sqfs: the same tree, hot-first, without the
     venv: unpack OLD, pack it again with OLD's compression, block size,
-    creation time and owners. With --base, OLD is a delta over those
+    creation time, owners and xattrs. With --base, OLD is a delta over those
     images, and the trace may name their files (a stack mount's). Owns
     its staging directory and temporary image, as Pack does; cleanup()
     removes them."""
@@ -428,19 +467,27 @@ class Relayout:
             # files of the stack, most of them in the base images
             self.stack = BaseRead(inspect, args.base + [old], hashes=False)
             self.stack.start()
-        self.tmp.create()
         self.stage_top = make_staging(
             pick_tmpdir(args.tmpdir, 3 * os.path.getsize(old)))
         root = os.path.join(self.stage_top, "root")
         self.out.progress(f"unpacking {args.venv} ...", force=True)
-        r = subprocess.run([unsquashfs, "-no-progress", "-no-xattrs", "-d",
+        # Xattrs are part of the tree: kept, or the re-layout fails (with
+        # -strict-errors unsquashfs stops at an xattr it cannot write,
+        # where it would otherwise drop it and go on). An image without
+        # them is unpacked and packed without, as before.
+        xattrs = image_has_xattrs(old)
+        r = subprocess.run([unsquashfs, "-no-progress", "-strict-errors",
+                            "-xattrs" if xattrs else "-no-xattrs", "-d",
                             root, old], stdin=subprocess.DEVNULL,
                            capture_output=True)
         if r.returncode != 0:
             msg = [ln for ln in r.stderr.decode("utf-8", "replace")
                    .splitlines() if ln.strip()]
-            raise PackError(f"unsquashfs {args.venv}: "
-                            f"{msg[0] if msg else 'exit %d' % r.returncode}")
+            raise PackError(unsquashfs_failure(args.venv, root, msg,
+                                               r.returncode))
+        # Only now the temporary image: an image that cannot be unpacked
+        # as it is leaves nothing beside NEW.
+        self.tmp.create()
         rec = os.path.join(root, HOT_NAME)
         if os.path.lexists(rec):
             st = os.stat(root)
@@ -456,7 +503,8 @@ class Relayout:
         self.plan.write_sort(root, sort_file, block_size, epoch)
         self.squash = SquashOptions(comp=comp, level=level,
                                     block_size=block_size, all_root=all_root,
-                                    jobs=args.jobs, epoch=epoch)
+                                    jobs=args.jobs, epoch=epoch,
+                                    xattrs=xattrs)
         write_squashfs(self.out, mksquashfs, root, self.tmp.path, self.squash,
                        ["-sort", sort_file])
         finish_image(self.out, inspect, root, self.tmp.path)

@@ -22,11 +22,14 @@ COMPRESSORS = ("zstd", "lz4", "xz", "gzip")
 
 class SquashOptions:
     """How to write the image. epoch is the superblock's creation time;
-    jobs the compressor threads; all_root makes every owner root."""
+    jobs the compressor threads; all_root makes every owner root; xattrs
+    stores the tree's extended attributes (only when re-laying out an
+    image that has them: the staged tree's xattrs are then the image's)."""
 
     def __init__(self, comp="zstd", level=None, block_size=128 << 10,
-                 all_root=True, jobs=1, epoch=0):
+                 all_root=True, jobs=1, epoch=0, xattrs=False):
         self.comp = comp
+        self.xattrs = xattrs
         self.level = level
         self.block_size = block_size
         self.all_root = all_root
@@ -68,7 +71,8 @@ def find_mksquashfs():
 def mksquashfs_command(mksquashfs, src, dst, opts, extra=(),
                        progress=False):
     """The command line: reproducible (fixed creation time, sorted
-    entries, no xattrs, which would make images depend on the machine),
+    entries, no xattrs unless opts.xattrs: those of a venv would make
+    images depend on the machine),
     no recovery file, never appending to an existing dst; with progress,
     mksquashfs draws its progress bar."""
     cmd = [mksquashfs, src, dst, "-noappend", "-no-recovery", "-reproducible",
@@ -76,7 +80,8 @@ def mksquashfs_command(mksquashfs, src, dst, opts, extra=(),
     if opts.level is not None:
         cmd += ["-Xcompression-level", str(opts.level)]
     cmd += ["-b", str(opts.block_size), "-mkfs-time", str(opts.epoch),
-            "-no-xattrs", "-processors", str(opts.jobs)]
+            "-xattrs" if opts.xattrs else "-no-xattrs",
+            "-processors", str(opts.jobs)]
     if opts.all_root:
         cmd.append("-all-root")
     cmd += list(extra)

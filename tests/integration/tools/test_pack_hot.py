@@ -5,12 +5,16 @@ delta) names mostly the base's files: with --base the delta is re-laid out
 (the same tree, the delta's traced files first, mountable on the base) and
 the summary counts the base's files as in the base and a file the sort
 file cannot name (a newline) as unsortable, not as first; without --base,
-or with a trace of another image, it is refused in one line. A missing
+or with a trace of another image, it is refused in one line. An image
+with xattrs (user.*, security.*, overlayfs's trusted.overlay.opaque) keeps
+every one, as root and, for user.* alone, as an ordinary user, who is
+refused an image with trusted.* in one line, nothing left. A missing
 input and malformed traces: one line in the trace's terms, nothing left.
 test_hot.py tests the workflow on a single image and the prefetch."""
 
 import os
 import random
+import shutil
 
 import sqvtest as t
 
@@ -126,6 +130,123 @@ def relayout_delta(tmp, cleanups, out, stage):
             ["other.trace", "1 of 7", "another image"], out, stage)
 
 
+def xattrs_of(image, tmp):
+    """{path: {name: value}} of every entry of image that has xattrs, as
+    unsquashfs (run as root, so every namespace) writes them; the hot
+    record is left out."""
+    d = os.path.join(tmp, "xattrs-of")
+    shutil.rmtree(d, ignore_errors=True)
+    t.run(["unsquashfs", "-q", "-no-progress", "-d", d, image])
+    got = {}
+    for dirpath, dirnames, filenames, _ in os.fwalk(d):
+        for name in [""] + dirnames + filenames:
+            p = os.path.join(dirpath, name) if name else dirpath
+            rel = "/" + os.path.relpath(p, d) if p != d else "/"
+            if rel == "/.sqvenvfs-hot":
+                continue
+            x = {n: os.getxattr(p, n, follow_symlinks=False)
+                 for n in os.listxattr(p, follow_symlinks=False)}
+            if x:
+                got[rel] = x
+    shutil.rmtree(d)
+    return got
+
+
+def xattr_image(tmp, name, trusted):
+    """An image made by mksquashfs of a tree with user.* xattrs (a binary
+    value, one on the root), and with trusted a security.* one and an
+    overlay upper's opaque directory (trusted.overlay.opaque). Returns
+    (image, trace naming its hot file)."""
+    src = os.path.join(tmp, name + "-src")
+    os.makedirs(os.path.join(src, "pkg"))
+    for f, data in (("hot.py", "H = 1\n" * 50), ("cold.py", "C = 2\n"),
+                    ("pkg/mod.py", "M = 3\n")):
+        with open(os.path.join(src, f), "w") as fh:
+            fh.write(data)
+    os.setxattr(src, "user.root", b"top")
+    os.setxattr(os.path.join(src, "hot.py"), "user.mime", b"text/x-python")
+    os.setxattr(os.path.join(src, "pkg/mod.py"), "user.bin", b"\0\xff\n\t")
+    if trusted:
+        os.setxattr(os.path.join(src, "pkg"), "trusted.overlay.opaque", b"y")
+        os.setxattr(os.path.join(src, "cold.py"), "security.sqvtest", b"s")
+    image = t.mksquashfs(src, os.path.join(tmp, name + ".sqfs"))
+    os.chmod(image, 0o644)
+    trace = os.path.join(tmp, name + ".trace")
+    with open(trace, "w") as f:
+        f.write(f"sqvenvfs-trace 1\nhot.py\t{6 * 50}\t0+300\nend 1\n")
+    os.chmod(trace, 0o644)
+    return image, trace
+
+
+def relayout_xattrs(tmp, cleanups, out, stage):
+    """Re-laying out keeps every xattr; as a user, one the user cannot
+    set is refused, not dropped."""
+    old, trace = xattr_image(tmp, "xattrs", trusted=True)
+    want = xattrs_of(old, tmp)
+    t.check({"trusted.overlay.opaque", "security.sqvtest", "user.root",
+             "user.mime", "user.bin"} <=
+            {n for x in want.values() for n in x},
+            "the image made by mksquashfs holds every xattr set", want)
+    new = os.path.join(out, "xattrs-new.sqfs")
+    r = t.pack("--tmpdir", stage, "--hot", trace, old, new, check=False)
+    t.check(r.returncode == 0, "as root: --hot TRACE OLD NEW of an image "
+            "with xattrs", r.stderr.strip())
+    if r.returncode == 0:
+        t.check(xattrs_of(new, tmp) == want,
+                "as root: NEW has OLD's xattrs, every namespace (unsquashfs)",
+                (want, xattrs_of(new, tmp)))
+        mnt = os.path.join(tmp, "xmnt")
+        os.mkdir(mnt)
+        with t.mounted([new], mnt):
+            got = {}
+            for f, n in (("hot.py", "user.mime"), ("pkg/mod.py", "user.bin")):
+                try:
+                    got[n] = os.getxattr(os.path.join(mnt, f), n)
+                except OSError as e:
+                    got[n] = e.strerror
+            t.check(got == {"user.mime": b"text/x-python",
+                            "user.bin": b"\0\xff\n\t"},
+                    "as root: sqvenvfs serves NEW's user xattrs", got)
+        os.unlink(new)
+
+    uid = t.ensure_test_user()
+    if uid is None:
+        t.log("note: no test user (useradd missing); the user case is "
+              "left out")
+        return
+    uout, ustage = os.path.join(tmp, "uout"), os.path.join(tmp, "ustage")
+    for d in (uout, ustage):
+        os.mkdir(d)
+        os.chown(d, uid, uid)
+    unew = os.path.join(uout, "new.sqfs")
+
+    def as_user(*args):
+        return t.run(t.as_user([t.PACK, "--tmpdir", ustage, *args], uid),
+                     check=False)
+
+    r = as_user("--hot", trace, old, unew)
+    t.check_error("as a user, an image with trusted.* and security.* "
+                  "xattrs", r, ["xattrs.sqfs: has the xattr ",
+                                "which only root can set", "needs root"],
+                  prefix="sqvenvfs-pack: ")
+    t.check("trusted.overlay.opaque (on /pkg)" in r.stderr or
+            "security.sqvtest (on /cold.py)" in r.stderr,
+            "as a user: the refusal names the xattr and its path in OLD",
+            r.stderr.strip())
+    t.check(not os.listdir(uout) and not os.listdir(ustage),
+            "as a user, refused: nothing left behind",
+            (os.listdir(uout), os.listdir(ustage)))
+    uold, utrace = xattr_image(tmp, "user-xattrs", trusted=False)
+    r = as_user("--hot", utrace, uold, unew)
+    t.check(r.returncode == 0, "as a user: --hot TRACE OLD NEW of an "
+            "image with user xattrs", r.stderr.strip())
+    if r.returncode == 0:
+        uwant = xattrs_of(uold, tmp)
+        t.check(uwant and xattrs_of(unew, tmp) == uwant,
+                "as a user: NEW has OLD's user xattrs",
+                (uwant, xattrs_of(unew, tmp)))
+
+
 def bad_input(tmp, out, stage):
     src = os.path.join(tmp, "src")
     os.mkdir(src)
@@ -166,6 +287,7 @@ def test(tmp, cleanups):
     os.mkdir(out)
     os.mkdir(stage)
     relayout_delta(tmp, cleanups, out, stage)
+    relayout_xattrs(tmp, cleanups, out, stage)
     bad_input(tmp, out, stage)
 
 
