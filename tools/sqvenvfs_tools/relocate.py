@@ -137,8 +137,8 @@ class Relocator:
 
     # Each activate script finds the venv from its own path, never from
     # the path it was made at (on a compute node that path is absent, or
-    # is another tree). bash and zsh name the sourced file; fish has
-    # `status -f`; dash, ksh and tcsh keep the file they source open, so
+    # is another tree). bash, zsh and ksh93 name the sourced file; fish
+    # has `status -f`; dash and tcsh keep the file they source open, so
     # the shell's /proc/PID/fd shows its path. The path is resolved
     # (symlinks to the script work) with no `cd` (CDPATH, a printing zsh
     # chpwd hook) and counts only if it names the script itself. Where
@@ -153,6 +153,11 @@ class Relocator:
             '    _sqv_here="$(realpath -- "${BASH_SOURCE[0]:-}" 2>/dev/null)"\n'
             'elif [ -n "${ZSH_VERSION:-}" ]; then\n'
             '    eval \'_sqv_here="${${(%):-%x}:A}"\'\n'
+            # ksh93 reads a small sourced file at once and closes it, so
+            # /proc shows nothing; it names the file, absolute, in .sh.file
+            'elif case "${KSH_VERSION:-}" in *93*) true;; *) false;; esac; then\n'
+            '    eval \'_sqv_here="${.sh.file}"\'\n'
+            '    _sqv_here="$(realpath -- "$_sqv_here" 2>/dev/null)"\n'
             'else\n'
             '    for _sqv_fd in /proc/$$/fd/*; do\n'
             '        case "$(readlink -- "$_sqv_fd" 2>/dev/null)" in\n'

@@ -5,9 +5,12 @@ exist: bash with CDPATH, zsh with a printing chpwd hook, fish, tcsh from
 bin/, after another command and through an alias, dash by an absolute and
 a relative path, dash again once the original path exists (it must still
 activate the mount), bash, zsh and dash through a symlink to the script;
-the mount's path has a space. Where a shell cannot know the script's path
-(the script piped into it, or eval'd), it fails loudly and changes nothing:
-bash and zsh from / and from another directory, where the script's
+ksh (ksh93) by an absolute and a relative path and through a symlink;
+bash, zsh, dash and ksh as `. activate` found on PATH, from / and from a
+directory holding another venv's activate; the mount's path has a space.
+Where a shell cannot know the script's path (the script piped into it, or
+eval'd), it fails loudly and changes nothing: dash, tcsh, fish and ksh
+piped, ksh eval'd; bash and zsh from / and from another directory, where the script's
 directory once came out as the parent of the working directory."""
 
 import os
@@ -21,6 +24,9 @@ import sqvtest as T
 # python3 the shell now finds, one per line, between markers
 SH_REPORT = ('echo "<<$VIRTUAL_ENV>>"; echo "<<${PATH%%:*}>>"; '
              'echo "<<$(command -v python3)>>"')
+# ksh93's command -v quotes a path with a space as the shell would read it
+KSH_REPORT = ('echo "<<$VIRTUAL_ENV>>"; echo "<<${PATH%%:*}>>"; '
+              'eval "_p=$(command -v python3)"; echo "<<$_p>>"')
 CSH_REPORT = ('echo "<<$VIRTUAL_ENV>>"\n'
               'echo "<<`echo $PATH | cut -d: -f1`>>"\n'
               'echo "<<`which python3`>>"\n')
@@ -41,7 +47,7 @@ def test(tmp, cleanups):
     T.require_pack_tools()
     T.require_mount_capability()
     shells = {s: shutil.which(s) for s in ("bash", "zsh", "fish", "tcsh",
-                                           "dash")}
+                                           "dash", "ksh")}
     missing = [s for s, p in shells.items() if not p]
     T.require(not missing, f"shells missing: {missing} (.ci/packages/tools.txt)")
 
@@ -129,13 +135,13 @@ def test(tmp, cleanups):
     expect("tcsh, interactive", shell(
         "tcsh", ["tcsh", "-f", "-i"],
         stdin=f'cd "{mnt}"\nsource bin/activate.csh\n{CSH_REPORT}'))
-    # dash, the original path absent: absolute and relative
-    expect("dash, absolute", shell(
-        "dash", ["dash", "-c", f'cd / && . "{mnt}/bin/activate" && '
-                 f'{SH_REPORT}']))
-    expect("dash, relative", shell(
-        "dash", ["dash", "-c", f'cd "{mnt}/bin" && . ./activate && '
-                 f'{SH_REPORT}']))
+    # dash and ksh, the original path absent: absolute and relative (ksh93
+    # closes a small sourced file at once: no /proc/PID/fd entry)
+    for sh, report in (("dash", SH_REPORT), ("ksh", KSH_REPORT)):
+        expect(f"{sh}, absolute", shell(
+            sh, [sh, "-c", f'cd / && . "{mnt}/bin/activate" && {report}']))
+        expect(f"{sh}, relative", shell(
+            sh, [sh, "-c", f'cd "{mnt}/bin" && . ./activate && {report}']))
     # through a symlink to the script, in another directory
     link = os.path.join(home, "act")
     os.symlink(os.path.join(mnt, "bin", "activate"), link)
@@ -143,6 +149,22 @@ def test(tmp, cleanups):
                      ("zsh", ["zsh", "-f", "-c"]), ("dash", ["dash", "-c"])):
         expect(f"{sh}, through a symlink", shell(
             sh, argv + [f'cd / && . "{link}" && {SH_REPORT}']))
+    expect("ksh, through a symlink", shell(
+        "ksh", ["ksh", "-c", f'cd / && . "{link}" && {KSH_REPORT}']))
+    # `. activate` with the venv's bin/ on PATH, from / and from a
+    # directory that holds another venv's activate (which resolving the
+    # name against the working directory would find)
+    decoy = os.path.join(home, "decoy", "bin")
+    os.makedirs(decoy)
+    shutil.copy(os.path.join(mnt, "bin", "activate"), decoy)
+    for where in ("/", decoy):
+        for sh, argv in (("bash", ["bash", "--norc", "-c"]),
+                         ("zsh", ["zsh", "-f", "-c"]), ("dash", ["dash", "-c"]),
+                         ("ksh", ["ksh", "-c"])):
+            report = KSH_REPORT if sh == "ksh" else SH_REPORT
+            expect(f"{sh}, . activate found on PATH, from {where}", shell(
+                sh, argv + [f'cd "{where}" && . activate && {report}'],
+                PATH=f"{mnt}/bin:/usr/bin:/bin"))
     # the original path back: sh must still activate the mount
     os.rename(moved, made)
     expect("dash, original path present", shell(
@@ -162,6 +184,11 @@ def test(tmp, cleanups):
                                 CSH_REPORT), ok=False)
     expect("fish, piped", piped("fish", ["fish", "--no-config"],
                                 "activate.fish", FISH_REPORT), ok=False)
+    expect("ksh, piped", piped("ksh", ["ksh", "-s"], "activate",
+                               SH_UNTOUCHED), ok=False)
+    expect("ksh, eval'd", shell(
+        "ksh", ["ksh", "-c", f'eval "$(cat "{mnt}/bin/activate")"; '
+                f'{SH_UNTOUCHED}']), ok=False)
     # bash and zsh name no file, or another one (/dev/stdin, the shell):
     # the script's directory must not come out as the working directory's
     # parent. Eval'd in a function, the failed script returns to a report.
