@@ -8,7 +8,8 @@ file cannot name (a newline) as unsortable, not as first; without --base,
 or with a trace of another image, it is refused in one line. An image
 with xattrs (user.*, security.*, overlayfs's trusted.overlay.opaque) keeps
 every one, as root and, for user.* alone, as an ordinary user, who is
-refused an image with trusted.* in one line, nothing left. A missing
+refused an image with trusted.* in one line, nothing left; so is root
+whose staging file system takes no xattrs (ramfs). A missing
 input and malformed traces: one line in the trace's terms, nothing left.
 test_hot.py tests the workflow on a single image and the prefetch."""
 
@@ -208,6 +209,22 @@ def relayout_xattrs(tmp, cleanups, out, stage):
                             "user.bin": b"\0\xff\n\t"},
                     "as root: sqvenvfs serves NEW's user xattrs", got)
         os.unlink(new)
+
+    # a staging file system that takes no xattrs at all (ramfs)
+    ram = os.path.join(tmp, "ramfs")
+    os.mkdir(ram)
+    if t.run(["mount", "-t", "ramfs", "ramfs", ram], check=False).returncode:
+        t.log("note: cannot mount ramfs; its case is left out")
+    else:
+        cleanups.append(lambda: t.run(["umount", "-l", ram], check=False))
+        before = sorted(os.listdir(out))
+        r = t.pack("--tmpdir", ram, "--hot", trace, old, new, check=False)
+        t.check_error("staging on ramfs, an image with xattrs", r,
+                      ["xattrs.sqfs: cannot keep the xattr ", "(on /",
+                       "in the staging directory"], prefix="sqvenvfs-pack: ")
+        t.check(sorted(os.listdir(out)) == before and not os.listdir(ram),
+                "staging on ramfs: nothing left behind",
+                (os.listdir(out), os.listdir(ram)))
 
     uid = t.ensure_test_user()
     if uid is None:
