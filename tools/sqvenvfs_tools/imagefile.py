@@ -4,6 +4,7 @@
 then moved to IMAGE; on any failure only the temporary file goes. This is
 the one place that decides how an image file comes into being."""
 
+import errno
 import os
 import tempfile
 
@@ -42,6 +43,14 @@ class TempImage:
         if os.path.lexists(self.image) and not self.force:
             raise PackError(f"{self.shown}: exists (use --force to "
                             "replace it)")
+        # The image is written last, after minutes of work (a re-layout
+        # unpacks first): a directory it cannot go in is said now.
+        if not os.path.isdir(self.outdir):
+            raise PackError(f"{self.outdir}: no such directory")
+        if not os.access(self.outdir, os.W_OK | os.X_OK):
+            ro = os.statvfs(self.outdir).f_flag & os.ST_RDONLY
+            why = os.strerror(errno.EROFS if ro else errno.EACCES)
+            raise PackError(f"{self.outdir}: cannot write: {why}")
 
     def create(self):
         """Create the empty temporary file; returns its path."""

@@ -278,6 +278,11 @@ def bad_input(tmp, out, stage):
     missing = os.path.join(tmp, "missing.sqfs")
     refused("an input that does not exist", ["--hot", good, missing, new],
             f"{missing}: no such file or directory", out, stage)
+    # Where NEW cannot go is said before the image is read (a re-layout
+    # unpacks it first, minutes for a big one): here, OLD is no image.
+    nodir = os.path.join(tmp, "nodir")
+    refused("NEW in a missing directory", ["--hot", good, good, os.path.join(nodir, "n.sqfs")],
+            f"{nodir}: no such directory", out, stage)
     bad = os.path.join(tmp, "bad.trace")
     for line, want in (
             ("a.py\tx\t0+1", "bad size 'x': not a number"),
