@@ -8,6 +8,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <linux/fs.h>
@@ -29,6 +30,7 @@
 #include "decomp.h"
 #include "digest.h"
 #include "io.h"
+#include "layout.h"
 #include "log.h"
 #include "meta.h"
 #include "superblock.h"
@@ -95,6 +97,12 @@ struct sqv_image {
 	struct table ids, frags, xattr_ids;
 	/* The block digests appended by sqvenvfs-pack, or NULL. */
 	struct sqv_digests *digests;
+	/* The superblock as checked, and the image's first bytes read with
+	 * it (the compressor options' header too, when there are options):
+	 * check_layout walks from them without reading them again. */
+	struct sqv_superblock sb;
+	unsigned char head[SQV_SUPERBLOCK_SIZE + 2];
+	size_t head_len;
 
 	/* Every read of the file: data, tables, metadata, digests. */
 	struct sqv_io_count io;
@@ -155,23 +163,28 @@ static sqv_err_t pread_exact(struct sqv_image *img, void *buf, size_t size,
 static sqv_err_t check_superblock(struct sqv_image *img,
 				  struct squashfs_super_block *out)
 {
-	unsigned char buf[SQV_SUPERBLOCK_SIZE];
+	unsigned char *buf = img->head;
 	struct sqv_superblock sb;
 	const char *name = img->name;
 	char why[160];
 
-	if (img->file_size >= sizeof(buf) &&
-	    pread_exact(img, buf, sizeof(buf), 0) < 0) {
-		sqv_log(SQV_LOG_ERR, "%s: cannot read the superblock", name);
-		return -EIO;
+	/* One read, the 2 bytes after the superblock with it (see head). */
+	if (img->file_size >= SQV_SUPERBLOCK_SIZE) {
+		img->head_len = img->file_size < sizeof(img->head) ?
+					(size_t)img->file_size : sizeof(img->head);
+		if (pread_exact(img, buf, img->head_len, 0) < 0) {
+			sqv_log(SQV_LOG_ERR, "%s: cannot read the superblock", name);
+			return -EIO;
+		}
 	}
-	sqv_err_t err = sqv_superblock_check(buf, img->file_size < sizeof(buf) ?
-					     0 : sizeof(buf),
+	sqv_err_t err = sqv_superblock_check(buf, img->head_len < SQV_SUPERBLOCK_SIZE ?
+					     0 : SQV_SUPERBLOCK_SIZE,
 					     img->file_size, &sb, why, sizeof(why));
 	if (err < 0) {
 		sqv_log(SQV_LOG_ERR, "%s: %s", name, why);
 		return err;
 	}
+	img->sb = sb;
 	img->comp = sb.compression;
 	if (!sqv_decomp_supported(img->comp)) {
 		sqv_log(SQV_LOG_ERR, "%s: unsupported compression %s (%d)", name,
@@ -209,15 +222,16 @@ static sqv_err_t static_read(void *ctx, void *buf, size_t len, uint64_t pos)
 static sqv_err_t meta(struct sqv_image *img, struct sqv_meta **out);
 
 /*
- * Where the metadata run of the table that starts at *own ends at the
- * latest: the first other table, table block or table index that starts
- * after it, else bytes_used. With at_start, one starting at the very same
- * offset ends it too, leaving it empty: an empty root's image has no
- * directory entries, and the directory table's start is then the next
- * table's, whose block the preload must not read as one of directories.
+ * Where the metadata run of the table that starts at *own (the directory
+ * table, for the preload) ends at the latest: the first other table,
+ * table block or table index that starts after it or at the very same
+ * offset, else bytes_used. The same offset ends it too, leaving it empty:
+ * an empty root's image has no directory entries, and the directory
+ * table's start is then the next table's, whose block the preload must
+ * not read as one of directories. (What seal lists and the open checks is
+ * lib/layout.c's walk; this only bounds the preload.)
  */
-static uint64_t run_end(const struct sqv_image *img, const uint64_t *own,
-			bool at_start)
+static uint64_t run_end(const struct sqv_image *img, const uint64_t *own)
 {
 	const struct table *tables[] = { &img->ids, &img->frags,
 					 &img->xattr_ids };
@@ -225,7 +239,7 @@ static uint64_t run_end(const struct sqv_image *img, const uint64_t *own,
 
 #define SQV_STOP_AT(v) \
 	do { \
-		if (&(v) != own && ((v) > pos || (at_start && (v) == pos)) && \
+		if (&(v) != own && (v) >= pos && \
 		    (v) < end) \
 			end = (v); \
 	} while (0)
@@ -242,40 +256,64 @@ static uint64_t run_end(const struct sqv_image *img, const uint64_t *own,
 	return end;
 }
 
+/* check_layout's walk: the image, and room for its reason. */
+struct layout_check {
+	struct sqv_image *img;
+	char why[96];
+};
+
+/* The image's first bytes from head, the rest as sqv_digest_verify read
+ * them. */
+static sqv_err_t layout_read(void *ctx, void *buf, size_t len, uint64_t pos)
+{
+	struct sqv_image *img = ((struct layout_check *)ctx)->img;
+
+	if (pos < img->head_len && len <= img->head_len - pos) {
+		memcpy(buf, img->head + pos, len);
+		return 0;
+	}
+	return static_read(img, buf, len, pos);
+}
+
+/*
+ * Each metadata block the walk finds must be one of the table, of that
+ * stored length; raw bytes were hashed with the rest already. Not the
+ * export table's: nothing here reads it, and seal before 142514e listed
+ * an empty root's export block as raw bytes (tools-seal-empty), which
+ * verify_static has hashed all the same.
+ */
+static sqv_err_t layout_listed(void *ctx, const struct sqv_layout_piece *p,
+			       const char **why)
+{
+	struct layout_check *c = ctx;
+	const char *w;
+
+	if (p->kind != SQV_DIGEST_META || p->table == SQV_LAYOUT_EXPORTS ||
+	    sqv_digest_check(c->img->digests, p->pos, NULL, p->len, true,
+			     &w) == 0)
+		return 0;
+	/* A phrase that names the thing, as the walk's own do. */
+	snprintf(c->why, sizeof(c->why), "metadata block %s", w);
+	*why = c->why;
+	return -SQV_ECORRUPT;
+}
+
 /*
  * The digests check the blocks the table lists, but a table sound in
  * itself can still disagree with the image: list a directory block as raw
  * bytes, say. Every read of that block would then fail its lookup, the
  * index build would skip what it cannot read, and the mount would serve
  * an empty tree. So the table must list as metadata blocks, of their
- * stored length, the blocks of every metadata table the reader uses
- * (inodes, directories, xattrs, and the id, fragment and xattr id tables'
- * blocks), found as seal finds them: by their 2-byte headers from each
- * table's start. The bytes were hashed already: each block is only looked
- * up. Call with meta_lock held.
+ * stored length, the blocks seal lists: the one walk of lib/layout.h.
+ * The bytes were hashed already: each block is only looked up. Call with
+ * meta_lock held (the walk reads from the store's copy). *why lives in
+ * c.
  */
-static sqv_err_t check_layout(struct sqv_image *img, struct sqv_meta *m,
-			      uint64_t *bad, const char **why)
+static sqv_err_t check_layout(struct layout_check *c, uint64_t *bad,
+			      const char **why)
 {
-	const struct table *tables[] = { &img->ids, &img->frags,
-					 &img->xattr_ids };
-
-	SQV_TRY(sqv_meta_check_listed(m, img->inode_table,
-				      run_end(img, &img->inode_table, false),
-				      bad, why));
-	SQV_TRY(sqv_meta_check_listed(m, img->dir_table, img->dir_end, bad,
-				      why));
-	if (img->info.has_xattrs)
-		SQV_TRY(sqv_meta_check_listed(m, img->xattr_table,
-					      run_end(img, &img->xattr_table,
-						      false),
-					      bad, why));
-	for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
-		for (size_t i = 0; i < tables[t]->nblocks; i++)
-			SQV_TRY(sqv_meta_check_listed(m, tables[t]->blocks[i],
-						      tables[t]->blocks[i] + 1,
-						      bad, why));
-	return 0;
+	return sqv_layout_walk(&c->img->sb, layout_read, layout_listed, c, bad,
+			       why);
 }
 
 /*
@@ -290,6 +328,7 @@ static sqv_err_t check_layout(struct sqv_image *img, struct sqv_meta *m,
  */
 static sqv_err_t verify_static(struct sqv_image *img, bool layout)
 {
+	struct layout_check c = { .img = img };
 	const char *why = NULL;
 	struct sqv_meta *m;
 	uint64_t bad = 0;
@@ -307,11 +346,11 @@ static sqv_err_t verify_static(struct sqv_image *img, bool layout)
 	if (err == 0)
 		sqv_meta_set_digests(m, img->digests, true);
 	if (err == 0 && layout)
-		err = check_layout(img, m, &bad, &why);
+		err = check_layout(&c, &bad, &why);
 	pthread_mutex_unlock(&img->meta_lock);
 	if (err == -SQV_ECORRUPT && why) {
 		sqv_log(SQV_LOG_ERR,
-			"%s: offset %llu: metadata block %s: the digest table "
+			"%s: offset %llu: %s: the digest table "
 			"does not match the image",
 			img->name, (unsigned long long)bad, why);
 	} else if (err == -SQV_ECORRUPT) {
@@ -400,7 +439,7 @@ static sqv_err_t open_tables(struct sqv_image *img,
 				   le32toh(xt.xattr_ids), XATTR_ID_SIZE));
 	}
 	/* After every table's blocks are known: any of them may follow it. */
-	img->dir_end = run_end(img, &img->dir_table, true);
+	img->dir_end = run_end(img, &img->dir_table);
 	return 0;
 }
 

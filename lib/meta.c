@@ -397,29 +397,6 @@ sqv_err_t sqv_meta_read(struct sqv_meta *m, struct sqv_meta_cursor *cur,
 	return 0;
 }
 
-sqv_err_t sqv_meta_check_listed(struct sqv_meta *m, uint64_t start,
-				uint64_t end, uint64_t *bad, const char **why)
-{
-	for (uint64_t pos = start; m->digests && pos < end;) {
-		size_t len;
-		bool plain;
-		sqv_err_t err = read_header(m, pos, &len, &plain);
-
-		if (err == -SQV_ECORRUPT)
-			*why = "with a damaged header";
-		/* No hash: only whether the table lists this block. */
-		if (err == 0)
-			err = sqv_digest_check(m->digests, pos, NULL, 2 + len,
-					       true, why);
-		if (err < 0) {
-			*bad = pos;
-			return err;
-		}
-		pos += 2 + len;
-	}
-	return 0;
-}
-
 /* ---- preload: the tables an index build reads whole, on two cores ---- */
 
 struct preload {

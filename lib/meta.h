@@ -78,14 +78,6 @@ struct sqv_digests;
 void sqv_meta_set_digests(struct sqv_meta *m, const struct sqv_digests *d,
 			  bool raw_checked);
 
-/* Check that the digest table lists, as metadata blocks of their stored
- * length, the blocks of the run that starts at start, followed header by
- * header while they start before end. Hashes nothing: for blocks whose
- * bytes were checked already. Without a table 0. -SQV_ECORRUPT with *bad
- * the first wrong block's offset and *why the reason, or -EIO. */
-sqv_err_t sqv_meta_check_listed(struct sqv_meta *m, uint64_t start,
-				uint64_t end, uint64_t *bad, const char **why);
-
 /* The image's stored bytes [pos, pos + len) where the store read them at
  * once (sqv_meta_new), else NULL. */
 const void *sqv_meta_stored(const struct sqv_meta *m, uint64_t pos,

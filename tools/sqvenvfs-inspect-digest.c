@@ -28,13 +28,11 @@
 #include "image.h"
 #include "index.h"
 #include "io.h"
+#include "layout.h"
 #include "log.h"
 #include "superblock.h"
 
 #define PROG "sqvenvfs-inspect"
-#define META_SIZE 8192
-#define NO_TABLE UINT64_MAX
-#define FLAG_COMP_OPT 0x0400
 #define RAW_PIECE ((uint32_t)1 << 20)
 
 struct list {
@@ -59,25 +57,6 @@ static int fail(const char *path, const char *fmt, ...)
 static int read_at(int fd, void *buf, size_t len, uint64_t pos)
 {
 	return sqv_pread_all(fd, buf, len, pos) < 0 ? -1 : 0;
-}
-
-static uint64_t le64(const unsigned char *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
-static uint32_t le32(const unsigned char *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-
-static uint16_t le16(const unsigned char *p)
-{
-	return (uint16_t)(p[0] | p[1] << 8);
 }
 
 /* The superblock, checked as the daemon checks it; 1 with one line. */
@@ -146,115 +125,44 @@ static int add_file_blocks(const char *path, int fd, struct list *l)
 	return rc;
 }
 
-/* A table's index: count u64 pointers at pos, each to one metadata block
- * (a run start). */
-static int add_index(int fd, struct list *raw, struct list *starts,
-		     uint64_t pos, uint64_t header, uint64_t count)
-{
-	uint64_t len = header + count * 8;
-	unsigned char *buf = malloc(len ? len : 1);
-
-	if (!buf || read_at(fd, buf, len, pos) < 0) {
-		free(buf);
-		return -1;
-	}
-	int rc = add(raw, pos, len, SQV_DIGEST_RAW);
-	for (uint64_t i = 0; i < count && rc == 0; i++)
-		rc = add(starts, le64(buf + header + i * 8), 0, SQV_DIGEST_META);
-	free(buf);
-	return rc;
-}
-
 static int cmp_pos(const void *a, const void *b)
 {
 	const struct sqv_digest_entry *x = a, *y = b;
 	return x->pos < y->pos ? -1 : x->pos > y->pos;
 }
 
-/* Metadata blocks: from each run start, 2-byte headers up to the next
- * thing known to start. */
+struct meta_walk {
+	int fd;
+	struct list *l;
+};
+
+static sqv_err_t walk_read(void *ctx, void *buf, size_t len, uint64_t pos)
+{
+	return read_at(((struct meta_walk *)ctx)->fd, buf, len, pos) < 0 ? -EIO : 0;
+}
+
+static sqv_err_t walk_add(void *ctx, const struct sqv_layout_piece *p,
+			  const char **why)
+{
+	if (add(((struct meta_walk *)ctx)->l, p->pos, p->len, p->kind) < 0) {
+		*why = "out of memory";
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Metadata blocks and table indexes: the walk the daemon's open checks
+ * the table against (lib/layout.h). */
 static int add_metadata(const char *path, int fd, const struct sqv_superblock *sb,
 			struct list *l)
 {
-	struct list starts = { 0 }, raw = { 0 };
-	int rc = 0;
+	struct meta_walk w = { .fd = fd, .l = l };
+	uint64_t bad;
+	const char *why;
 
-	rc |= add(&raw, 0, SQV_SUPERBLOCK_SIZE, SQV_DIGEST_RAW);
-	if (sb->flags & FLAG_COMP_OPT)
-		rc |= add(&starts, SQV_SUPERBLOCK_SIZE, 0, SQV_DIGEST_META);
-	rc |= add(&starts, sb->inode_table, 0, SQV_DIGEST_META);
-	rc |= add(&starts, sb->directory_table, 0, SQV_DIGEST_META);
-	if (sb->fragments && sb->fragment_table != NO_TABLE)
-		rc |= add_index(fd, &raw, &starts, sb->fragment_table, 0,
-				((uint64_t)sb->fragments * 16 + META_SIZE - 1) / META_SIZE);
-	if (sb->lookup_table != NO_TABLE)
-		rc |= add_index(fd, &raw, &starts, sb->lookup_table, 0,
-				((uint64_t)sb->inodes * 8 + META_SIZE - 1) / META_SIZE);
-	unsigned char ids[2]; /* the id count, which sqv_superblock omits */
-	if (read_at(fd, ids, sizeof(ids), 26) < 0)
-		rc = -1;
-	else if (le16(ids) && sb->id_table != NO_TABLE)
-		rc |= add_index(fd, &raw, &starts, sb->id_table, 0,
-				((uint64_t)le16(ids) * 4 + META_SIZE - 1) / META_SIZE);
-	if (sb->xattr_id_table != NO_TABLE) {
-		unsigned char h[16];
-		if (read_at(fd, h, sizeof(h), sb->xattr_id_table) < 0)
-			rc = -1;
-		else {
-			rc |= add(&starts, le64(h), 0, SQV_DIGEST_META);
-			rc |= add_index(fd, &raw, &starts, sb->xattr_id_table, 16,
-					((uint64_t)le32(h + 8) * 16 + META_SIZE - 1) /
-						META_SIZE);
-		}
-	}
-	if (rc != 0) {
-		free(starts.e);
-		free(raw.e);
-		return fail(path, "cannot read its table indexes");
-	}
-	qsort(starts.e, starts.n, sizeof(*starts.e), cmp_pos);
-	qsort(raw.e, raw.n, sizeof(*raw.e), cmp_pos);
-	/* One start per offset: an empty table (the directory table of an
-	 * empty root) starts where the next table's first block does, and a
-	 * run must not end at its own start. */
-	size_t nstarts = 0;
-	for (size_t i = 0; i < starts.n; i++)
-		if (nstarts == 0 || starts.e[i].pos != starts.e[nstarts - 1].pos)
-			starts.e[nstarts++] = starts.e[i];
-	starts.n = nstarts;
-	for (size_t i = 0; i < raw.n && rc == 0; i++)
-		rc = add(l, raw.e[i].pos, raw.e[i].len, SQV_DIGEST_RAW);
-	for (size_t i = 0; i < starts.n && rc == 0; i++) {
-		uint64_t pos = starts.e[i].pos;
-		/* The run ends where the next run or raw range begins. */
-		uint64_t end = sb->bytes_used;
-		if (i + 1 < starts.n)
-			end = starts.e[i + 1].pos;
-		for (size_t r = 0; r < raw.n; r++)
-			if (raw.e[r].pos > pos && raw.e[r].pos < end)
-				end = raw.e[r].pos;
-		if (pos == SQV_SUPERBLOCK_SIZE && (sb->flags & FLAG_COMP_OPT))
-			end = pos + 1; /* the options are one block */
-		while (pos < end && rc == 0) {
-			unsigned char h[2];
-			if (read_at(fd, h, 2, pos) < 0) {
-				rc = fail(path, "metadata block at %" PRIu64 " past the end",
-					  pos);
-				break;
-			}
-			uint64_t size = le16(h) & 0x7fff;
-			if (size == 0 || size > META_SIZE || pos + 2 + size > sb->bytes_used) {
-				rc = fail(path, "damaged metadata block header at %" PRIu64,
-					  pos);
-				break;
-			}
-			rc = add(l, pos, 2 + size, SQV_DIGEST_META);
-			pos += 2 + size;
-		}
-	}
-	free(starts.e);
-	free(raw.e);
-	return rc ? 1 : 0;
+	if (sqv_layout_walk(sb, walk_read, walk_add, &w, &bad, &why) < 0)
+		return fail(path, "offset %" PRIu64 ": %s", bad, why);
+	return 0;
 }
 
 /* Sort, drop the duplicates (shared blocks), refuse overlaps, and cover

@@ -68,6 +68,7 @@ int sqv_superblock_check(const void *buf, size_t len, uint64_t file_size,
 	sb.compression = le16_at(p, 20);
 	sb.block_log = le16_at(p, 22);
 	sb.flags = le16_at(p, 24);
+	sb.ids = le16_at(p, 26);
 	sb.major = le16_at(p, 28);
 	sb.minor = le16_at(p, 30);
 	sb.root_inode = le64_at(p, 32);

@@ -26,6 +26,7 @@ struct sqv_superblock {
 	uint16_t compression;
 	uint16_t block_log;
 	uint16_t flags;
+	uint16_t ids;             /* entries of the id table */
 	uint16_t major, minor;
 	uint64_t root_inode;
 	uint64_t bytes_used;

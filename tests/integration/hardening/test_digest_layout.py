@@ -65,6 +65,7 @@ def superblock(img):
         sb = f.read(96)
         (ids, xattr_ids, inodes, dirs, frags,
          exports) = struct.unpack_from("<6Q", sb, 48)
+        flags = struct.unpack_from("<H", sb, 24)[0]
 
         def u64(pos):
             f.seek(pos)
@@ -72,6 +73,7 @@ def superblock(img):
         return {"inode": inodes, "dir": dirs,
                 "id_block": u64(ids), "frag_block": u64(frags),
                 "xattr": u64(xattr_ids) if xattr_ids != 2**64 - 1 else None,
+                "comp_opts": bool(flags & 0x0400),
                 "starts": sorted({ids, xattr_ids, frags, exports, dirs})}
 
 
@@ -119,6 +121,10 @@ def cases(entries, sb, has_xattrs):
         ("the fragment table's block listed as a fragment block",
          sb["frag_block"], with_kind(sb["frag_block"], FRAGMENT)),
     ]
+    t.check(sb["comp_opts"] and any(e[0] == 96 and e[2] == META for e in entries),
+            "the image has compressor options, listed as a metadata block")
+    out.append(("the compressor options' block listed as raw bytes", 96,
+                with_kind(96, RAW)))
     if has_xattrs:
         out.append(("the xattr block listed as raw bytes", sb["xattr"],
                     with_kind(sb["xattr"], RAW)))
@@ -132,7 +138,10 @@ def main():
     with t.tempdir() as d:
         src = os.path.join(d, "src")
         has_xattrs = make_tree(src)
-        img = t.mksquashfs(src, os.path.join(d, "sealed.sqfs"))
+        # A level other than the default: mksquashfs then writes
+        # compressor options, a metadata block after the superblock.
+        img = t.mksquashfs(src, os.path.join(d, "sealed.sqfs"),
+                           extra=["-Xcompression-level", "3"])
         r = subprocess.run([INSPECT, "seal", img], capture_output=True, text=True)
         t.check(r.returncode == 0, f"seal ({r.stderr.strip()})")
         entries = read_table(img)
