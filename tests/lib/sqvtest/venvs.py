@@ -8,12 +8,13 @@ import os
 import shutil
 import subprocess
 
-from .harness import require, run, skip
+from .harness import check, check_error, require, run, skip
+from .mounts import refuse
 
 __all__ = [
     "SYS_PYTHON", "DIST", "PACK", "INSPECT", "require_python_venv",
     "require_pack_tools", "site_packages", "copy_pkg", "CONSOLE_SCRIPT",
-    "add_console_script", "make_venv", "pack", "inspect"
+    "add_console_script", "make_venv", "pack", "inspect", "refuse_image"
 ]
 
 SYS_PYTHON = "/usr/bin/python3"
@@ -120,3 +121,17 @@ def pack(*args, check=True, env=None):
 def inspect(*args, check=True, **kw):
     """sqvenvfs-inspect ARGS (see run())."""
     return run([INSPECT, *args], check=check, **kw)
+
+
+def refuse_image(label, img, mnt, want):
+    """A damaged image refused everywhere: the mount (also -f; refuse():
+    one line naming every string in want, nothing mounted at mnt, no
+    daemon left), `sqvenvfs-inspect info` the same way, and `verify`
+    exits 1 naming the image."""
+    refuse(f"{label}: the mount", [img, mnt], want, mnt=mnt)
+    refuse(f"{label}: the mount with -f", ["-f", img, mnt], want, mnt=mnt)
+    r = subprocess.run([INSPECT, "info", img], capture_output=True, text=True)
+    check_error(f"{label}: info", r, want, prefix="sqvenvfs-inspect: ")
+    r = subprocess.run([INSPECT, "verify", img], capture_output=True, text=True)
+    check(r.returncode == 1 and img in r.stderr, f"{label}: verify fails",
+          r.stderr.strip())
