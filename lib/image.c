@@ -531,7 +531,9 @@ sqv_err_t sqv_image_open(int fd, const char *name, struct sqv_image **out)
 	if (err == -ENOMEM || err == -EIO)
 		goto fail;
 	if (err < 0 || !S_ISDIR(root.mode)) {
-		sqv_log(SQV_LOG_ERR, "%s: damaged root directory", name);
+		/* One line: the table's reason if it has one, else this. */
+		if (sqv_image_metadata_unverified(img) == 0)
+			sqv_log(SQV_LOG_ERR, "%s: damaged root directory", name);
 		err = -SQV_ECORRUPT;
 		goto fail;
 	}
@@ -588,6 +590,24 @@ void sqv_image_drop_metadata(struct sqv_image *img)
 		img->meta = NULL;
 	}
 	pthread_mutex_unlock(&img->meta_lock);
+}
+
+sqv_err_t sqv_image_metadata_unverified(struct sqv_image *img)
+{
+	const char *why = NULL;
+	uint64_t pos = 0;
+	bool bad;
+
+	pthread_mutex_lock(&img->meta_lock);
+	bad = img->meta && sqv_meta_unverified(img->meta, &pos, &why);
+	pthread_mutex_unlock(&img->meta_lock);
+	if (!bad)
+		return 0;
+	sqv_log(SQV_LOG_ERR,
+		"%s: offset %llu: a metadata reference leads to a block the "
+		"digest table does not vouch for (%s)",
+		img->name, (unsigned long long)pos, why);
+	return -SQV_ECORRUPT;
 }
 
 const struct sqv_digests *sqv_image_digests(const struct sqv_image *img)

@@ -88,6 +88,17 @@ const char *sqv_image_name(const struct sqv_image *img);
 /* The image's block digest table (lib/digest.h), or NULL without one. */
 struct sqv_digests;
 const struct sqv_digests *sqv_image_digests(const struct sqv_image *img);
+
+/* With a digest table, the open checked every metadata block the table
+ * lists; a read since then that needed a block the table does not vouch
+ * for (a reference outside the metadata tables, to a block it does not
+ * list as metadata, or one that does not match its digest) means the
+ * image was damaged before it was sealed, or the table is not the
+ * image's. Then -SQV_ECORRUPT with one log line naming the image, the
+ * first such offset and why; else (and always without a table) 0. For
+ * the index build, which refuses such an image rather than skip what it
+ * cannot read (docs/digests.md). */
+sqv_err_t sqv_image_metadata_unverified(struct sqv_image *img);
 const struct sqv_image_info *sqv_image_info(const struct sqv_image *img);
 
 sqv_err_t sqv_image_root(struct sqv_image *img, struct sqv_image_inode *out);

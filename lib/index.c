@@ -279,6 +279,12 @@ static int skip_damaged(struct build *b, unsigned layer, int err,
 {
 	if (err == -ENOMEM)
 		return err;
+	/* Except in a sealed image, when the damage lies in a block its
+	 * table does not vouch for: the open checked every block the table
+	 * lists, so the image was damaged before it was sealed (or the
+	 * table is another's), and part of a tree the table calls whole
+	 * must not be served. One line, the build fails. */
+	SQV_TRY(sqv_image_metadata_unverified(b->idx->layers[layer]));
 	note_damage(b, layer, what, name);
 	return 0;
 }
@@ -831,6 +837,13 @@ sqv_err_t sqv_index_build(struct sqv_image *const *layers, unsigned nlayers,
 		goto fail;
 	for (size_t q = 0; q < b.queue.len; q++) {
 		err = merge_dir(&b, b.queue.v[q]);
+		if (err < 0)
+			goto fail;
+	}
+	/* Reads that failed without a skip (a lower layer's damaged
+	 * directory ends its merge quietly) count as well. */
+	for (unsigned i = 0; i < nlayers; i++) {
+		err = sqv_image_metadata_unverified(layers[i]);
 		if (err < 0)
 			goto fail;
 	}

@@ -41,7 +41,10 @@ enum sqv_index_flags {
 #define SQV_INDEX_MAX_LAYERS 128
 
 /* Build the merged tree of layers[0..n) (bottom first). Damaged entries
- * are skipped with a log line; a damaged root or superblock fails. */
+ * are skipped with a log line; a damaged root or superblock fails, and so
+ * does a sealed image whose build needed a metadata block its digest
+ * table does not vouch for (sqv_image_metadata_unverified): one line,
+ * -SQV_ECORRUPT. */
 sqv_err_t sqv_index_build(struct sqv_image *const *layers, unsigned nlayers,
 			  unsigned flags, struct sqv_index **out);
 void sqv_index_free(struct sqv_index *idx);

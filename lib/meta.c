@@ -62,6 +62,10 @@ struct sqv_meta {
 	uint64_t loaded;
 	const struct sqv_digests *digests; /* or NULL */
 	bool raw_checked; /* raw matched digests whole (sqv_meta_set_digests) */
+	/* The first block a read needed that digests does not vouch for
+	 * (sqv_meta_unverified); why NULL: none. */
+	uint64_t unverified_pos;
+	const char *unverified_why;
 	/* one block's stored bytes, its 2-byte header first */
 	unsigned char stored[2 + 0x8000];
 };
@@ -137,6 +141,25 @@ const void *sqv_meta_stored(const struct sqv_meta *m, uint64_t pos,
 uint64_t sqv_meta_blocks(const struct sqv_meta *m)
 {
 	return m->loaded;
+}
+
+bool sqv_meta_unverified(const struct sqv_meta *m, uint64_t *pos,
+			 const char **why)
+{
+	if (!m->unverified_why)
+		return false;
+	*pos = m->unverified_pos;
+	*why = m->unverified_why;
+	return true;
+}
+
+/* Keep the first; the caller gives up on the block all the same. */
+static void note_unverified(struct sqv_meta *m, uint64_t pos, const char *why)
+{
+	if (!m->unverified_why) {
+		m->unverified_pos = pos;
+		m->unverified_why = why;
+	}
 }
 
 static size_t map_slot(uint64_t pos, size_t cap)
@@ -257,33 +280,41 @@ static sqv_err_t read_header(struct sqv_meta *m, uint64_t pos, size_t *len,
  * header (read_header), then its stored bytes, decompressed into dst
  * (MD_SIZE bytes of room), with decomp. *size gets the decompressed
  * length, *next the offset of the block after it. Any check of a block's
- * stored bytes belongs here.
+ * stored bytes belongs here. With a digest table, a block it does not
+ * vouch for gets *unverified, the reason (else it is left alone); the
+ * caller notes it (note_unverified), and whoever reads the store decides
+ * what that means (image.h, sqv_image_metadata_unverified).
  * Called from two threads at once only by sqv_meta_preload, when the stored
  * bytes are in raw (read_stored then touches nothing shared).
  */
 static sqv_err_t read_metadata_block(struct sqv_meta *m,
 				     struct sqv_decomp *decomp, uint64_t pos,
 				     unsigned char *dst, uint32_t *size,
-				     uint64_t *next)
+				     uint64_t *next, const char **unverified)
 {
 	const unsigned char *stored;
-	size_t len;
+	size_t len = 0;
 	bool plain;
+	sqv_err_t err = read_header(m, pos, &len, &plain);
 
-	SQV_TRY(read_header(m, pos, &len, &plain));
 	/* Header and bytes together, as the digest table covers them. */
-	SQV_TRY(read_stored(m, pos, 2 + len, m->stored, &stored));
-	const char *why;
+	if (err == 0)
+		err = read_stored(m, pos, 2 + len, m->stored, &stored);
+	if (err == -SQV_ECORRUPT && m->digests) {
+		/* A header out of range is no block of the table's: the open
+		 * checked every one it lists (len 0 makes a metadata entry
+		 * there say "another length"). */
+		sqv_digest_check(m->digests, pos, NULL, 0, true, unverified);
+		return err;
+	}
+	SQV_TRY(err);
 	/* Bytes of raw checked whole already need only be a block of the
 	 * table: no second hash of the same bytes. */
 	if (m->digests &&
 	    sqv_digest_check(m->digests, pos,
 			     m->raw && m->raw_checked ? NULL : stored, 2 + len,
-			     true, &why) < 0) {
-		sqv_log(SQV_LOG_ERR, "%s: offset %llu: metadata %s", m->name,
-			(unsigned long long)pos, why);
+			     true, unverified) < 0)
 		return -SQV_ECORRUPT;
-	}
 	stored += 2;
 	if (plain) {
 		memcpy(dst, stored, len);
@@ -310,17 +341,23 @@ static sqv_err_t get_block(struct sqv_meta *m, uint64_t pos, uint32_t hint,
 	if (i >= m->nblocks || m->blocks[i].pos != pos)
 		i = map_find(m, pos);
 	if (i == SIZE_MAX) {
-		if (pos < m->lo || pos >= m->hi)
+		if (pos < m->lo || pos >= m->hi) {
+			if (m->digests)
+				note_unverified(m, pos, "outside the metadata tables");
 			return -SQV_ECORRUPT;
+		}
 		SQV_TRY(reserve_n(m, 1));
 		struct block b = { .pos = pos, .at = m->arena_len };
 		sqv_err_t err = -SQV_ECORRUPT;
 		if (m->arena_len + MD_SIZE <= m->keep_max) {
+			const char *why = NULL;
 			err = read_metadata_block(m, m->decomp, pos,
 						  m->arena + b.at, &b.size,
-						  &b.next);
+						  &b.next, &why);
 			if (err == -ENOMEM || err == -EIO)
 				return err;
+			if (why)
+				note_unverified(m, pos, why);
 			m->loaded++;
 		}
 		b.damaged = err < 0;
@@ -344,8 +381,12 @@ sqv_err_t sqv_meta_seek(struct sqv_meta *m, uint64_t base, uint64_t ref,
 	uint32_t off = ref & 0xffff;
 	size_t i;
 
-	if (base >= m->hi || rel >= m->hi - base)
+	if (base >= m->hi || rel >= m->hi - base) {
+		if (m->digests)
+			note_unverified(m, rel > UINT64_MAX - base ? UINT64_MAX :
+					base + rel, "outside the metadata tables");
 		return -SQV_ECORRUPT;
+	}
 	SQV_TRY(get_block(m, base + rel, 0, &i));
 	if (off >= m->blocks[i].size)
 		return -SQV_ECORRUPT;
@@ -403,6 +444,7 @@ struct preload {
 	struct sqv_meta *m;
 	size_t first, n;           /* the planned records: blocks[first..+n) */
 	sqv_err_t *res;            /* per planned block */
+	const char **unverified;   /* per planned block, or NULL */
 	atomic_size_t next;        /* the next planned block nobody took */
 };
 
@@ -423,7 +465,8 @@ static void preload_run(struct preload *p, struct sqv_decomp *decomp)
 			struct block *b = &m->blocks[p->first + j];
 			p->res[j] = read_metadata_block(m, decomp, b->pos,
 							m->arena + b->at,
-							&b->size, &b->next);
+							&b->size, &b->next,
+							&p->unverified[j]);
 		}
 	}
 }
@@ -494,8 +537,12 @@ sqv_err_t sqv_meta_preload(struct sqv_meta *m, const uint64_t *starts,
 		}
 	}
 	p.res = calloc(p.n, sizeof(*p.res));
-	if (!p.res)
+	p.unverified = calloc(p.n, sizeof(*p.unverified));
+	if (!p.res || !p.unverified) {
+		free(p.res);
+		free(p.unverified);
 		return -ENOMEM;
+	}
 
 	pthread_t thread;
 	bool threaded = p.n >= PRELOAD_THREAD_MIN &&
@@ -519,8 +566,12 @@ sqv_err_t sqv_meta_preload(struct sqv_meta *m, const uint64_t *starts,
 			continue;
 		}
 		b->damaged = p.res[j] < 0;
+		/* Noted here, by one thread, in plan order. */
+		if (p.unverified[j])
+			note_unverified(m, b->pos, p.unverified[j]);
 		map_insert(m, m->nblocks++);
 	}
 	free(p.res);
+	free(p.unverified);
 	return err;
 }

@@ -78,6 +78,15 @@ struct sqv_digests;
 void sqv_meta_set_digests(struct sqv_meta *m, const struct sqv_digests *d,
 			  bool raw_checked);
 
+/* With a digest table: true, and the offset and the reason, when a read
+ * needed a block the table does not vouch for (one it does not list as a
+ * metadata block of that length, one outside [lo, hi), or one that does
+ * not match its digest): the first such block. Such a read fails with
+ * -SQV_ECORRUPT like any damage, and logs nothing: the caller says what
+ * it means. */
+bool sqv_meta_unverified(const struct sqv_meta *m, uint64_t *pos,
+			 const char **why);
+
 /* The image's stored bytes [pos, pos + len) where the store read them at
  * once (sqv_meta_new), else NULL. */
 const void *sqv_meta_stored(const struct sqv_meta *m, uint64_t pos,

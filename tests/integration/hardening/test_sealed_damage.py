@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-2-Clause
+"""An image damaged before it was sealed: its digest table is right about
+every byte, but a directory entry's inode reference leads outside the
+blocks the table lists as metadata (past the image's end, or into the
+middle of a directory block).
+
+The open checks every block the table lists; the index build then needs
+one it does not list. Before this was refused, the build skipped the entry
+with a warning and the mount exited 0, serving part of a tree whose table
+calls it whole. Now:
+- the mount (also -f) is refused: exit 1, one line naming the image, the
+  offset and "the digest table does not vouch for", nothing mounted, no
+  daemon left; `sqvenvfs-inspect info` and `verify` refuse it too;
+- the same damage without a table is served as before: exit 0, the entry
+  skipped with one warning, the rest of the tree whole.
+
+The images have plain metadata (-noI -noD -noF -noX), so the reference is
+edited in place before `sqvenvfs-inspect seal`."""
+
+import os
+import shutil
+import struct
+import subprocess
+import sys
+
+import sqvtest as t
+
+INSPECT = os.environ.get("SQVENVFS_INSPECT", "sqvenvfs-inspect")
+VICTIM = b"VICTIMxNAME"
+
+
+def make_tree(src):
+    os.makedirs(os.path.join(src, "pkg", "lonely"))
+    for i in range(20):
+        with open(os.path.join(src, "pkg", f"mod{i}.py"), "w") as f:
+            f.write(f"x = {i}\n")
+    with open(os.path.join(src, "pkg", "lonely", VICTIM.decode()), "w") as f:
+        f.write("victim\n")
+
+
+def superblock(img):
+    with open(img, "rb") as f:
+        sb = f.read(96)
+    return struct.unpack_from("<2Q", sb, 64)  # inode, directory table
+
+
+def victim_header(img):
+    """Offset of the directory header before the only entry of
+    pkg/lonely: plain metadata stores it verbatim, the 12-byte header
+    (count - 1, start block, inode number), then the 8-byte entry and its
+    name."""
+    with open(img, "rb") as f:
+        data = f.read()
+    at = data.index(VICTIM) - 8 - 12
+    count = struct.unpack_from("<I", data, at)[0]
+    size = struct.unpack_from("<H", data, at + 12 + 6)[0]
+    t.check(data.count(VICTIM) == 1 and count == 0 and size + 1 == len(VICTIM),
+            "the victim's directory header found in the plain metadata")
+    return at
+
+
+def damaged_copy(plain, out, start_block):
+    """plain with the victim's inode block (relative to the inode table)
+    set to start_block."""
+    shutil.copy(plain, out)
+    at = victim_header(out)
+    with open(out, "r+b") as f:
+        f.seek(at + 4)
+        f.write(struct.pack("<I", start_block))
+    return out
+
+
+def main():
+    t.require_mount_capability()
+    with t.tempdir() as d:
+        src = os.path.join(d, "src")
+        make_tree(src)
+        plain = t.mksquashfs(src, os.path.join(d, "plain.sqfs"),
+                             extra=["-noI", "-noD", "-noF", "-noX"])
+        inodes, dirs = superblock(plain)
+        mnt = os.path.join(d, "mnt")
+        os.mkdir(mnt)
+        expected = t.dump_tree(src)
+        without_victim = {k: v for k, v in expected.items()
+                          if VICTIM.decode() not in k}
+
+        cases = [
+            ("a reference past the image's end", 0x7fffffff,
+             inodes + 0x7fffffff),
+            ("a reference into the middle of a directory block",
+             dirs + 3 - inodes, dirs + 3),
+        ]
+        for label, start_block, offset in cases:
+            # Without a table: served as before, the entry skipped.
+            bad = damaged_copy(plain, os.path.join(d, "unsealed.sqfs"),
+                               start_block)
+            with t.foreground([bad], mnt) as fg:
+                t.check(fg.mounted(), f"{label}, no table: mounted")
+                got = t.dump_tree(mnt)
+                fg.stop()
+                log = [ln for ln in fg.stderr().splitlines() if ln.strip()]
+            t.compare_trees(without_victim, got,
+                            f"{label}, no table: the rest of the tree")
+            t.check(fg.returncode == 0 and len(log) == 1 and bad in log[0] and
+                    "skipping" in log[0],
+                    f"{label}, no table: exit 0, one warning", (fg.returncode, log))
+
+            # Sealed: refused.
+            sealed = damaged_copy(plain, os.path.join(d, "sealed.sqfs"),
+                                  start_block)
+            r = subprocess.run([INSPECT, "seal", sealed], capture_output=True,
+                               text=True)
+            t.check(r.returncode == 0, f"{label}: seal", r.stderr.strip())
+            want = [sealed, f"offset {offset}:",
+                    "the digest table does not vouch for"]
+            t.refuse_image(label, sealed, mnt, want)
+        t.check(not t.is_mounted(mnt), "nothing left mounted")
+    t.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
