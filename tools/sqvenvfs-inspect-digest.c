@@ -89,19 +89,65 @@ static int add(struct list *l, uint64_t pos, uint64_t len, uint16_t kind)
 	return 0;
 }
 
+/* lib/'s first complaint while seal reads the tree. lib/ skips a damaged
+ * entry with a warning and goes on, as a mount of an unsealed image does;
+ * seal must not vouch for such an image (the mount would refuse it, its
+ * digests being right about blocks the tree cannot reach), so any
+ * complaint refuses it, in one line. Only the main thread logs here. */
+static struct {
+	unsigned count;
+	char first[512];
+} complaint;
+
+static void complaint_sink(int level, const char *msg, void *ctx)
+{
+	(void)ctx;
+	if (level > SQV_LOG_WARNING)
+		return;
+	if (complaint.count++ == 0)
+		snprintf(complaint.first, sizeof(complaint.first), "%s", msg);
+}
+
+/* The tree of the image at fd, read as lib/ reads it; 1 (said) when the
+ * image cannot be read whole. */
+static int read_tree(const char *path, int fd, struct sqv_image **img,
+		     struct sqv_index **idx)
+{
+	int dfd = dup(fd);
+	int rc = 0;
+
+	complaint.count = 0;
+	sqv_log_set_sink(complaint_sink, NULL);
+	if (dfd < 0 || sqv_image_open(dfd, path, img) < 0) {
+		*img = NULL;
+		rc = 1;
+	} else if (sqv_index_build(img, 1, SQV_INDEX_RAW, idx) < 0) {
+		rc = 1;
+	} else if (complaint.count) {
+		sqv_index_free(*idx);
+		rc = 1;
+	}
+	sqv_log_set_sink(NULL, NULL);
+	if (rc) {
+		sqv_image_free(*img);
+		if (complaint.count)
+			fprintf(stderr, PROG ": %s%s\n", complaint.first,
+				complaint.count > 1 ? " (and more): not sealed" :
+						      ": not sealed");
+		else
+			fail(path, "cannot open it as a squashfs image");
+	}
+	return rc;
+}
+
 /* Data and fragment blocks, from every regular file's layout. */
 static int add_file_blocks(const char *path, int fd, struct list *l)
 {
 	struct sqv_image *img;
 	struct sqv_index *idx;
-	int dfd = dup(fd);
 
-	if (dfd < 0 || sqv_image_open(dfd, path, &img) < 0)
-		return fail(path, "cannot open it as a squashfs image");
-	if (sqv_index_build(&img, 1, SQV_INDEX_RAW, &idx) < 0) {
-		sqv_image_free(img);
-		return fail(path, "cannot read its directory tree");
-	}
+	if (read_tree(path, fd, &img, &idx) != 0)
+		return 1;
 	int rc = 0;
 	size_t n = sqv_index_inode_count(idx);
 	for (size_t i = 0; i < n && rc == 0; i++) {
@@ -209,8 +255,8 @@ int sqv_inspect_seal(const char *path)
 	struct sqv_superblock sb;
 	struct stat st;
 	unsigned char *buf = NULL;
-	void *out = NULL;
-	size_t outlen;
+	void *out = NULL, *old_tail = NULL;
+	size_t outlen, old_len = 0;
 	int rc = 1;
 	int fd = open(path, O_RDWR | O_CLOEXEC);
 
@@ -232,10 +278,22 @@ int sqv_inspect_seal(const char *path)
 			    sb.bytes_used);
 	}
 	/* A table already there is replaced: drop it first, so that the
-	 * image opens as a plain one. */
-	if ((uint64_t)st.st_size > table_at && ftruncate(fd, (off_t)table_at) < 0) {
-		rc = fail(path, "%s", strerror(errno));
-		goto out;
+	 * image opens as a plain one, but keep its bytes, put back if the
+	 * seal fails (a damaged image is refused, not left unsealed). */
+	if ((uint64_t)st.st_size > table_at) {
+		old_len = (size_t)((uint64_t)st.st_size - table_at);
+		old_tail = malloc(old_len);
+		if (!old_tail) {
+			rc = fail(path, "out of memory");
+			goto out;
+		}
+		if (read_at(fd, old_tail, old_len, table_at) < 0 ||
+		    ftruncate(fd, (off_t)table_at) < 0) {
+			rc = fail(path, "%s", strerror(errno));
+			free(old_tail);
+			old_tail = NULL;
+			goto out;
+		}
 	}
 	if (add_file_blocks(path, fd, &blocks) != 0 ||
 	    add_metadata(path, fd, &sb, &blocks) != 0 ||
@@ -272,6 +330,12 @@ int sqv_inspect_seal(const char *path)
 	}
 	rc = 0;
 out:
+	if (rc != 0 && old_tail &&
+	    (pwrite(fd, old_tail, old_len, (off_t)table_at) != (ssize_t)old_len ||
+	     ftruncate(fd, st.st_size) < 0))
+		fail(path, "could not put its old digest table back: %s",
+		     strerror(errno));
+	free(old_tail);
 	free(out);
 	free(buf);
 	free(blocks.e);

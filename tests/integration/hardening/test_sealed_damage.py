@@ -15,8 +15,13 @@ calls it whole. Now:
 - the same damage without a table is served as before: exit 0, the entry
   skipped with one warning, the rest of the tree whole.
 
+`sqvenvfs-inspect seal` refuses such an image (one line, the file left
+as it was); the sealed ones here are sealed first, then damaged, and their
+table rewritten to match (the digest-table helper), as a tool that seals
+without reading the tree would.
+
 The images have plain metadata (-noI -noD -noF -noX), so the reference is
-edited in place before `sqvenvfs-inspect seal`."""
+edited in place."""
 
 import os
 import shutil
@@ -27,6 +32,7 @@ import sys
 import sqvtest as t
 
 INSPECT = os.environ.get("SQVENVFS_INSPECT", "sqvenvfs-inspect")
+HELPER = os.environ.get("SQV_DIGEST_TABLE", "digest-table")
 VICTIM = b"VICTIMxNAME"
 
 
@@ -60,14 +66,18 @@ def victim_header(img):
     return at
 
 
-def damaged_copy(plain, out, start_block):
-    """plain with the victim's inode block (relative to the inode table)
-    set to start_block."""
-    shutil.copy(plain, out)
-    at = victim_header(out)
-    with open(out, "r+b") as f:
+def damage(img, start_block):
+    """Set the victim's inode block (relative to the inode table) to
+    start_block, in img."""
+    at = victim_header(img)
+    with open(img, "r+b") as f:
         f.seek(at + 4)
         f.write(struct.pack("<I", start_block))
+
+
+def damaged_copy(plain, out, start_block):
+    shutil.copy(plain, out)
+    damage(out, start_block)
     return out
 
 
@@ -107,11 +117,37 @@ def main():
                     f"{label}, no table: exit 0, one warning", (fg.returncode, log))
 
             # Sealed: refused.
-            sealed = damaged_copy(plain, os.path.join(d, "sealed.sqfs"),
-                                  start_block)
+            # seal refuses it: one line, the image as it was.
+            with open(bad, "rb") as f:
+                before = f.read()
+            r = subprocess.run([INSPECT, "seal", bad], capture_output=True,
+                               text=True)
+            t.check_error(f"{label}: seal of the damaged image", r,
+                          [bad, "skipping", "not sealed"],
+                          prefix="sqvenvfs-inspect: ")
+            with open(bad, "rb") as f:
+                t.check(f.read() == before, f"{label}: seal left it as it was")
+
+            # Sealed by another tool after the damage (or by seal before
+            # it refused damage): the table is right about every byte.
+            sealed = shutil.copy(plain, os.path.join(d, "sealed.sqfs"))
+            t.inspect("seal", sealed)
+            damage(sealed, start_block)
+            table = subprocess.run([HELPER, sealed], capture_output=True,
+                                   text=True, check=True).stdout
+            subprocess.run([HELPER, sealed, "-"], check=True, text=True,
+                           input="".join(" ".join(ln.split()[:3] + ["-"]) + "\n"
+                                         for ln in table.splitlines()))
+            # Sealing it again is refused too, and its table stays.
+            with open(sealed, "rb") as f:
+                before = f.read()
             r = subprocess.run([INSPECT, "seal", sealed], capture_output=True,
                                text=True)
-            t.check(r.returncode == 0, f"{label}: seal", r.stderr.strip())
+            t.check_error(f"{label}: seal of the damaged sealed image", r,
+                          [sealed, "not sealed"], prefix="sqvenvfs-inspect: ")
+            with open(sealed, "rb") as f:
+                t.check(f.read() == before,
+                        f"{label}: seal left it as it was, its table too")
             want = [sealed, f"offset {offset}:",
                     "the digest table does not vouch for"]
             t.refuse_image(label, sealed, mnt, want)
