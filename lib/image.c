@@ -71,6 +71,9 @@ struct sqv_image {
 	pthread_mutex_t meta_lock;
 	struct sqv_meta *meta;
 	uint64_t meta_blocks_dropped;
+	/* sqv_image_metadata_unverified has said its line: the index build
+	 * may ask again on its way out, and the refusal is one line. */
+	bool unverified_said;
 	/* The id table decoded, as ids are first used (every inode names
 	 * two): id_known[i] is 1 once id_value[i] is read, 2 if damaged. */
 	uint32_t *id_value;
@@ -596,17 +599,22 @@ sqv_err_t sqv_image_metadata_unverified(struct sqv_image *img)
 {
 	const char *why = NULL;
 	uint64_t pos = 0;
-	bool bad;
+	bool bad, said = false;
 
 	pthread_mutex_lock(&img->meta_lock);
 	bad = img->meta && sqv_meta_unverified(img->meta, &pos, &why);
+	if (bad) {
+		said = img->unverified_said;
+		img->unverified_said = true;
+	}
 	pthread_mutex_unlock(&img->meta_lock);
 	if (!bad)
 		return 0;
-	sqv_log(SQV_LOG_ERR,
-		"%s: offset %llu: a metadata reference leads to a block the "
-		"digest table does not vouch for (%s)",
-		img->name, (unsigned long long)pos, why);
+	if (!said)
+		sqv_log(SQV_LOG_ERR,
+			"%s: offset %llu: a metadata reference leads to a block "
+			"the digest table does not vouch for (%s)",
+			img->name, (unsigned long long)pos, why);
 	return -SQV_ECORRUPT;
 }
 

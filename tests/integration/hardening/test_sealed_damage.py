@@ -81,6 +81,45 @@ def damaged_copy(plain, out, start_block):
     return out
 
 
+def rewrite_table(img):
+    """img's digest table, its entries kept, every digest recomputed from
+    the image as it is now: a table right about every byte."""
+    table = subprocess.run([HELPER, img], capture_output=True, text=True,
+                           check=True).stdout
+    subprocess.run([HELPER, img, "-"], check=True, text=True,
+                   input="".join(" ".join(ln.split()[:3] + ["-"]) + "\n"
+                                 for ln in table.splitlines()))
+
+
+def stacked(d, mnt):
+    """The damaged image below another: the build first meets the damage
+    quietly (the lower half of a directory both layers have), then at an
+    entry with an invalid name in a later directory of the same image.
+    Still one line."""
+    lower, upper = os.path.join(d, "lower"), os.path.join(d, "upper")
+    for root, name in ((lower, "l.py"), (upper, "u.py")):
+        os.makedirs(os.path.join(root, "pkg", "lonely", VICTIM.decode()))
+        with open(os.path.join(root, "pkg", "lonely", VICTIM.decode(), name),
+                  "w") as f:
+            f.write("x = 1\n")
+    os.makedirs(os.path.join(lower, "pkg", "zother"))
+    with open(os.path.join(lower, "pkg", "zother", "badXname"), "w") as f:
+        f.write("x = 2\n")
+    low = t.mksquashfs(lower, os.path.join(d, "stack-lower.sqfs"),
+                       extra=["-noI", "-noD", "-noF", "-noX"])
+    up = t.mksquashfs(upper, os.path.join(d, "stack-upper.sqfs"))
+    t.inspect("seal", low)
+    damage(low, 0x7fffffff)
+    with open(low, "r+b") as f:
+        data = f.read()
+        t.check(data.count(b"badXname") == 1, "the invalid name's place found")
+        f.seek(data.index(b"badXname") + 3)
+        f.write(b"/")
+    rewrite_table(low)
+    want = [low, "the digest table does not vouch for"]
+    t.refuse("a stack, the damaged image below", [low, up, mnt], want, mnt=mnt)
+
+
 def main():
     t.require_mount_capability()
     with t.tempdir() as d:
@@ -133,11 +172,7 @@ def main():
             sealed = shutil.copy(plain, os.path.join(d, "sealed.sqfs"))
             t.inspect("seal", sealed)
             damage(sealed, start_block)
-            table = subprocess.run([HELPER, sealed], capture_output=True,
-                                   text=True, check=True).stdout
-            subprocess.run([HELPER, sealed, "-"], check=True, text=True,
-                           input="".join(" ".join(ln.split()[:3] + ["-"]) + "\n"
-                                         for ln in table.splitlines()))
+            rewrite_table(sealed)
             # Sealing it again is refused too, and its table stays.
             with open(sealed, "rb") as f:
                 before = f.read()
@@ -151,6 +186,7 @@ def main():
             want = [sealed, f"offset {offset}:",
                     "the digest table does not vouch for"]
             t.refuse_image(label, sealed, mnt, want)
+        stacked(d, mnt)
         t.check(not t.is_mounted(mnt), "nothing left mounted")
     t.finish()
 
