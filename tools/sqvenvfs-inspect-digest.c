@@ -321,7 +321,6 @@ int sqv_inspect_seal(const char *path)
 	if (ftruncate(fd, (off_t)table_at) < 0 ||
 	    pwrite(fd, out, outlen, (off_t)table_at) != (ssize_t)outlen) {
 		rc = fail(path, "cannot write the digest table: %s", strerror(errno));
-		(void)!ftruncate(fd, (off_t)table_at);
 		goto out;
 	}
 	if (fsync(fd) < 0) {
@@ -330,10 +329,14 @@ int sqv_inspect_seal(const char *path)
 	}
 	rc = 0;
 out:
-	if (rc != 0 && old_tail &&
-	    (pwrite(fd, old_tail, old_len, (off_t)table_at) != (ssize_t)old_len ||
+	/* On failure, the file as it was: its old table's bytes back, and
+	 * its old length (an image shorter than table_at, made with
+	 * -nopad, was lengthened by the attempt). */
+	if (rc != 0 &&
+	    ((old_tail && pwrite(fd, old_tail, old_len, (off_t)table_at) !=
+				  (ssize_t)old_len) ||
 	     ftruncate(fd, st.st_size) < 0))
-		fail(path, "could not put its old digest table back: %s",
+		fail(path, "could not put it back as it was: %s",
 		     strerror(errno));
 	free(old_tail);
 	free(out);

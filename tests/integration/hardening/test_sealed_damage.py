@@ -120,6 +120,36 @@ def stacked(d, mnt):
     t.refuse("a stack, the damaged image below", [low, up, mnt], want, mnt=mnt)
 
 
+def seal_out_of_space(d):
+    """seal on a full file system: one line, and the image as it was (an
+    image made with -nopad ends before the table's place; the failed
+    write used to leave it lengthened to there)."""
+    src = os.path.join(d, "small")
+    os.makedirs(src)
+    with open(os.path.join(src, "a.py"), "w") as f:
+        f.write("x = 1\n" * 3000)
+    img = t.mksquashfs(src, os.path.join(d, "small.sqfs"), extra=["-nopad"])
+    size = os.path.getsize(img)
+    t.check(size % 4096 != 0, "a -nopad image ends off a page", size)
+    full = os.path.join(d, "full")
+    os.mkdir(full)
+    # room for the image's pages and not one more
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={(size + 4095) // 4096 * 4096}",
+                    "tmpfs", full], check=True)
+    try:
+        there = shutil.copy(img, full)
+        with open(there, "rb") as f:
+            before = f.read()
+        r = subprocess.run([INSPECT, "seal", there], capture_output=True, text=True)
+        t.check_error("seal on a full file system", r,
+                      [there, "cannot write the digest table"],
+                      prefix="sqvenvfs-inspect: ")
+        with open(there, "rb") as f:
+            t.check(f.read() == before, "seal on a full file system left it as it was")
+    finally:
+        subprocess.run(["umount", full], check=False)
+
+
 def main():
     t.require_mount_capability()
     with t.tempdir() as d:
@@ -187,6 +217,7 @@ def main():
                     "the digest table does not vouch for"]
             t.refuse_image(label, sealed, mnt, want)
         stacked(d, mnt)
+        seal_out_of_space(d)
         t.check(not t.is_mounted(mnt), "nothing left mounted")
     t.finish()
 
