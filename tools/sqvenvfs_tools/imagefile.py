@@ -6,6 +6,7 @@ the one place that decides how an image file comes into being."""
 
 import errno
 import os
+import stat
 import tempfile
 
 from .errors import PackError
@@ -45,9 +46,15 @@ class TempImage:
                             "replace it)")
         # The image is written last, after minutes of work (a re-layout
         # unpacks first): a directory it cannot go in is said now.
-        if not os.path.isdir(self.outdir):
+        try:
+            is_dir = stat.S_ISDIR(os.stat(self.outdir).st_mode)
+        except FileNotFoundError:
             raise PackError(f"{self.outdir}: no such directory")
-        if not os.access(self.outdir, os.W_OK | os.X_OK):
+        except OSError as e:
+            raise PackError(f"{self.outdir}: {e.strerror}")
+        if not is_dir:
+            raise PackError(f"{self.outdir}: not a directory")
+        if not os.access(self.outdir, os.W_OK | os.X_OK, effective_ids=True):
             ro = os.statvfs(self.outdir).f_flag & os.ST_RDONLY
             why = os.strerror(errno.EROFS if ro else errno.EACCES)
             raise PackError(f"{self.outdir}: cannot write: {why}")

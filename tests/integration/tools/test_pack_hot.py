@@ -283,6 +283,8 @@ def bad_input(tmp, out, stage):
     nodir = os.path.join(tmp, "nodir")
     refused("NEW in a missing directory", ["--hot", good, good, os.path.join(nodir, "n.sqfs")],
             f"{nodir}: no such directory", out, stage)
+    refused("NEW below a file", ["--hot", good, good, os.path.join(good, "n.sqfs")],
+            f"{good}: not a directory", out, stage)
     bad = os.path.join(tmp, "bad.trace")
     for line, want in (
             ("a.py\tx\t0+1", "bad size 'x': not a number"),
