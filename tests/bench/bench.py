@@ -1759,7 +1759,10 @@ def main():
 
     def on_signal(sig, frame):
         raise KeyboardInterrupt
+    # SIGHUP too (a dropped session): the run's finally clauses restore
+    # what it paused and unmount what it mounted.
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
     # The smoke run works in a temporary directory it removes; the full run
     # keeps its venv, tree and results in /var/tmp/sqvbench for the next run.
     temp_work = a.smoke and not a.workdir

@@ -746,7 +746,10 @@ def main(argv):
 
     def on_signal(sig, frame):
         raise KeyboardInterrupt  # unwinds through every cell's unmounts
+    # SIGHUP too (a dropped session): the run's finally clauses restore
+    # what it paused and unmount what it mounted.
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
     temp_work = a.smoke and not a.workdir
     a.work = (tempfile.mkdtemp(prefix="sqvbench-scale-smoke-", dir="/var/tmp") if temp_work
               else os.path.abspath(a.workdir or "/var/tmp/sqvbench-scale"))

@@ -239,6 +239,11 @@ def sweep(exe, images, readers):
     return lines, data
 
 
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return f.read().split()[0]
+
+
 def write_results(where, exe, images, lines, data):
     """The sweep as a named run: JSON with the versions, and its table."""
     git = subprocess.run(["git", "-C", os.path.dirname(os.path.abspath(__file__)),
@@ -250,7 +255,7 @@ def write_results(where, exe, images, lines, data):
     images = [os.path.abspath(i) for i in images]
     head = (f"memory.py --sweep of {', '.join(images)} "
             f"({sum(os.path.getsize(i) for i in images):,} bytes); {version} (git {git}); "
-            f"1-minute load average at the end {open('/proc/loadavg').read().split()[0]}")
+            f"1-minute load average at the end {loadavg()}")
     with open(stem + ".json", "w") as f:
         json.dump({"git": git, "version": version, "images": images, **data}, f, indent=1)
     with open(stem + ".md", "w") as f:
@@ -273,6 +278,8 @@ def main():
     a = p.parse_args()
     if a.results and not a.sweep:
         p.error("--results goes with --sweep")
+    if a.results and not os.access(a.results, os.W_OK | os.X_OK):
+        p.error(f"--results {a.results}: not a directory this user can write")
     exe = os.path.join(os.path.abspath(a.builddir), "daemon", "sqvenvfs")
     if a.sweep:
         lines, data = sweep(exe, a.images, a.readers)

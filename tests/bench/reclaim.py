@@ -69,7 +69,8 @@ def paused(enabled, log):
                 continue
             off.append((name, path, on))
             note["paused"].append(name)
-            log(f"proactive reclaim: {name} paused for the run")
+            log(f"proactive reclaim: {name} paused for the run (if the run dies "
+                f"without restoring it: echo {on} > {path})")
         yield note
     finally:
         for name, path, on in off:
