@@ -356,8 +356,10 @@ def hot_summary(out, plan, hot, where):
 
 
 def image_params(path):
-    """(compression, level or None, block size, creation time) of a
-    squashfs image, from its superblock and compression options."""
+    """(compression, level or None, block size, creation time, whether it
+    has xattrs) of a squashfs image, from its superblock and compression
+    options. It has xattrs when its xattr id table start is not "none"
+    (mksquashfs writes the table only when some inode has xattrs)."""
     comps = {1: "gzip", 2: "lzma", 3: "lzo", 4: "xz", 5: "lz4", 6: "zstd"}
     try:
         with open(path, "rb") as f:
@@ -377,19 +379,8 @@ def image_params(path):
         # an uncompressed metadata block: a 2-byte header, then the options,
         # which for both start with the compression level
         level = struct.unpack_from("<i", opts, 2)[0]
-    return comps[comp], level, block_size, mtime
-
-
-def image_has_xattrs(path):
-    """Whether a squashfs image stores extended attributes: its
-    superblock's xattr id table start is not "none" (mksquashfs writes
-    the table only when some inode has xattrs)."""
-    try:
-        with open(path, "rb") as f:
-            sb = f.read(96)
-    except OSError as e:
-        raise PackError(f"{path}: {e.strerror}")
-    return struct.unpack_from("<Q", sb, 56)[0] != (1 << 64) - 1
+    has_xattrs = struct.unpack_from("<Q", sb, 56)[0] != (1 << 64) - 1
+    return comps[comp], level, block_size, mtime, has_xattrs
 
 
 # unsquashfs 4.5.1 on an xattr it cannot set: "write_xattr: could not write
@@ -443,7 +434,7 @@ class Relayout:
         self.tmp = TempImage(image, args.image, args.force)
         self.tmp.check()
         check_bases(args.base, image)
-        comp, level, block_size, epoch = image_params(old)
+        comp, level, block_size, epoch, xattrs = image_params(old)
         mksquashfs = find_mksquashfs()
         unsquashfs = shutil.which("unsquashfs")
         if not unsquashfs:
@@ -475,7 +466,6 @@ class Relayout:
         # -strict-errors unsquashfs stops at an xattr it cannot write,
         # where it would otherwise drop it and go on). An image without
         # them is unpacked and packed without, as before.
-        xattrs = image_has_xattrs(old)
         r = subprocess.run([unsquashfs, "-no-progress", "-strict-errors",
                             "-xattrs" if xattrs else "-no-xattrs", "-d",
                             root, old], stdin=subprocess.DEVNULL,
