@@ -30,6 +30,7 @@
 #include "io.h"
 #include "layout.h"
 #include "log.h"
+#include "sqvenvfs-inspect-held.h"
 #include "superblock.h"
 
 #define PROG "sqvenvfs-inspect"
@@ -89,51 +90,35 @@ static int add(struct list *l, uint64_t pos, uint64_t len, uint16_t kind)
 	return 0;
 }
 
-/* lib/'s first complaint while seal reads the tree. lib/ skips a damaged
- * entry with a warning and goes on, as a mount of an unsealed image does;
- * seal must not vouch for such an image (the mount would refuse it, its
- * digests being right about blocks the tree cannot reach), so any
- * complaint refuses it, in one line. Only the main thread logs here. */
-static struct {
-	unsigned count;
-	char first[512];
-} complaint;
-
-static void complaint_sink(int level, const char *msg, void *ctx)
-{
-	(void)ctx;
-	if (level > SQV_LOG_WARNING)
-		return;
-	if (complaint.count++ == 0)
-		snprintf(complaint.first, sizeof(complaint.first), "%s", msg);
-}
-
 /* The tree of the image at fd, read as lib/ reads it; 1 (said) when the
- * image cannot be read whole. */
+ * image cannot be read whole. lib/ skips a damaged entry with a warning
+ * and goes on, as a mount of an unsealed image does; seal must not vouch
+ * for such an image (the mount would refuse it, its digests being right
+ * about blocks the tree cannot reach), so any message lib/ gives while
+ * the tree is read refuses it, in one line. */
 static int read_tree(const char *path, int fd, struct sqv_image **img,
 		     struct sqv_index **idx)
 {
 	int dfd = dup(fd);
 	int rc = 0;
 
-	complaint.count = 0;
-	sqv_log_set_sink(complaint_sink, NULL);
+	sqv_hold_begin();
 	if (dfd < 0 || sqv_image_open(dfd, path, img) < 0) {
 		*img = NULL;
 		rc = 1;
 	} else if (sqv_index_build(img, 1, SQV_INDEX_RAW, idx) < 0) {
 		rc = 1;
-	} else if (complaint.count) {
+	} else if (sqv_held.count) {
 		sqv_index_free(*idx);
 		rc = 1;
 	}
-	sqv_log_set_sink(NULL, NULL);
+	sqv_hold_end();
 	if (rc) {
 		sqv_image_free(*img);
-		if (complaint.count)
-			fprintf(stderr, PROG ": %s%s\n", complaint.first,
-				complaint.count > 1 ? " (and more): not sealed" :
-						      ": not sealed");
+		if (sqv_held.count)
+			fprintf(stderr, PROG ": %s%s\n", sqv_held.msg[0],
+				sqv_held.count > 1 ? " (and more): not sealed" :
+						     ": not sealed");
 		else
 			fail(path, "cannot open it as a squashfs image");
 	}

@@ -42,6 +42,7 @@
 #include "reader.h"
 #include "sqv_config.h"
 #include "sqvenvfs-inspect-digest.h"
+#include "sqvenvfs-inspect-held.h"
 #include "trace.h"
 #include "sqvenvfs-inspect-sha256.h"
 
@@ -114,44 +115,15 @@ static const char *why(sqv_err_t err)
 
 /* ---- lib/'s messages ---------------------------------------------------- */
 
-/* lib/ logs the specific reason of a failure ("x.sqfs: not a squashfs image
- * (bad magic)"). While a stack is opened its messages are held back: on
- * failure the first one is the one line printed; on success they are
- * printed as warnings (a damaged entry the index skipped), except while
- * verifying, where any of them is a failure. */
-#define HELD_MAX 16
-
-static struct held {
-	int count;
-	char msg[HELD_MAX][512];
-} held;
-
-static void hold_sink(int level, const char *msg, void *ctx)
-{
-	(void)ctx;
-	if (level > SQV_LOG_WARNING)
-		return;
-	if (held.count < HELD_MAX)
-		snprintf(held.msg[held.count], sizeof(held.msg[0]), "%s", msg);
-	held.count++;
-}
-
-static void hold_begin(void)
-{
-	held.count = 0;
-	sqv_log_set_sink(hold_sink, NULL);
-}
-
-static void hold_end(void)
-{
-	sqv_log_set_sink(NULL, NULL);
-}
-
+/* Held while a stack opens (sqvenvfs-inspect-held.h): on failure the
+ * first is the one line printed; on success they are printed as warnings
+ * (a damaged entry the index skipped), except while verifying, where any
+ * of them is a failure. */
 static void held_print(int max)
 {
 	fflush(stdout);
-	for (int i = 0; i < held.count && i < HELD_MAX && i < max; i++)
-		fprintf(stderr, PROG ": %s\n", held.msg[i]);
+	for (int i = 0; i < sqv_held.count && i < SQV_HELD_MAX && i < max; i++)
+		fprintf(stderr, PROG ": %s\n", sqv_held.msg[i]);
 }
 
 /* ---- opening a stack -------------------------------------------------- */
@@ -179,7 +151,7 @@ static int open_image(const char *path, struct sqv_image **out)
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct stat st;
 	sqv_err_t err;
-	int before = held.count;
+	int before = sqv_held.count;
 
 	if (fd < 0) {
 		errmsg(path, "%s", strerror(errno));
@@ -192,11 +164,11 @@ static int open_image(const char *path, struct sqv_image **out)
 	}
 	err = sqv_image_open(fd, path, out);
 	if (err < 0) {
-		if (held.count > before)
-			fprintf(stderr, PROG ": %s\n", held.msg[before]);
+		if (sqv_held.count > before)
+			fprintf(stderr, PROG ": %s\n", sqv_held.msg[before]);
 		else
 			errmsg(path, "%s", why(err));
-		held.count = before;
+		sqv_held.count = before;
 		return -1;
 	}
 	return 0;
@@ -211,9 +183,9 @@ static int stack_open_held(struct stack *s, char **names, unsigned n,
 static int stack_open(struct stack *s, char **names, unsigned n, bool raw,
 		      size_t cache_bytes)
 {
-	hold_begin();
+	sqv_hold_begin();
 	int rc = stack_open_held(s, names, n, raw, cache_bytes);
-	hold_end();
+	sqv_hold_end();
 	if (rc == 0)
 		held_print(5);
 	return rc;
@@ -238,11 +210,11 @@ static int stack_open_held(struct stack *s, char **names, unsigned n,
 		}
 		s->n = i + 1;
 	}
-	int before = held.count;
+	int before = sqv_held.count;
 	err = sqv_index_build(s->img, n, raw ? SQV_INDEX_RAW : 0, &s->idx);
 	if (err < 0) {
-		if (held.count > before)
-			fprintf(stderr, PROG ": %s\n", held.msg[before]);
+		if (sqv_held.count > before)
+			fprintf(stderr, PROG ": %s\n", sqv_held.msg[before]);
 		else
 			errmsg(n == 1 ? names[0] : "stack", "%s", why(err));
 		stack_free(s);
@@ -824,16 +796,16 @@ static int cmd_verify(char **names, unsigned n)
 		struct stack s;
 		char size[32];
 
-		hold_begin();
+		sqv_hold_begin();
 		int opened = stack_open_held(&s, &names[i], 1, true, 0);
 		if (opened < 0) {
-			hold_end();
+			sqv_hold_end();
 			rc = 1;
 			continue;
 		}
-		if (held.count) {
-			hold_end();
-			errmsg(names[i], "damaged metadata: %s", held.msg[0]);
+		if (sqv_held.count) {
+			sqv_hold_end();
+			errmsg(names[i], "damaged metadata: %s", sqv_held.msg[0]);
 			rc = 1;
 			stack_free(&s);
 			continue;
@@ -843,7 +815,7 @@ static int cmd_verify(char **names, unsigned n)
 							    &checked);
 		if (!bad_digest)
 			walk(&s, verify_one, &v);
-		hold_end();
+		sqv_hold_end();
 		stack_free(&s);
 		if (v.bad || bad_digest) {
 			rc = 1;
