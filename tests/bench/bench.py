@@ -914,11 +914,13 @@ def measure_storage(ctx, rows):
     Returns the rows' results in the order of rows."""
     rows = [ImportRow(ctx, name, storage, factory(), kind, stmt)
             for name, storage, factory, kind, stmt in rows]
-    # A first round, not counted: in the full runs of 2026-12-03 the first
-    # cold run of the stand-in rows was the slower in 8 of 10 sqvenvfs rows
-    # (by up to 46 %), also in rows whose image an earlier row of the round
-    # had read already, so the cost is below the daemons, not the row's.
-    # Its times are kept (prime_s) and shown in the table's notes.
+    # A first round, not counted: in run results-20261203T143748 the first
+    # cold run of the stand-in rows was the slower in 8 of 10 sqvenvfs rows,
+    # also in rows whose image an earlier row of the round had read
+    # already, so the cost was below the daemons, not the row's. In
+    # results-20261203T165107 (reclaim paused, see reclaim.py) it was not
+    # (docs/performance.md, "Measurements"): the round is kept while runs
+    # tell. Its times are kept (prime_s) and shown in the table's notes.
     if ctx.plan["prime"]:
         for r in rows:
             r.prime()
