@@ -95,10 +95,9 @@ const struct sqv_digests *sqv_image_digests(const struct sqv_image *img);
  * list as metadata, or one that does not match its digest) means the
  * image was damaged before it was sealed, or the table is not the
  * image's. Then -SQV_ECORRUPT, with one log line naming the image, the
- * first such offset and why the first time only; else (and always
- * without a table) 0. For
- * the index build, which refuses such an image rather than skip what it
- * cannot read (docs/digests.md). */
+ * first such offset and why (the first time only); else (and always
+ * without a table) 0. For the index build, which refuses such an image
+ * rather than skip what it cannot read (docs/digests.md). */
 sqv_err_t sqv_image_metadata_unverified(struct sqv_image *img);
 const struct sqv_image_info *sqv_image_info(const struct sqv_image *img);
 
