@@ -1250,8 +1250,7 @@ static int do_mount(struct options *o, const struct timespec *started_at)
 	for (unsigned i = 0; i < fs.nlayers; i++)
 		if (sqv_image_info(fs.layers[i])->block_size > block_size)
 			block_size = sqv_image_info(fs.layers[i])->block_size;
-	if (sqv_limits_cache(&o->cache_bytes,
-			     o->cache_size_text[0] ? o->cache_size_text : NULL,
+	if (sqv_limits_cache(&o->cache_bytes, o->cache_size_text,
 			     o->threads, block_size) != 0) {
 		/* An explicit cache_size that cannot fit is a bad value, as
 		 * one above the machine's memory is: exit 2 (sqvenvfs(1)). */

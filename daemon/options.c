@@ -488,9 +488,10 @@ static int option_proc(void *data, const char *arg, int key,
 				arg, mem >> 20);
 			return -1;
 		}
-		if (strlen(value) >= sizeof(o->cache_size_text))
-			return bad(arg, "not a size (examples: 0, 512K, 64M, 1G)");
-		strcpy(o->cache_size_text, value);
+		free(o->cache_size_text);
+		o->cache_size_text = strdup(value);
+		if (!o->cache_size_text)
+			return bad(arg, "out of memory");
 		return 0;
 	}
 	case KEY_MAX_READ: {
@@ -613,5 +614,6 @@ void sqv_options_free(struct options *o)
 	free(o->subtype);
 	free(o->fuse_opts);
 	free(o->record);
+	free(o->cache_size_text);
 	*o = (struct options){ 0 };
 }

@@ -26,9 +26,9 @@ struct options {
 	bool if_mounted; /* --unmount: nothing mounted is no error */
 	unsigned threads;
 	size_t cache_bytes;
-	/* -o cache_size='s value as written ("" when not given), so a
+	/* -o cache_size='s value as written (NULL when not given), so a
 	 * refusal names what the user wrote, not our rounding of it. */
-	char cache_size_text[32];
+	char *cache_size_text;
 	unsigned max_read;     /* -o max_read=, also passed on; 0 if not given */
 	size_t prefetch_bytes; /* -o prefetch=: each read of a hot range; 0 off */
 	char *record;          /* -o record=FILE, made absolute (the daemon

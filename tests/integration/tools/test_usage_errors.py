@@ -179,6 +179,13 @@ def test(tmp, cleanups):
                 "cache_size=1G", img, mnt], 2,
                ["-o cache_size=1G does not fit under the memory limit"],
                "sqvenvfs: ")
+        # However long the value as written: leading zeros are a size too.
+        long_1g = "0" * 40 + "1G"
+        expect("sqvenvfs -o cache_size=<40 zeros>1G under RLIMIT_AS 200M",
+               ["prlimit", f"--as={200 << 20}", t.SQVENVFS, "-o",
+                f"cache_size={long_1g}", img, mnt], 2,
+               [f"-o cache_size={long_1g} does not fit under the memory limit"],
+               "sqvenvfs: ")
     t.check(not t.is_mounted(mnt), "nothing mounted at the end")
     if t.is_mounted(mnt):
         subprocess.run(["umount", "-l", mnt], capture_output=True)
