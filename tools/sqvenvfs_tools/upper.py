@@ -146,10 +146,18 @@ class Upper:
                 # sockets and device nodes: sqvenvfs-pack skips them too
                 os.unlink(p)
                 self.dropped.append((self.rel(p), "a socket or device node"))
-        if opaque:
+        if opaque and self._below_is_dir(d):
             _empty_file(os.path.join(d, WH_OPAQUE), st.st_mtime_ns)
             self.opaque += 1
         os.utime(d, ns=(st.st_mtime_ns, st.st_mtime_ns))
+
+    def _below_is_dir(self, d):
+        """Whether the image stack has a directory at d's place. Only then
+        does an opaque mark hide anything: fuse-overlayfs marks every
+        directory COMMAND creates opaque, a new one too, which the delta
+        would carry as "replaced" although it replaced nothing."""
+        below = os.path.join(self.lower, self.rel(d))
+        return os.path.isdir(below) and not os.path.islink(below)
 
     def _refuse_foreign(self, p, xnames):
         for n in xnames:

@@ -261,12 +261,21 @@ def chain(e, wheel_base, wheel_new):
     # 3: a directory becomes a file, a file a directory (fuse-overlayfs)
     swap = (f'set -e; cd "$VIRTUAL_ENV/{SP}/sqvtiny_new"; rm -r sub; '
             'echo now a file > sub; rm data.txt; mkdir data.txt; '
-            'echo inside > data.txt/inner')
+            'echo inside > data.txt/inner; mkdir -p brandnew/deeper; '
+            'echo new > brandnew/deeper/f')
     d3 = os.path.join(e.out, "d3.sqfs")
     r = e.edit([base, d1, d2], d3, ["sh", "-c", swap],
                ["--at", e.venv, "--overlay", "fuse"])
     must(r, "edit 3 (swaps)")
     t.check("fuse-overlayfs" in r.stdout, "edit 3 says it used fuse-overlayfs")
+    # fuse-overlayfs marks each directory it creates opaque; only one that
+    # hides a directory of the images is, in the delta and the summary.
+    raw = t.inspect("dump", "--raw", d3).stdout
+    t.check(".wh..wh..opq" not in raw,
+            "delta 3 has no opaque mark: its new directories replaced none",
+            [l for l in raw.splitlines() if ".wh..wh..opq" in l])
+    t.check("0 directories replaced (opaque)" in r.stdout,
+            "edit 3 says it replaced no directory", r.stdout)
     e.on_copy(["sh", "-c", swap])
     same_change(e, [base, *deltas], r, "swap")
     deltas.append(d3)
