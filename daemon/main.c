@@ -964,15 +964,23 @@ static void *stop_thread(void *arg)
 		;
 	if (n != 1)
 		return NULL; /* the loop ended first: no signal to act on */
-	sd_notify_send("STOPPING=1\nSTATUS=detached; serving until its last "
-		       "user leaves");
+	/* The status says what is done, not what is hoped: whether anyone
+	 * still uses the mount shows only after the detach. */
+	sd_notify_send("STOPPING=1\nSTATUS=detaching the mount");
 	int err = detach_mount(mnt, stopper.dev);
 	if (err == 0) {
 		atomic_store(&stopper.detached, true);
+		sd_notify_send("STATUS=detached; serving those still using it "
+			       "until they leave");
 		sqv_log(SQV_LOG_INFO, "%s: detached; serving those still using "
 			"it until they leave", mnt);
 		return NULL;
 	}
+	char status[128];
+	snprintf(status, sizeof(status),
+		 "STATUS=cannot detach the mount (%s); stopping now",
+		 strerror(-err));
+	sd_notify_send(status);
 	sqv_log(SQV_LOG_WARNING, "%s: cannot detach the mount (%s); stopping now",
 		mnt, strerror(-err));
 	/* As a second signal: libfuse's handler ends the loop. This thread

@@ -185,6 +185,11 @@ def main():
         proc.send_signal(signal.SIGTERM)
         msgs, stopping = recv_until(sock, "STOPPING=1", proc, 60)
         t.check(stopping, f"STOPPING=1 received after SIGTERM: {msgs}")
+        # Nobody uses the mount: the status must not claim someone does.
+        first = next((m for m in msgs if "STOPPING=1" in m.split("\n")), "")
+        t.check("STATUS=detaching the mount" in first.split("\n"),
+                f"STOPPING=1 comes with the status 'detaching the mount', "
+                f"not a claim of users still served: {first!r}")
         try:
             rc = proc.wait(60)
         except subprocess.TimeoutExpired:
