@@ -839,6 +839,7 @@ struct counts {
 	uint64_t files, dirs, links, other, bytes;
 	uint64_t whiteouts, opaque;
 	int shown;
+	bool hot_record; /* SQV_HOT_NAME in the root: said apart, not counted */
 	/* for the stack */
 	char tag[32];            /* "cpython-311", or "" */
 	uint64_t modules, nopyc;
@@ -857,6 +858,11 @@ static int count_one(struct stack *s, sqv_ino_t ino, const char *path,
 
 	if (ino == SQV_INO_ROOT)
 		return 0;
+	/* The raw walk shows the hot-range record, which no mount does. */
+	if (strcmp(path, "/" SQV_HOT_NAME) == 0) {
+		c->hot_record = true;
+		return 0;
+	}
 	switch (sqv_layer_classify(name, strlen(name), &target, &tlen)) {
 	case SQV_NAME_WHITEOUT:
 		c->whiteouts++;
@@ -1057,6 +1063,9 @@ static int info_image(const char *name)
 	printf("  file data:    %s uncompressed\n", b1);
 	printf("  whiteouts:    %" PRIu64 " (and %" PRIu64
 	       " opaque directories)\n", c.whiteouts, c.opaque);
+	if (c.hot_record)
+		printf("  hot-first:    yes (its record " SQV_HOT_NAME
+		       " is hidden from the mount and not counted above)\n");
 	stack_free(&s);
 	return 0;
 }

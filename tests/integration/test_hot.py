@@ -306,6 +306,17 @@ def main():
                 "inspect: the hot image's tree equals the unsorted one's")
         t.check(dump(relaid) == base,
                 "inspect: the re-laid-out image's tree equals it too")
+
+        def counts(img):
+            out = t.inspect("info", img).stdout
+            return ([ln for ln in out.splitlines()
+                     if ln.strip().startswith(("entries:", "file data:"))],
+                    "hot-first:    yes" in out)
+        t.check(counts(hot) == (counts(plain)[0], True)
+                and not counts(plain)[1],
+                "inspect info: the hot image counts the entries and file "
+                "data of the unsorted one (its record apart) and says it "
+                f"is hot-first ({counts(hot)}, {counts(plain)})")
         ext = extents(hot)
         t.check(HOT_NAME in ext, "the image carries the record (raw view)")
         hot_blocks = [p for k in traced for p in ext.get(k, ([], []))[0]]
