@@ -1240,8 +1240,22 @@ int main(int argc, char **argv)
 				found = true;
 			}
 		}
-		if (!found)
+		if (!found) {
+			/* A word with no '/' or '.' that names no file
+			 * here is likelier a mistyped command than an
+			 * image: say both, rather than "no such file". */
+			const char *w = argv[optind];
+			struct stat st;
+			if (!strpbrk(w, "/.") && lstat(w, &st) < 0 &&
+			    errno == ENOENT) {
+				fprintf(stderr, PROG ": %s: neither a command "
+					"(info, ls, stat, cat, dump, verify, "
+					"seal, digest, extents) nor a file "
+					"(see --help)\n", w);
+				return EXIT_USAGE;
+			}
 			break;
+		}
 		/* restart getopt on what follows the command word */
 		argv += optind;
 		argc -= optind;

@@ -130,6 +130,8 @@ def test(tmp, cleanups):
         (["stat", img], ["stat", "a path"]),
         (["extents", img, img], ["extents", "one image"]),
         ([], ["give one or more images"]),
+        # a mistyped command, not "verfiy: No such file or directory"
+        (["verfiy", img], ["verfiy", "neither a command", "nor a file"]),
     ]
     for args, want in inspect_usage:
         expect(f"inspect {' '.join(os.path.basename(a) for a in args)}",
