@@ -41,10 +41,15 @@ def find_inspect(bindir):
 def check_bases(bases, image):
     """--base: each an existing image, none of them the output IMAGE."""
     for b in bases:
+        if not os.path.lexists(b):
+            raise PackError(f"--base: {b}: no such image")
+        if os.path.isdir(b):
+            raise PackError(f"--base: {b}: a directory, not an image (the "
+                            "base is the image it was packed into)")
         if not os.path.isfile(b):
-            raise PackError(f"{b}: no such image")
+            raise PackError(f"--base: {b}: not a file")
         if os.path.realpath(b) == os.path.realpath(image):
-            raise PackError(f"{b}: is also the output IMAGE")
+            raise PackError(f"--base: {b}: is also the output IMAGE")
 
 
 class BaseRead:

@@ -86,7 +86,8 @@ def test(tmp, cleanups):
     # ... while what is missing on disk is a failure, 1
     pack_fail = [
         (["--tmpdir", missing], [missing, "staging directory"]),
-        (["--base", missing], [missing, "no such image"]),
+        (["--base", missing], [f"--base: {missing}", "no such image"]),
+        (["--base", venv], [f"--base: {venv}", "a directory, not an image"]),
         (["--hot", missing], [missing, "No such file"]),
     ]
     for opts, want in pack_fail:
