@@ -97,16 +97,26 @@ class Upper:
         return os.path.relpath(p, self.dst)
 
     def convert(self):
-        self._dir(self.dst)
+        self._dir(self.dst, False)
 
-    def _dir(self, d):
+    def _fuse_marked(self, d, names):
+        """fuse-overlayfs's own opaque markers among names (d's)."""
+        return self.fuse_markers and \
+            (WH_OPAQUE in names or FUSE_OPAQUE_TWIN in names)
+
+    def _dir(self, d, hidden):
+        """hidden: an ancestor carries an opaque mark already, so nothing
+        of the images below d shows and d needs no mark of its own."""
         st = os.lstat(d)
         self.mtimes[d] = st.st_mtime_ns
         xnames = _xattrs(d)
         self._refuse_foreign(d, xnames)
-        opaque = _is_opaque(d, xnames)
         with os.scandir(d) as it:
             entries = sorted(it, key=lambda e: e.name)
+        # Decided before the children, which must know it.
+        opaque = (_is_opaque(d, xnames) or
+                  self._fuse_marked(d, [e.name for e in entries]))
+        mark = opaque and not hidden and self._below_is_dir(d)
         for e in entries:
             p = os.path.join(d, e.name)
             est = os.lstat(p)
@@ -114,7 +124,6 @@ class Upper:
             if stat.S_ISCHR(m) and est.st_rdev == 0:
                 os.unlink(p)
                 if self.fuse_markers and e.name == FUSE_OPAQUE_TWIN:
-                    opaque = True
                     continue
                 if len(WH_PREFIX) + len(os.fsencode(e.name)) > NAME_MAX:
                     raise PackError(f"{self.rel(p)}: deleted, but its name "
@@ -126,7 +135,6 @@ class Upper:
                 self.removed += 1
             elif e.name == WH_OPAQUE and self.fuse_markers:
                 os.unlink(p)
-                opaque = True
             elif e.name.startswith(WH_PREFIX):
                 if not (self.fuse_markers and stat.S_ISREG(m)):
                     raise PackError(f"{self.rel(p)}: names starting with "
@@ -135,7 +143,7 @@ class Upper:
                 self.removed += 1
             elif stat.S_ISDIR(m):
                 self._count(p)
-                self._dir(p)
+                self._dir(p, hidden or mark)
             elif stat.S_ISREG(m) or stat.S_ISLNK(m) or stat.S_ISFIFO(m):
                 self._refuse_foreign(p, _xattrs(p))
                 self._count(p)
@@ -146,18 +154,28 @@ class Upper:
                 # sockets and device nodes: sqvenvfs-pack skips them too
                 os.unlink(p)
                 self.dropped.append((self.rel(p), "a socket or device node"))
-        if opaque and self._below_is_dir(d):
+        if mark:
             _empty_file(os.path.join(d, WH_OPAQUE), st.st_mtime_ns)
             self.opaque += 1
         os.utime(d, ns=(st.st_mtime_ns, st.st_mtime_ns))
 
     def _below_is_dir(self, d):
-        """Whether the image stack has a directory at d's place. Only then
-        does an opaque mark hide anything: fuse-overlayfs marks every
-        directory COMMAND creates opaque, a new one too, which the delta
-        would carry as "replaced" although it replaced nothing."""
-        below = os.path.join(self.lower, self.rel(d))
-        return os.path.isdir(below) and not os.path.islink(below)
+        """Whether the image stack has a directory at d's place, reached
+        through directories only (not through a symlink of the images).
+        Only then does an opaque mark hide anything: fuse-overlayfs marks
+        every directory COMMAND creates opaque, a new one too, which the
+        delta would carry as "replaced" although it replaced nothing."""
+        below = self.lower
+        for part in self.rel(d).split(os.sep):
+            if part == ".":
+                continue
+            below = os.path.join(below, part)
+            try:
+                if not stat.S_ISDIR(os.lstat(below).st_mode):
+                    return False
+            except OSError:
+                return False
+        return True
 
     def _refuse_foreign(self, p, xnames):
         for n in xnames:
@@ -193,8 +211,17 @@ class Upper:
                 src = os.path.join(parent, n.split(".", 1)[0] + ".py")
                 if n.endswith(".pyc") and not os.path.isfile(src):
                     os.unlink(os.path.join(dirpath, n))
-            if not os.listdir(dirpath) and \
-                    not _is_opaque(dirpath, _xattrs(dirpath)):
-                pst = os.lstat(parent)
-                os.rmdir(dirpath)
-                os.utime(parent, ns=(pst.st_mtime_ns, pst.st_mtime_ns))
+            left = os.listdir(dirpath)
+            markers = [n for n in left if self._fuse_marked(dirpath, [n])]
+            if len(markers) < len(left):
+                continue
+            # An emptied __pycache__ stays only where it hides the images'
+            # (an opaque mark over a directory of theirs).
+            opaque = markers or _is_opaque(dirpath, _xattrs(dirpath))
+            if opaque and self._below_is_dir(dirpath):
+                continue
+            pst = os.lstat(parent)
+            for n in markers:
+                os.unlink(os.path.join(dirpath, n))
+            os.rmdir(dirpath)
+            os.utime(parent, ns=(pst.st_mtime_ns, pst.st_mtime_ns))

@@ -58,7 +58,10 @@ def build_wheel(d, name, script, with_sub):
     src = os.path.join(d, "src", name)
     pkg = os.path.join(src, name)
     os.makedirs(os.path.join(pkg, "sub") if with_sub else pkg)
-    packages = [name] + ([f"{name}.sub"] if with_sub else [])
+    if with_sub:
+        os.makedirs(os.path.join(pkg, "keep", "inner"))
+    packages = [name] + ([f"{name}.sub", f"{name}.keep", f"{name}.keep.inner"]
+                         if with_sub else [])
     with open(os.path.join(src, "setup.py"), "w") as f:
         f.write(SETUP.format(name=name, packages=packages, script=script))
     with open(os.path.join(pkg, "__init__.py"), "w") as f:
@@ -70,6 +73,9 @@ def build_wheel(d, name, script, with_sub):
         for m in ("__init__.py", "one.py", "two.py"):
             with open(os.path.join(pkg, "sub", m), "w") as f:
                 f.write(f"WHERE = {m!r}\n")
+        for sub in ("keep", os.path.join("keep", "inner")):
+            with open(os.path.join(pkg, sub, "__init__.py"), "w") as f:
+                f.write(f"WHERE = {sub!r}\n")
     wheels = os.path.join(d, "wheels")
     r = subprocess.run([t.SYS_PYTHON, "-m", "pip", "wheel", "--no-index",
                         "--no-deps", "--no-build-isolation", "-q", "-w",
@@ -259,28 +265,62 @@ def chain(e, wheel_base, wheel_new):
             "delta 2 holds whiteouts of the base's package and script")
 
     # 3: a directory becomes a file, a file a directory (fuse-overlayfs)
+    # ... and makes new directories, and a directory of the images again
+    # with one below it that the images have too (keep/inner)
     swap = (f'set -e; cd "$VIRTUAL_ENV/{SP}/sqvtiny_new"; rm -r sub; '
             'echo now a file > sub; rm data.txt; mkdir data.txt; '
             'echo inside > data.txt/inner; mkdir -p brandnew/deeper; '
-            'echo new > brandnew/deeper/f')
+            'echo new > brandnew/deeper/f; rm -r keep; mkdir -p keep/inner; '
+            'echo again > keep/inner/x')
     d3 = os.path.join(e.out, "d3.sqfs")
     r = e.edit([base, d1, d2], d3, ["sh", "-c", swap],
                ["--at", e.venv, "--overlay", "fuse"])
     must(r, "edit 3 (swaps)")
     t.check("fuse-overlayfs" in r.stdout, "edit 3 says it used fuse-overlayfs")
     # fuse-overlayfs marks each directory it creates opaque; only one that
-    # hides a directory of the images is, in the delta and the summary.
+    # hides a directory of the images is, in the delta and the summary:
+    # keep/, made again, not the new ones nor keep/inner below it.
     raw = t.inspect("dump", "--raw", d3).stdout
-    t.check(".wh..wh..opq" not in raw,
-            "delta 3 has no opaque mark: its new directories replaced none",
-            [l for l in raw.splitlines() if ".wh..wh..opq" in l])
-    t.check("0 directories replaced (opaque)" in r.stdout,
-            "edit 3 says it replaced no directory", r.stdout)
+    marks = [l.split("\t")[0] for l in raw.splitlines()
+             if l.split("\t")[0].endswith("/.wh..wh..opq")]
+    t.check(marks == [f"/{SP}/sqvtiny_new/keep/.wh..wh..opq"],
+            "delta 3 has one opaque mark, on keep/ made again: new "
+            "directories and keep/inner below that mark replaced nothing",
+            marks)
+    t.check("1 directories replaced (opaque)" in r.stdout,
+            "edit 3 says it replaced one directory", r.stdout)
     e.on_copy(["sh", "-c", swap])
     same_change(e, [base, *deltas], r, "swap")
     deltas.append(d3)
     compare(e, [base, *deltas], "swap")
     return base, deltas
+
+
+def fuse_new_pycache(e):
+    """An import during COMMAND, of a module of the images that has no
+    pyc, makes its __pycache__; fuse-overlayfs marks that new directory
+    opaque. The stale pyc goes, and the emptied directory with it, as
+    through the kernel overlay: nothing is added."""
+    site = os.path.join(e.venv, "lib", f"python{sys.version_info[0]}."
+                        f"{sys.version_info[1]}", "site-packages")
+    pkg = os.path.join(site, "sqvnopyc")
+    os.makedirs(pkg)
+    with open(os.path.join(pkg, "__init__.py"), "w") as f:
+        f.write("X = 1\n")
+    img = os.path.join(e.out, "nopyc.sqfs")
+    t.pack("--no-compile", e.venv, img)
+    shutil.rmtree(pkg)
+    os.chmod(img, 0o644)
+    delta = os.path.join(e.out, "nopyc-delta.sqfs")
+    r = e.edit([img], delta, ["python3", "-c", "import sqvnopyc"],
+               ["--at", e.venv, "--overlay", "fuse", "--no-compile"])
+    must(r, "an import through fuse-overlayfs")
+    raw = t.inspect("dump", "--raw", delta).stdout
+    t.check("0 entries added" in r.stdout and "__pycache__" not in raw,
+            "an import through fuse-overlayfs adds nothing: its emptied "
+            "__pycache__ is not kept", (r.stdout, raw))
+    for p in (img, delta):
+        os.unlink(p)
 
 
 def failures(e, base):
@@ -371,6 +411,7 @@ def main():
             e.on_copy([os.path.join(e.venv, "bin", "pip"), "install",
                        "--no-index", wheel_base])
             base, _ = chain(e, wheel_base, wheel_new)
+            fuse_new_pycache(e)
             failures(e, base)
         finally:
             os.chmod("/dev/fuse", old_mode)
