@@ -970,10 +970,12 @@ static void *stop_thread(void *arg)
 	int err = detach_mount(mnt, stopper.dev);
 	if (err == 0) {
 		atomic_store(&stopper.detached, true);
-		sd_notify_send("STATUS=detached; serving those still using it "
-			       "until they leave");
-		sqv_log(SQV_LOG_INFO, "%s: detached; serving those still using "
-			"it until they leave", mnt);
+		/* Whether anyone still uses it is not known here: with
+		 * nobody, the session is ending already. */
+		sd_notify_send("STATUS=detached; stopping once no process "
+			       "uses it");
+		sqv_log(SQV_LOG_INFO, "%s: detached; stopping once no process "
+			"uses it", mnt);
 		return NULL;
 	}
 	char status[128];

@@ -31,6 +31,14 @@ import time
 import sqvtest as t
 
 
+def drain(sock):
+    """Every datagram already queued (its sender has exited)."""
+    got = []
+    while select.select([sock], [], [], 0)[0]:
+        got.append(sock.recv(4096).decode(errors="replace"))
+    return got
+
+
 def recv_until(sock, want, proc, timeout):
     """Collect notification datagrams until one carries `want`."""
     got = []
@@ -185,7 +193,7 @@ def main():
         proc.send_signal(signal.SIGTERM)
         msgs, stopping = recv_until(sock, "STOPPING=1", proc, 60)
         t.check(stopping, f"STOPPING=1 received after SIGTERM: {msgs}")
-        # Nobody uses the mount: the status must not claim someone does.
+        # Nobody uses the mount: no status may claim someone does.
         first = next((m for m in msgs if "STOPPING=1" in m.split("\n")), "")
         t.check("STATUS=detaching the mount" in first.split("\n"),
                 f"STOPPING=1 comes with the status 'detaching the mount', "
@@ -196,6 +204,14 @@ def main():
             rc = None
         err = proc.stderr.read().decode(errors="replace")
         t.check(rc == 0, f"exit status 0 after SIGTERM (got {rc}); stderr {err!r}")
+        msgs += drain(sock)
+        statuses = [l for m in msgs for l in m.split("\n")
+                    if l.startswith("STATUS=")]
+        t.check(statuses == ["STATUS=detaching the mount",
+                             "STATUS=detached; stopping once no process "
+                             "uses it"],
+                f"after SIGTERM the statuses say what was done, not that "
+                f"anyone is still served: {statuses}")
         t.check(t.mount_type(mp) is None, "nothing mounted after SIGTERM")
         sock.close()
 
