@@ -858,8 +858,11 @@ static int count_one(struct stack *s, sqv_ino_t ino, const char *path,
 
 	if (ino == SQV_INO_ROOT)
 		return 0;
-	/* The raw walk shows the hot-range record, which no mount does. */
-	if (strcmp(path, "/" SQV_HOT_NAME) == 0) {
+	/* The raw walk shows the hot-range record, which no mount does
+	 * (nor anything below that name, were it a directory). */
+	const size_t hl = strlen("/" SQV_HOT_NAME);
+	if (strncmp(path, "/" SQV_HOT_NAME, hl) == 0 &&
+	    (path[hl] == '\0' || path[hl] == '/')) {
 		c->hot_record = true;
 		return 0;
 	}
@@ -1063,9 +1066,14 @@ static int info_image(const char *name)
 	printf("  file data:    %s uncompressed\n", b1);
 	printf("  whiteouts:    %" PRIu64 " (and %" PRIu64
 	       " opaque directories)\n", c.whiteouts, c.opaque);
-	if (c.hot_record)
+	struct sqv_hot_where hot;
+	if (c.hot_record && sqv_hot_locate(s.img[0], &hot) == 0)
 		printf("  hot-first:    yes (its record " SQV_HOT_NAME
 		       " is hidden from the mount and not counted above)\n");
+	else if (c.hot_record)
+		printf("  hot-first:    no: its " SQV_HOT_NAME " is not a "
+		       "hot-range record (hidden from the mount and not "
+		       "counted above; no prefetch)\n");
 	stack_free(&s);
 	return 0;
 }
@@ -1243,10 +1251,12 @@ int main(int argc, char **argv)
 		if (!found) {
 			/* A word with no '/' or '.' that names no file
 			 * here is likelier a mistyped command than an
-			 * image: say both, rather than "no such file". */
+			 * image: say both, rather than "no such file".
+			 * After "--" it is an image by the user's word. */
 			const char *w = argv[optind];
 			struct stat st;
-			if (!strpbrk(w, "/.") && lstat(w, &st) < 0 &&
+			if (strcmp(argv[optind - 1], "--") != 0 &&
+			    !strpbrk(w, "/.") && lstat(w, &st) < 0 &&
 			    errno == ENOENT) {
 				fprintf(stderr, PROG ": %s: neither a command "
 					"(info, ls, stat, cat, dump, verify, "

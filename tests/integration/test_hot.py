@@ -317,6 +317,23 @@ def main():
                 "inspect info: the hot image counts the entries and file "
                 "data of the unsorted one (its record apart) and says it "
                 f"is hot-first ({counts(hot)}, {counts(plain)})")
+        # That name on something that is no record (here a directory),
+        # which the mount hides all the same: not counted, not hot-first.
+        fake = os.path.join(d, "fake")
+        os.makedirs(os.path.join(fake, HOT_NAME, "x"))
+        for p in (os.path.join(fake, HOT_NAME, "x", "f"),
+                  os.path.join(fake, "a")):
+            with open(p, "w") as f:
+                f.write("a\n")
+        fake_img = os.path.join(d, "fake.sqfs")
+        r = sh(["mksquashfs", fake, fake_img, "-quiet", "-noappend",
+                "-no-progress"])
+        t.check(r.returncode == 0, f"mksquashfs: {r.stderr.strip()}")
+        out = t.inspect("info", fake_img).stdout
+        t.check("entries:      1 files, 0 directories" in out and
+                "hot-first:    no" in out,
+                f"inspect info: a {HOT_NAME} directory is neither counted "
+                f"nor taken for a record: {out}")
         ext = extents(hot)
         t.check(HOT_NAME in ext, "the image carries the record (raw view)")
         hot_blocks = [p for k in traced for p in ext.get(k, ([], []))[0]]

@@ -41,8 +41,10 @@ def find_inspect(bindir):
 def check_bases(bases, image):
     """--base: each an existing image, none of them the output IMAGE."""
     for b in bases:
-        if not os.path.lexists(b):
-            raise PackError(f"--base: {b}: no such image")
+        if not os.path.exists(b):
+            raise PackError(f"--base: {b}: no such image" +
+                            (" (a dangling symlink)" if os.path.islink(b)
+                             else ""))
         if os.path.isdir(b):
             raise PackError(f"--base: {b}: a directory, not an image (the "
                             "base is the image it was packed into)")

@@ -42,6 +42,8 @@ def test(tmp, cleanups):
     mnt = os.path.join(tmp, "mnt")
     os.mkdir(mnt)
     missing = os.path.join(tmp, "missing")
+    dangling = os.path.join(tmp, "dangling.sqfs")
+    os.symlink(missing, dangling)
 
     # ---- sqvenvfs-pack: usage errors exit 2 (sqvenvfs-pack(1)) ----
     pack_usage = [
@@ -88,6 +90,8 @@ def test(tmp, cleanups):
         (["--tmpdir", missing], [missing, "staging directory"]),
         (["--base", missing], [f"--base: {missing}", "no such image"]),
         (["--base", venv], [f"--base: {venv}", "a directory, not an image"]),
+        (["--base", dangling], [f"--base: {dangling}",
+                                "no such image (a dangling symlink)"]),
         (["--hot", missing], [missing, "No such file"]),
     ]
     for opts, want in pack_fail:
@@ -139,6 +143,9 @@ def test(tmp, cleanups):
                [t.INSPECT, *args], 2, want, "sqvenvfs-inspect: ")
     expect("inspect a missing image", [t.INSPECT, missing], 1,
            [missing, "No such file"], "sqvenvfs-inspect: ")
+    # after --, a word is an image, never a mistyped command
+    expect("inspect -- verfiy", [t.INSPECT, "--", "verfiy"], 1,
+           ["verfiy", "No such file"], "sqvenvfs-inspect: ")
     expect("inspect stat a missing path", [t.INSPECT, "stat", img, "/nope"],
            1, ["/nope", "no such path"], "sqvenvfs-inspect: ")
 
