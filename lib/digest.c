@@ -214,18 +214,50 @@ static const struct sqv_digest_entry *find(const struct sqv_digests *d,
 	return lo < d->n && d->e[lo].pos == pos ? &d->e[lo] : NULL;
 }
 
+/* What the table says instead, by kind: a table that is sound in itself
+ * but does not match the image is told apart from damage. */
+static const char *const listed_as[] = {
+	[SQV_DIGEST_DATA] = "listed in the digest table as a data block",
+	[SQV_DIGEST_FRAGMENT] = "listed in the digest table as a fragment block",
+	[SQV_DIGEST_META] = "listed in the digest table as a metadata block",
+	[SQV_DIGEST_RAW] = "listed in the digest table as raw bytes",
+};
+
+sqv_err_t sqv_digest_check_raw(const struct sqv_digests *d, uint64_t pos,
+			       uint64_t len, uint64_t *bad, const char **why)
+{
+	size_t lo = 0, hi = d->n;
+
+	/* After the last entry that starts at or before pos. */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (d->e[mid].pos <= pos)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	size_t i = lo ? lo - 1 : 0;
+	for (uint64_t at = pos; at < pos + len; i++) {
+		const struct sqv_digest_entry *e = i < d->n ? &d->e[i] : NULL;
+		if (!e || e->pos > at || e->pos + e->len <= at) {
+			*bad = at;
+			*why = "not in the digest table";
+			return -SQV_ECORRUPT;
+		}
+		if (e->kind != SQV_DIGEST_RAW) {
+			*bad = at;
+			*why = listed_as[e->kind]; /* the load checked the kind */
+			return -SQV_ECORRUPT;
+		}
+		at = e->pos + e->len;
+	}
+	return 0;
+}
+
 sqv_err_t sqv_digest_check(const struct sqv_digests *d, uint64_t pos,
 			   const void *buf, size_t len, bool meta,
 			   const char **why)
 {
-	/* What the table says instead, by kind: a table that is sound in
-	 * itself but does not match the image is told apart from damage. */
-	static const char *const listed_as[] = {
-		[SQV_DIGEST_DATA] = "listed in the digest table as a data block",
-		[SQV_DIGEST_FRAGMENT] = "listed in the digest table as a fragment block",
-		[SQV_DIGEST_META] = "listed in the digest table as a metadata block",
-		[SQV_DIGEST_RAW] = "listed in the digest table as raw bytes",
-	};
 	const struct sqv_digest_entry *e = find(d, pos);
 	uint8_t got[16];
 

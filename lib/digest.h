@@ -77,6 +77,13 @@ sqv_err_t sqv_digest_check(const struct sqv_digests *d, uint64_t pos,
 			   const void *buf, size_t len, bool meta,
 			   const char **why);
 
+/* Whether the table lists every byte of [pos, pos + len) as raw bytes,
+ * which the open hashes whole (the superblock, table indexes). 0, or
+ * -SQV_ECORRUPT with *bad the first offset that is not and *why the
+ * kind it is listed as, or that no entry holds it. */
+sqv_err_t sqv_digest_check_raw(const struct sqv_digests *d, uint64_t pos,
+			       uint64_t len, uint64_t *bad, const char **why);
+
 /* Read and check every entry of the given kinds (a bit mask of
  * 1 << kind). Returns 0, or -SQV_ECORRUPT with *bad_pos the first damaged
  * entry's offset, or the read's error. */

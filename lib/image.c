@@ -280,17 +280,30 @@ static sqv_err_t layout_read(void *ctx, void *buf, size_t len, uint64_t pos)
 
 /*
  * Each metadata block the walk finds must be one of the table, of that
- * stored length; raw bytes were hashed with the rest already. Not the
- * export table's: nothing here reads it, and seal before 142514e listed
- * an empty root's export block as raw bytes (tools-seal-empty), which
- * verify_static has hashed all the same.
+ * stored length. Not the export table's: nothing here reads it, and seal
+ * before 142514e listed an empty root's export block as raw bytes
+ * (tools-seal-empty), which verify_static has hashed all the same.
+ * The superblock and the table indexes must be listed as raw bytes, which
+ * verify_static hashed: listed as a data block, say, an index would be
+ * read at open and never hashed.
  */
 static sqv_err_t layout_listed(void *ctx, const struct sqv_layout_piece *p,
 			       const char **why)
 {
 	struct layout_check *c = ctx;
 	const char *w;
+	uint64_t at;
 
+	if (p->kind == SQV_DIGEST_RAW) {
+		if (sqv_digest_check_raw(c->img->digests, p->pos, p->len, &at,
+					 &w) == 0)
+			return 0;
+		snprintf(c->why, sizeof(c->why), "%s %s",
+			 p->table == SQV_LAYOUT_SUPERBLOCK ? "superblock" :
+							     "table index", w);
+		*why = c->why;
+		return -SQV_ECORRUPT;
+	}
 	if (p->kind != SQV_DIGEST_META || p->table == SQV_LAYOUT_EXPORTS ||
 	    sqv_digest_check(c->img->digests, p->pos, NULL, p->len, true,
 			     &w) == 0)

@@ -70,7 +70,8 @@ def superblock(img):
         def u64(pos):
             f.seek(pos)
             return struct.unpack("<Q", f.read(8))[0]
-        return {"inode": inodes, "dir": dirs,
+        return {"inode": inodes, "dir": dirs, "id_index": ids,
+                "frag_index": frags,
                 "id_block": u64(ids), "frag_block": u64(frags),
                 "xattr": u64(xattr_ids) if xattr_ids != 2**64 - 1 else None,
                 "comp_opts": bool(flags & 0x0400),
@@ -99,7 +100,10 @@ def cases(entries, sb, has_xattrs):
         its digest right."""
         out = []
         for e in entries:
-            if out and out[-1][0] == pos and out[-1][3] == "-":
+            # the one entry after pos, not every one (the raw bytes after
+            # the metadata would then be listed as metadata too)
+            if out and out[-1][0] == pos and out[-1][3] == "-" and \
+                    out[-1][1] == next(x[1] for x in entries if x[0] == pos):
                 out[-1][1] += e[1]
             elif e[0] == pos:
                 out.append([e[0], e[1], META, "-"])
@@ -120,7 +124,17 @@ def cases(entries, sb, has_xattrs):
          with_kind(sb["id_block"], RAW)),
         ("the fragment table's block listed as a fragment block",
          sb["frag_block"], with_kind(sb["frag_block"], FRAGMENT)),
+        # Indexes are read at open and hashed only as raw bytes.
+        ("the id table's index listed as a data block", sb["id_index"],
+         with_kind(sb["id_index"], DATA)),
+        ("the fragment table's index listed as a metadata block",
+         sb["frag_index"], with_kind(sb["frag_index"], META)),
+        ("the superblock listed as a data block", 0, with_kind(0, DATA)),
+        ("the id table's index left out of the table", sb["id_index"],
+         [e for e in entries if e[0] != sb["id_index"]]),
     ]
+    for label, pos, table in out[-4:]:
+        t.check(table != entries, f"{label}: the table is changed there")
     t.check(sb["comp_opts"] and any(e[0] == 96 and e[2] == META for e in entries),
             "the image has compressor options, listed as a metadata block")
     out.append(("the compressor options' block listed as raw bytes", 96,
