@@ -887,6 +887,13 @@ def broadcast(cl, top, work, img, secret, notsq, uid, gid):
                 f"{wrapper} -d {local} {img} {m} sh -c 'touch {flag}; "
                 f"while [ ! -e {work}/never ]; do sleep 0.2; done'\n")
     os.chmod(wrapper_job, 0o755)
+    tmpdir = cl.env.get("TMPDIR", "/tmp")
+
+    def wrapper_dirs():
+        """The wrapper's temporary directories of this user."""
+        return {n for n in os.listdir(tmpdir) if n.startswith("sqvenvfs-sbcast.")
+                and os.lstat(os.path.join(tmpdir, n)).st_uid == uid}
+    before = wrapper_dirs()
     jid, r = cl.sbatch(["-o", f"{work}/bcast-cancel.out"], wrapper_job, work)
     if check(jid is not None, f"broadcast: cancel job submitted {r.stderr.strip()}"):
         cl.wait_running(jid, flag)
@@ -898,6 +905,11 @@ def broadcast(cl, top, work, img, secret, notsq, uid, gid):
         wait_for(lambda: not mounts_at(m) and not daemons(cl.args.daemon, uid),
                  "the cancelled broadcast job's mount and daemon to go", 60)
         clean_after(cl, m, uid, "broadcast: cancelled")
+        # Its SIGKILL follows after KillWait (5 s here): the wrapper's
+        # temporary directory must be gone before that.
+        check(wrapper_dirs() - before == set(),
+              f"broadcast: the cancelled wrapper leaves no temporary directory "
+              f"in {tmpdir} ({sorted(wrapper_dirs() - before)})")
     shutil.rmtree(local, ignore_errors=True)
 
     # An image that sbcast copies but sqvenvfs refuses: the job fails with
