@@ -57,19 +57,62 @@ static void fill(struct libmnt_fs *fs, struct sqv_mount *m)
 	}
 }
 
-int sqv_mountinfo_find(const char *path, struct sqv_mount *m)
+/* The mount table, or NULL with *err set. */
+static struct libmnt_table *load_table(int *err)
 {
 	struct libmnt_table *tb = mnt_new_table();
 	int rc;
 
-	if (!tb)
-		return -ENOMEM;
+	if (!tb) {
+		*err = -ENOMEM;
+		return NULL;
+	}
 	mnt_table_set_parser_errcb(tb, skip_bad_line);
 	rc = mnt_table_parse_file(tb, "/proc/self/mountinfo");
 	if (rc < 0) {
 		mnt_unref_table(tb);
-		return rc == -ENOMEM ? -ENOMEM : -EIO;
+		*err = rc == -ENOMEM ? -ENOMEM : -EIO;
+		return NULL;
 	}
+	return tb;
+}
+
+int sqv_mountinfo_below(const char *path, char *below, size_t size)
+{
+	struct libmnt_iter *it = mnt_new_iter(MNT_ITER_FORWARD);
+	struct libmnt_fs *fs;
+	size_t n = strlen(path);
+	int err = 0, found = 0;
+
+	if (!it)
+		return -ENOMEM;
+	struct libmnt_table *tb = load_table(&err);
+	if (!tb) {
+		mnt_free_iter(it);
+		return err;
+	}
+	while (!found && mnt_table_next_fs(tb, it, &fs) == 0) {
+		const char *t = mnt_fs_get_target(fs);
+		/* "/" holds every mount: strictly below is then anything else. */
+		if (t && strcmp(t, path) != 0 &&
+		    (n == 1 ? t[0] == '/' :
+			      strncmp(t, path, n) == 0 && t[n] == '/')) {
+			snprintf(below, size, "%s", t);
+			found = 1;
+		}
+	}
+	mnt_free_iter(it);
+	mnt_unref_table(tb);
+	return found;
+}
+
+int sqv_mountinfo_find(const char *path, struct sqv_mount *m)
+{
+	int err = 0;
+	struct libmnt_table *tb = load_table(&err);
+
+	if (!tb)
+		return err;
 	/* Mounts stack in mountinfo's order: the last one at path is the one
 	 * in view. The table has no path cache, so libmount compares the
 	 * strings and never stat()s path. */

@@ -28,4 +28,12 @@ struct sqv_mount {
  */
 int sqv_mountinfo_find(const char *path, struct sqv_mount *m);
 
+/*
+ * Whether anything is mounted strictly below path (absolute, without a
+ * trailing slash), which a mount at path would hide: 1 with the first such
+ * mount point in below (cut to size), 0 when nothing is, -errno when
+ * mountinfo cannot be read.
+ */
+int sqv_mountinfo_below(const char *path, char *below, size_t size);
+
 #endif

@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +82,41 @@ static int step_request(const char *optarg)
 	return -1;
 }
 
+/* Whether a mount at mp would hide dir: dir is mp or lies below it. */
+static int hides(const char *mp, const char *dir)
+{
+	size_t n = strlen(mp);
+
+	return strncmp(dir, mp, n) == 0 && (dir[n] == '\0' || dir[n] == '/');
+}
+
+/*
+ * A mount over the directory the job is submitted from, or over the
+ * user's home, hides the job's output file (Slurm opens it after the
+ * Prolog) and whatever else the job reads there: the job would fail with
+ * no output at all. NULL, or the phrase that says which.
+ */
+static const char *hidden_dir(const char *mp, const char *cwd, char *buf,
+			      size_t size)
+{
+	char home[PATH_MAX];
+	const char *h = getenv("HOME");
+	struct passwd *pw = h && *h ? NULL : getpwuid(getuid());
+
+	if (pw)
+		h = pw->pw_dir;
+	if (*cwd && hides(mp, cwd)) {
+		snprintf(buf, size, "the directory you submit from (%s), where "
+			 "the job's output goes", cwd);
+		return buf;
+	}
+	if (h && realpath(h, home) && hides(mp, home)) {
+		snprintf(buf, size, "your home directory (%s)", home);
+		return buf;
+	}
+	return NULL;
+}
+
 static int opt_sqvenv(int val, const char *optarg, int remote)
 {
 	char err[SQV_ERRLEN], cwd[PATH_MAX], resolved[PATH_MAX];
@@ -120,6 +156,14 @@ static int opt_sqvenv(int val, const char *optarg, int remote)
 	 * as the user. What exists here must already be acceptable. */
 	if (sqv_resolve_mountpoint(req.mountpoint, getuid(), 0, resolved, &missing, err) < 0) {
 		slurm_error("sqvenvfs: --sqvenv: mount point %s", err);
+		sqv_req_free(&req);
+		return -1;
+	}
+	char why[PATH_MAX + 96];
+	if (!missing && hidden_dir(resolved, cwd, why, sizeof(why))) {
+		slurm_error("sqvenvfs: --sqvenv: mount point %s: a mount there "
+			    "would hide %s; mount below it instead", req.mountpoint,
+			    why);
 		sqv_req_free(&req);
 		return -1;
 	}

@@ -150,7 +150,18 @@ int sqv_req_parse(const char *s, const char *cwd, struct sqv_req *req, char *err
 		sqv_errf(err, "--sqvenv: out of memory");
 		goto fail;
 	}
-	for (tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+	/* strtok_r would skip an empty name: $BASE,$DELTA with DELTA unset
+	 * would then mount BASE alone, the wrong environment, without a
+	 * word. An empty name is refused. */
+	for (tok = list; tok; tok = save) {
+		save = strchr(tok, ',');
+		if (save)
+			*save++ = '\0';
+		if (!*tok) {
+			sqv_errf(err, "--sqvenv=%s: an empty image name in the "
+				 "list (an unset variable?)", s);
+			goto fail;
+		}
 		if (req->n_images == SQV_MAX_IMAGES) {
 			sqv_errf(err, "--sqvenv: more than %d images", SQV_MAX_IMAGES);
 			goto fail;

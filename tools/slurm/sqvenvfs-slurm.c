@@ -22,6 +22,7 @@
  * siteconf.c); the state is described in records.c, staging in stage.c.
  */
 #include "helper.h"
+#include "mountinfo.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -164,6 +165,15 @@ static void join_or_mount(const struct job *job, const char *resolved, const cha
 	if (any_mount_at(resolved)) {
 		job_fail(job, "%s is already a mount point; unmount it or choose another directory",
 			 resolved);
+		return;
+	}
+	/* Mounted over, another mount (your other job's) would be hidden:
+	 * its job's Epilog could no longer reach it by its path, and it
+	 * would stay behind, dead, once this one went. */
+	char below[PATH_MAX];
+	if (sqv_mountinfo_below(resolved, below, sizeof(below)) == 1) {
+		job_fail(job, "%s holds a mount point below it (%s), which a mount "
+			 "here would hide; choose another directory", resolved, below);
 		return;
 	}
 	memset(&r, 0, sizeof(r));

@@ -226,13 +226,14 @@ PartitionName=debug Nodes=sqvnode Default=YES MaxTime=INFINITE State=UP
 
     # --- jobs, as the test user ------------------------------------------
 
-    def as_user(self, cmd, cwd):
+    def as_user(self, cmd, cwd, env=None):
+        extra = [f"{k}={v}" for k, v in (env or {}).items()]
         return run(["setpriv", f"--reuid={TEST_USER}", f"--regid={self.gid}",
-                    "--init-groups", "--", "env", f"SLURM_CONF={self.conf}"] + cmd,
+                    "--init-groups", "--", "env", f"SLURM_CONF={self.conf}"] + extra + cmd,
                    cwd=cwd, env=self.env)
 
-    def sbatch(self, opts, script, cwd):
-        r = self.as_user(["sbatch", "--parsable"] + opts + ["--wrap", script], cwd)
+    def sbatch(self, opts, script, cwd, env=None):
+        r = self.as_user(["sbatch", "--parsable"] + opts + ["--wrap", script], cwd, env)
         if r.returncode == 0:
             return int(r.stdout.strip().split(";")[0]), r
         return None, r
@@ -425,11 +426,25 @@ def tests(cl, top, work, uid, gid, img, img2, imgs, secret, notsq):
         (f"{img}:/usr/lib/sqv", "system path"),
         (f"{img}:{work}/link", "symbolic link"),
         (f"{img}", "IMAGE[,IMAGE...]:MOUNTPOINT"),
+        # $BASE,$DELTA with one of them unset: not the other alone
+        (f"{img},:{work}/m", "an empty image name"),
+        (f",{img}:{work}/m", "an empty image name"),
     ]
+    # A mount over the directory the job is submitted from hides its output
+    # file: the job would fail without a line.
+    bad.append((f"{img}:{work}", "would hide the directory you submit from"))
     for spec, why in bad:
         jid, r = cl.sbatch([f"--sqvenv={spec}", "-o", f"{work}/bad.out"], "true", work)
         check(jid is None and why in r.stderr,
               f"submission of --sqvenv={spec} refused ({why}): {r.stderr.strip()!r}")
+    # ... and one over the user's home ($HOME; the test user has none in
+    # the password file)
+    home = user_dir(top, "home", uid=uid, gid=gid)
+    jid, r = cl.sbatch([f"--sqvenv={img}:{home}", "-o", f"{work}/bad.out"],
+                       "true", work, env={"HOME": home})
+    check(jid is None and "would hide your home directory" in r.stderr,
+          f"submission of a mount over the home directory refused: "
+          f"{r.stderr.strip()!r}")
     check(cl.job_state("") == "" or not run(["squeue", "-h"], env=cl.env).stdout.strip(),
           "no job was created by refused submissions")
 
@@ -580,6 +595,33 @@ def tests(cl, top, work, uid, gid, img, img2, imgs, secret, notsq):
         check(st == "COMPLETED" and "AGAIN sqvenvfs-slurm-ok" in output(f"{work}/hold.out"),
               f"conflict: the first job ran to the end ({st})")
         clean_after(cl, m4, uid, "conflict")
+
+    # --- nested: a mount point above one in use --------------------------
+    # Mounted over, the inner mount would be hidden from its own job's
+    # Epilog and stay behind, dead: the outer job is refused.
+    outer = mp("nest")
+    inner = os.path.join(outer, "inner")
+    jid1, r = cl.sbatch([f"--sqvenv={img}:{inner}", "-o", f"{work}/nest-hold.out"],
+                        import_script(inner, f"{work}/nest.started",
+                                      f"{work}/nest.release"), work)
+    if check(jid1 is not None, f"nested: inner job submitted {r.stderr.strip()}"):
+        cl.wait_running(jid1, f"{work}/nest.started")
+        jid2, r = cl.sbatch([f"--sqvenv={img}:{outer}", "-o", f"{work}/nest.out"],
+                            import_script(outer), work)
+        if check(jid2 is not None, f"nested: outer job submitted {r.stderr.strip()}"):
+            st = cl.wait_job(jid2)
+            text = output(f"{work}/nest.out")
+            check(st == "FAILED" and "holds a mount point below it" in text and
+                  inner in text and "VALUE" not in text,
+                  f"nested: the outer job failed with the reason in its output "
+                  f"({st}): {text.strip()!r}")
+        check(len(mounts_at(inner)) == 1 and not mounts_at(outer),
+              "nested: the inner job's mount is untouched, nothing at the outer")
+        open(f"{work}/nest.release", "w").close()
+        st = cl.wait_job(jid1)
+        check(st == "COMPLETED", f"nested: the inner job ran to the end ({st})")
+        clean_after(cl, inner, uid, "nested")
+        check(not mounts_under(outer), f"nested: nothing left mounted below {outer}")
 
     # --- a failure only the node sees: image gone after submission --------
     gone = os.path.join(top, "images", "gone.sqfs")
