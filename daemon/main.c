@@ -917,16 +917,31 @@ static void on_stop_signal(int sig)
 	errno = saved;
 }
 
-/* Detach the mount at mnt if it is still ours: 0 or -errno. */
-static int detach_mount(const char *mnt, dev_t dev)
+/* Whether the topmost mount at path is the one with root device dev. */
+static bool ours_at(const char *path, dev_t dev)
 {
 	struct sqv_mount m;
 
+	return sqv_mountinfo_find(path, &m) == 1 &&
+	       strcmp(m.fstype, "fuse.sqvenvfs") == 0 && (!dev || m.dev == dev);
+}
+
+/* Detach the mount at mnt if it is still ours: 0 or -errno. */
+static int detach_mount(const char *mnt, dev_t dev)
+{
+	char moved[PATH_MAX];
+
 	/* Gone from view or covered by another: the path is not ours to
-	 * detach. */
-	if (sqv_mountinfo_find(mnt, &m) != 1 || strcmp(m.fstype, "fuse.sqvenvfs") ||
-	    (dev && m.dev != dev))
-		return -ENOENT;
+	 * detach. Unless it moved (a parent directory renamed): then it is
+	 * found by its device, and detached where it is, if nothing covers
+	 * it there. */
+	if (!ours_at(mnt, dev)) {
+		if (!dev || sqv_mountinfo_find_dev(dev, "fuse.sqvenvfs", moved,
+						   sizeof(moved)) != 1 ||
+		    !ours_at(moved, dev))
+			return -ENOENT;
+		mnt = moved;
+	}
 	if (umount2(mnt, MNT_DETACH | UMOUNT_NOFOLLOW) == 0)
 		return 0;
 	if (errno != EPERM)
@@ -978,13 +993,15 @@ static void *stop_thread(void *arg)
 			"uses it", mnt);
 		return NULL;
 	}
+	/* -ENOENT: detach_mount found it nowhere in view by path. */
+	const char *why = err == -ENOENT ? "another mount covers it, or it is "
+					   "gone" : strerror(-err);
 	char status[128];
 	snprintf(status, sizeof(status),
-		 "STATUS=cannot detach the mount (%s); stopping now",
-		 strerror(-err));
+		 "STATUS=cannot detach the mount (%s); stopping now", why);
 	sd_notify_send(status);
 	sqv_log(SQV_LOG_WARNING, "%s: cannot detach the mount (%s); stopping now",
-		mnt, strerror(-err));
+		mnt, why);
 	/* As a second signal: libfuse's handler ends the loop. This thread
 	 * blocks the signal, so a serving thread takes it. */
 	kill(getpid(), sig);
@@ -1138,6 +1155,15 @@ out_signals:
 	fuse_remove_signal_handlers(se);
 out_session:
 	fuse_session_destroy(se);
+	/* A mount that could not be taken off (its path moved and covered,
+	 * fusermount3 refused) stays behind, dead: not a clean end. */
+	char left[PATH_MAX];
+	if (stopper.dev && sqv_mountinfo_find_dev(stopper.dev, "fuse.sqvenvfs",
+						  left, sizeof(left)) == 1) {
+		sqv_log(SQV_LOG_ERR, "%s: still mounted, dead, after the daemon's "
+			"end; clear it with sqvenvfs --unmount %s", left, left);
+		rc = 1;
+	}
 out_free:
 	fuse_opt_free_args(&args);
 	free(mopts);

@@ -77,11 +77,14 @@ static struct libmnt_table *load_table(int *err)
 	return tb;
 }
 
-int sqv_mountinfo_below(const char *path, char *below, size_t size)
+/* The target of the first mount, in direction, that match() takes: 1
+ * with it in out (cut to size), 0 if none, -errno. */
+static int scan(int direction,
+		bool (*match)(struct libmnt_fs *fs, const void *ctx),
+		const void *ctx, char *out, size_t size)
 {
-	struct libmnt_iter *it = mnt_new_iter(MNT_ITER_FORWARD);
+	struct libmnt_iter *it = mnt_new_iter(direction);
 	struct libmnt_fs *fs;
-	size_t n = strlen(path);
 	int err = 0, found = 0;
 
 	if (!it)
@@ -93,17 +96,51 @@ int sqv_mountinfo_below(const char *path, char *below, size_t size)
 	}
 	while (!found && mnt_table_next_fs(tb, it, &fs) == 0) {
 		const char *t = mnt_fs_get_target(fs);
-		/* "/" holds every mount: strictly below is then anything else. */
-		if (t && strcmp(t, path) != 0 &&
-		    (n == 1 ? t[0] == '/' :
-			      strncmp(t, path, n) == 0 && t[n] == '/')) {
-			snprintf(below, size, "%s", t);
+		if (t && match(fs, ctx)) {
+			snprintf(out, size, "%s", t);
 			found = 1;
 		}
 	}
 	mnt_free_iter(it);
 	mnt_unref_table(tb);
 	return found;
+}
+
+static bool below(struct libmnt_fs *fs, const void *ctx)
+{
+	const char *path = ctx, *t = mnt_fs_get_target(fs);
+	size_t n = strlen(path);
+
+	/* "/" holds every mount: strictly below is then anything else. */
+	return strcmp(t, path) != 0 &&
+	       (n == 1 ? t[0] == '/' : strncmp(t, path, n) == 0 && t[n] == '/');
+}
+
+int sqv_mountinfo_below(const char *path, char *out, size_t size)
+{
+	return scan(MNT_ITER_FORWARD, below, path, out, size);
+}
+
+struct dev_type {
+	dev_t dev;
+	const char *fstype;
+};
+
+static bool of_dev(struct libmnt_fs *fs, const void *ctx)
+{
+	const struct dev_type *want = ctx;
+	const char *type = mnt_fs_get_fstype(fs);
+
+	return mnt_fs_get_devno(fs) == want->dev && type &&
+	       strcmp(type, want->fstype) == 0;
+}
+
+int sqv_mountinfo_find_dev(dev_t dev, const char *fstype, char *path,
+			   size_t size)
+{
+	struct dev_type want = { dev, fstype };
+
+	return scan(MNT_ITER_BACKWARD, of_dev, &want, path, size);
 }
 
 int sqv_mountinfo_find(const char *path, struct sqv_mount *m)

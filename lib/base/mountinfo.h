@@ -36,4 +36,13 @@ int sqv_mountinfo_find(const char *path, struct sqv_mount *m);
  */
 int sqv_mountinfo_below(const char *path, char *below, size_t size);
 
+/*
+ * Where the mount of type fstype whose root has st_dev dev is now (its
+ * mount point's parent may have been renamed since it was mounted): 1
+ * with the mount point in path (cut to size; the latest such mount), 0
+ * when there is none, -errno when mountinfo cannot be read.
+ */
+int sqv_mountinfo_find_dev(dev_t dev, const char *fstype, char *path,
+			   size_t size);
+
 #endif

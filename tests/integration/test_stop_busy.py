@@ -86,6 +86,82 @@ def busy_stop(label, img, mnt, data, sig, user=None):
         err.close()
 
 
+def term_and_wait(daemon, err):
+    """SIGTERM to a daemon run with -f; its exit status (None if it does
+    not end) and what it wrote to err."""
+    daemon.send_signal(signal.SIGTERM)
+    try:
+        rc = daemon.wait(timeout=t.DEADLINE)
+    except subprocess.TimeoutExpired:
+        rc = None
+    err.seek(0)
+    return rc, err.read()
+
+
+def moved_stop(label, img, d, user=None, owner=None):
+    """SIGTERM after the mount point's parent was renamed: the daemon finds
+    its mount where it is now, unmounts it and exits 0 (it said "cannot
+    detach", left the mount behind, dead, and exited 0)."""
+    slug = "".join(c for c in label if c.isalnum())
+    old, new = os.path.join(d, f"{slug}-a"), os.path.join(d, f"{slug}-b")
+    os.makedirs(os.path.join(old, "venv"))
+    if owner:
+        for p in (old, os.path.join(old, "venv")):
+            os.chown(p, *owner)
+    err = tempfile.TemporaryFile(mode="w+")
+    daemon = subprocess.Popen(
+        t.as_user([t.SQVENVFS, "-f", img, os.path.join(old, "venv")], user),
+        stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        t.check(t.wait_mounted(os.path.join(old, "venv")), f"{label}: mounted")
+        os.rename(old, new)
+        mnt = os.path.join(new, "venv")
+        t.check(t.is_mounted(mnt), f"{label}: the mount moved with its parent")
+        rc, text = term_and_wait(daemon, err)
+        t.check(rc == 0 and not t.is_mounted(mnt) and text == "",
+                f"{label}: SIGTERM unmounts it where it is now, exit 0, "
+                f"nothing said (exit {rc}, mounted {t.is_mounted(mnt)}, "
+                f"{text!r})")
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+        if t.is_mounted(os.path.join(new, "venv")):
+            subprocess.run([t.SQVENVFS, "--unmount", os.path.join(new, "venv")],
+                           capture_output=True)
+        err.close()
+
+
+def covered_stop(img, d):
+    """As root: the mount covered by another one (a tmpfs) when SIGTERM
+    comes cannot be taken off by its path: the daemon says so, naming
+    where it is left, and exits 1, not 0."""
+    mnt = os.path.join(d, "covered")
+    os.mkdir(mnt)
+    err = tempfile.TemporaryFile(mode="w+")
+    daemon = subprocess.Popen([t.SQVENVFS, "-f", img, mnt],
+                              stdout=subprocess.DEVNULL, stderr=err)
+    tmpfs = False
+    try:
+        t.check(t.wait_mounted(mnt), "covered: mounted")
+        tmpfs = subprocess.run(["mount", "-t", "tmpfs", "none", mnt]).returncode == 0
+        t.check(tmpfs, "covered: a tmpfs mounted over it")
+        rc, text = term_and_wait(daemon, err)
+        t.check(rc == 1 and f"{mnt}: still mounted, dead" in text,
+                f"covered: the daemon exits 1 and names the mount it leaves "
+                f"(exit {rc}, {text!r})")
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+        if tmpfs:
+            subprocess.run(["umount", mnt])
+        subprocess.run([t.SQVENVFS, "--unmount", "--if-mounted", mnt],
+                       capture_output=True)
+        t.check(not t.is_mounted(mnt), "covered: cleared afterwards")
+        err.close()
+
+
 def main():
     t.require_mount_capability()
     with t.tempdir() as d:
@@ -102,6 +178,9 @@ def main():
 
         busy_stop("root, SIGTERM", img, mnt, data, signal.SIGTERM)
         busy_stop("root, SIGINT", img, mnt, data, signal.SIGINT)
+        moved_stop("root, parent renamed", img, d)
+        if os.geteuid() == 0:
+            covered_stop(img, d)
 
         # A second signal: stop serving at once, as before.
         with t.foreground([img], mnt) as fg:
@@ -135,6 +214,8 @@ def main():
                 os.chmod(d, 0o777)  # the user's trace goes here
                 busy_stop("user, SIGTERM", img, mnt, data, signal.SIGTERM,
                           user=USER)
+                moved_stop("user, parent renamed", img, d, user=USER,
+                           owner=(uid, pwd.getpwnam(USER).pw_gid))
             finally:
                 os.chmod("/dev/fuse", old_mode)
                 os.chmod(d, 0o755)
