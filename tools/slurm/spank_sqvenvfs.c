@@ -243,7 +243,10 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
 		return 0;
 	if (spank_get_item(sp, S_JOB_ID, &jobid) != ESPANK_SUCCESS)
 		return 0;
-	if (gethostname(host, sizeof(host)) < 0)
+	/* The node's name as Slurm calls it (slurmstepd's own lines say
+	 * slurmstepd-NODE), which need not be its hostname. */
+	if (spank_getenv(sp, "SLURMD_NODENAME", host, sizeof(host)) != ESPANK_SUCCESS &&
+	    gethostname(host, sizeof(host)) < 0)
 		strcpy(host, "this node");
 	host[sizeof(host) - 1] = '\0';
 	if (sqv_site_load(&site, site_conf, err) < 0) {

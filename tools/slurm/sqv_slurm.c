@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -326,6 +327,18 @@ static int site_set(struct sqv_site *site, const char *key, const char *val, cha
 			continue;
 		if (strlen(val) >= strs[i].size) {
 			sqv_errf(why, "%s: value too long", key);
+			return -1;
+		}
+		/* Paths are absolute (stage_dir and log_file may be empty:
+		 * off); the two programs must be there to run. */
+		bool program = !strcmp(key, "daemon") || !strcmp(key, "fusermount");
+		if (strcmp(key, "daemon_options") && (*val || program) && *val != '/') {
+			sqv_errf(why, "%s: not an absolute path: %s", key, val);
+			return -1;
+		}
+		if (program && access(val, X_OK) < 0) {
+			sqv_errf(why, "%s: %s: not a program this node can run (%s)",
+				 key, val, strerror(errno));
 			return -1;
 		}
 		strcpy((char *)site + strs[i].off, val);

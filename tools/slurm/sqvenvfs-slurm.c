@@ -337,7 +337,16 @@ int main(int argc, char **argv)
 	}
 	mode = mode_of(argc, argv);
 	if (!mode || argc > 2) {
-		usage(stderr);
+		/* One line naming what is wrong, not the whole usage. */
+		if (argc > 2)
+			fprintf(stderr, "sqvenvfs-slurm: %s: one word only, prolog "
+				"or epilog (see --help)\n", argv[2]);
+		else if (argc > 1)
+			fprintf(stderr, "sqvenvfs-slurm: %s: not a mode: prolog or "
+				"epilog (see --help)\n", argv[1]);
+		else
+			fprintf(stderr, "sqvenvfs-slurm: give prolog or epilog, or run "
+				"it as sqvenvfs-prolog or sqvenvfs-epilog (see --help)\n");
 		return 2;
 	}
 	umask(022);

@@ -388,6 +388,14 @@ def install(args, root):
     r = run([helper, "--version"])
     check(r.returncode == 0 and r.stdout.startswith("sqvenvfs-slurm ") and
           len(r.stdout.split()) == 2, f"sqvenvfs-slurm --version: {r.stdout!r}")
+    for argv, want in ((["foo"], "sqvenvfs-slurm: foo: not a mode"),
+                       (["prolog", "x"], "sqvenvfs-slurm: x: one word only"),
+                       ([], "sqvenvfs-slurm: give prolog or epilog")):
+        r = run([helper, *argv])
+        check(r.returncode == 2 and r.stdout == "" and
+              r.stderr.startswith(want) and r.stderr.count("\n") == 1,
+              f"sqvenvfs-slurm {' '.join(argv)}: one line saying why, exit 2 "
+              f"(exit {r.returncode}): {r.stderr!r}")
 
 
 def import_script(mp, flag=None, release=None):
@@ -615,6 +623,9 @@ def tests(cl, top, work, uid, gid, img, img2, imgs, secret, notsq):
                   inner in text and "VALUE" not in text,
                   f"nested: the outer job failed with the reason in its output "
                   f"({st}): {text.strip()!r}")
+            # named as Slurm names the node (NodeName), not by hostname
+            check(text.startswith("sqvenvfs: sqvnode: job "),
+                  f"nested: the reason names the node as Slurm does: {text[:60]!r}")
         check(len(mounts_at(inner)) == 1 and not mounts_at(outer),
               "nested: the inner job's mount is untouched, nothing at the outer")
         open(f"{work}/nest.release", "w").close()
@@ -750,24 +761,31 @@ def tests(cl, top, work, uid, gid, img, img2, imgs, secret, notsq):
 def bad_site(cl, work, img, mp):
     """A bad line in the site file fails every --sqvenv job with the words
     the admin guide quotes, and never drains the node."""
-    cl.write_site()
-    with open(cl.site, "a") as f:
-        f.write("bogus = 1\n")
-    lineno = len(open(cl.site).read().splitlines())
-    m = mp("bad-site")
-    out = f"{work}/bad-site.out"
-    jid, r = cl.sbatch([f"--sqvenv={img}:{m}", "-o", out], "true", work)
-    if check(jid is not None, f"bad site file: job submitted {r.stderr.strip()}"):
-        st = cl.wait_job(jid)
-        host = socket.gethostname()
-        want = (f"sqvenvfs: {host}: job {jid} not started: the node's sqvenvfs configuration "
-                f"is broken ({cl.site}:{lineno}: unknown setting \"bogus\"); tell your "
-                f"administrator")
-        text = output(out)
-        check(st == "FAILED" and text.splitlines()[:1] == [want],
-              f"bad site file: the job fails with the guide's words ({st}): {text!r}")
-        check(cl.node_state() == "idle", f"bad site file: the node is not drained "
-              f"({cl.node_state()})")
+    for line, why in (("bogus = 1", 'unknown setting "bogus"'),
+                      ("stage_dir = relative/dir",
+                       "stage_dir: not an absolute path: relative/dir"),
+                      ("fusermount = /nonexistent/fm",
+                       "fusermount: /nonexistent/fm: not a program this node can "
+                       "run (No such file or directory)")):
+        cl.write_site()
+        with open(cl.site, "a") as f:
+            f.write(line + "\n")
+        lineno = len(open(cl.site).read().splitlines())
+        m = mp("bad-site")
+        out = f"{work}/bad-site.out"
+        jid, r = cl.sbatch([f"--sqvenv={img}:{m}", "-o", out], "true", work)
+        if check(jid is not None, f"bad site file: job submitted {r.stderr.strip()}"):
+            st = cl.wait_job(jid)
+            # the node as Slurm names it (NodeName), not its hostname
+            want = (f"sqvenvfs: sqvnode: job {jid} not started: the node's sqvenvfs "
+                    f"configuration is broken ({cl.site}:{lineno}: {why}); tell your "
+                    f"administrator")
+            text = output(out)
+            check(st == "FAILED" and text.splitlines()[:1] == [want],
+                  f"bad site file ({line}): the job fails with the guide's words, the "
+                  f"line and the key ({st}): {text!r}")
+            check(cl.node_state() == "idle", f"bad site file: the node is not drained "
+                  f"({cl.node_state()})")
     cl.write_site()
 
 
