@@ -523,13 +523,24 @@ int mount_start(const struct job *job, struct mountrec *r, const char *key,
 	if (ready < 0) {
 		kill(pid, SIGKILL);
 		waitpid(pid, &st, 0);
-		sqv_errf(err, "mounting at %s timed out after %u s", r->mountpoint,
-			 job->site.mount_timeout);
+		/* What the daemon said before it hung, if anything. */
+		log_tail(logpath, tail);
+		sqv_errf(err, "mounting at %s timed out after %u s%s%s", r->mountpoint,
+			 job->site.mount_timeout, tail[0] ? "; the daemon said: " : "",
+			 tail);
 	} else {
 		log_tail(logpath, tail);
 		if (!tail[0])
 			describe_end(st, tail, sizeof(tail));
-		sqv_errf(err, "mounting at %s failed: %s", r->mountpoint, tail);
+		/* The Prolog makes the daemon's command line; a usage error
+		 * (exit 2) can only come from the site's daemon_options. */
+		if (job->site.daemon_options[0] && WIFEXITED(st) &&
+		    WEXITSTATUS(st) == 2)
+			sqv_errf(err, "the node's sqvenvfs configuration is broken "
+				 "(daemon_options = %s: %s); tell your administrator",
+				 job->site.daemon_options, tail);
+		else
+			sqv_errf(err, "mounting at %s failed: %s", r->mountpoint, tail);
 	}
 	/* A daemon that died after mounting left a dead mount: clear it. */
 	if (fuse_mounted_at(r->mountpoint))

@@ -786,6 +786,31 @@ def bad_site(cl, work, img, mp):
                   f"line and the key ({st}): {text!r}")
             check(cl.node_state() == "idle", f"bad site file: the node is not drained "
                   f"({cl.node_state()})")
+    # A bad daemon_options is the site's fault too, said so; a daemon that
+    # hangs has its own words in the timeout's reason.
+    fake = os.path.join(work, "stuck-daemon")
+    with open(fake, "w") as f:
+        f.write("#!/bin/sh\necho 'sqvenvfs: stuck before the mount' >&2\n"
+                "exec sleep 60\n")
+    os.chmod(fake, 0o755)
+    for settings, want in (
+            ({"daemon_options": "cache_size=bogus"},
+             "the node's sqvenvfs configuration is broken (daemon_options = "
+             "cache_size=bogus: sqvenvfs: -o cache_size=bogus: not a size"),
+            ({"daemon": fake, "mount_timeout": "2"},
+             "timed out after 2 s; the daemon said: sqvenvfs: stuck before "
+             "the mount")):
+        cl.write_site(**settings)
+        m = mp("bad-daemon")
+        out = f"{work}/bad-daemon.out"
+        jid, r = cl.sbatch([f"--sqvenv={img}:{m}", "-o", out], "true", work)
+        if check(jid is not None, f"bad daemon: job submitted {r.stderr.strip()}"):
+            st = cl.wait_job(jid)
+            text = output(out)
+            check(st == "FAILED" and want in text.splitlines()[0] if text else False,
+                  f"bad daemon ({settings}): the job's reason says why ({st}): "
+                  f"{text!r}")
+            clean_after(cl, m, cl.uid, f"bad daemon ({settings})")
     cl.write_site()
 
 
