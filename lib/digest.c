@@ -199,8 +199,8 @@ const struct sqv_digest_entry *sqv_digest_entry(const struct sqv_digests *d,
 	return &d->e[i];
 }
 
-static const struct sqv_digest_entry *find(const struct sqv_digests *d,
-					   uint64_t pos)
+/* The index of the first entry at or after pos (d->n if none). */
+static size_t first_from(const struct sqv_digests *d, uint64_t pos)
 {
 	size_t lo = 0, hi = d->n;
 
@@ -211,7 +211,15 @@ static const struct sqv_digest_entry *find(const struct sqv_digests *d,
 		else
 			hi = mid;
 	}
-	return lo < d->n && d->e[lo].pos == pos ? &d->e[lo] : NULL;
+	return lo;
+}
+
+static const struct sqv_digest_entry *find(const struct sqv_digests *d,
+					   uint64_t pos)
+{
+	size_t i = first_from(d, pos);
+
+	return i < d->n && d->e[i].pos == pos ? &d->e[i] : NULL;
 }
 
 /* What the table says instead, by kind: a table that is sound in itself
@@ -224,28 +232,19 @@ static const char *const listed_as[] = {
 };
 
 sqv_err_t sqv_digest_check_raw(const struct sqv_digests *d, uint64_t pos,
-			       uint64_t len, uint64_t *bad, const char **why)
+			       uint64_t len, const char **why)
 {
-	size_t lo = 0, hi = d->n;
-
-	/* After the last entry that starts at or before pos. */
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (d->e[mid].pos <= pos)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	size_t i = lo ? lo - 1 : 0;
+	/* The entry holding pos starts there or is the one before. */
+	size_t i = first_from(d, pos);
+	if ((i == d->n || d->e[i].pos != pos) && i > 0)
+		i--;
 	for (uint64_t at = pos; at < pos + len; i++) {
 		const struct sqv_digest_entry *e = i < d->n ? &d->e[i] : NULL;
 		if (!e || e->pos > at || e->pos + e->len <= at) {
-			*bad = at;
 			*why = "not in the digest table";
 			return -SQV_ECORRUPT;
 		}
 		if (e->kind != SQV_DIGEST_RAW) {
-			*bad = at;
 			*why = listed_as[e->kind]; /* the load checked the kind */
 			return -SQV_ECORRUPT;
 		}

@@ -79,10 +79,10 @@ sqv_err_t sqv_digest_check(const struct sqv_digests *d, uint64_t pos,
 
 /* Whether the table lists every byte of [pos, pos + len) as raw bytes,
  * which the open hashes whole (the superblock, table indexes). 0, or
- * -SQV_ECORRUPT with *bad the first offset that is not and *why the
- * kind it is listed as, or that no entry holds it. */
+ * -SQV_ECORRUPT with *why the kind a byte is listed as instead, or that
+ * no entry holds it. */
 sqv_err_t sqv_digest_check_raw(const struct sqv_digests *d, uint64_t pos,
-			       uint64_t len, uint64_t *bad, const char **why);
+			       uint64_t len, const char **why);
 
 /* Read and check every entry of the given kinds (a bit mask of
  * 1 << kind). Returns 0, or -SQV_ECORRUPT with *bad_pos the first damaged

@@ -292,11 +292,9 @@ static sqv_err_t layout_listed(void *ctx, const struct sqv_layout_piece *p,
 {
 	struct layout_check *c = ctx;
 	const char *w;
-	uint64_t at;
 
 	if (p->kind == SQV_DIGEST_RAW) {
-		if (sqv_digest_check_raw(c->img->digests, p->pos, p->len, &at,
-					 &w) == 0)
+		if (sqv_digest_check_raw(c->img->digests, p->pos, p->len, &w) == 0)
 			return 0;
 		snprintf(c->why, sizeof(c->why), "%s %s",
 			 p->table == SQV_LAYOUT_SUPERBLOCK ? "superblock" :

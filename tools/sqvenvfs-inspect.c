@@ -1258,10 +1258,12 @@ int main(int argc, char **argv)
 			if (strcmp(argv[optind - 1], "--") != 0 &&
 			    !strpbrk(w, "/.") && lstat(w, &st) < 0 &&
 			    errno == ENOENT) {
-				fprintf(stderr, PROG ": %s: neither a command "
-					"(info, ls, stat, cat, dump, verify, "
-					"seal, digest, extents) nor a file "
-					"(see --help)\n", w);
+				fprintf(stderr, PROG ": %s: neither a command (",
+					w);
+				for (int i = 0; cmds[i]; i++)
+					fprintf(stderr, "%s%s", i ? ", " : "",
+						cmds[i]);
+				fprintf(stderr, ") nor a file (see --help)\n");
 				return EXIT_USAGE;
 			}
 			break;

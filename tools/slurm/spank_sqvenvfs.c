@@ -82,14 +82,6 @@ static int step_request(const char *optarg)
 	return -1;
 }
 
-/* Whether a mount at mp would hide dir: dir is mp or lies below it. */
-static int hides(const char *mp, const char *dir)
-{
-	size_t n = strlen(mp);
-
-	return strncmp(dir, mp, n) == 0 && (dir[n] == '\0' || dir[n] == '/');
-}
-
 /*
  * A mount over the directory the job is submitted from, or over the
  * user's home, hides the job's output file (Slurm opens it after the
@@ -105,12 +97,12 @@ static const char *hidden_dir(const char *mp, const char *cwd, char *buf,
 
 	if (pw)
 		h = pw->pw_dir;
-	if (*cwd && hides(mp, cwd)) {
+	if (*cwd && sqv_path_under(cwd, mp)) {
 		snprintf(buf, size, "the directory you submit from (%s), where "
 			 "the job's output goes", cwd);
 		return buf;
 	}
-	if (h && realpath(h, home) && hides(mp, home)) {
+	if (h && realpath(h, home) && sqv_path_under(home, mp)) {
 		snprintf(buf, size, "your home directory (%s)", home);
 		return buf;
 	}

@@ -249,7 +249,7 @@ int sqv_open_image(const char *path, char *err)
 	return fd;
 }
 
-static int under(const char *path, const char *dir)
+int sqv_path_under(const char *path, const char *dir)
 {
 	size_t n = strlen(dir);
 
@@ -267,10 +267,10 @@ int sqv_path_is_system(const char *path)
 	if (strcmp(path, "/") == 0)
 		return 1;
 	for (size_t i = 0; i < sizeof(sys) / sizeof(sys[0]); i++)
-		if (under(path, sys[i]))
+		if (sqv_path_under(path, sys[i]))
 			return 1;
 	/* /run is the system's, except a user's own /run/user/UID. */
-	if (under(path, "/run") && !under(path, "/run/user"))
+	if (sqv_path_under(path, "/run") && !sqv_path_under(path, "/run/user"))
 		return 1;
 	return 0;
 }

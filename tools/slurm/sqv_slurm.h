@@ -55,6 +55,10 @@ int sqv_check_image_fd(int fd, const char *path, char *err);
  * the fd or -1. */
 int sqv_open_image(const char *path, char *err);
 
+/* Whether path is dir or lies below it (both absolute, normalised; dir
+ * not "/"). */
+int sqv_path_under(const char *path, const char *dir);
+
 /* A path under which nothing is ever mounted (/, /usr, /etc, ...). */
 int sqv_path_is_system(const char *path);
 

@@ -99,10 +99,9 @@ class Upper:
     def convert(self):
         self._dir(self.dst, False)
 
-    def _fuse_marked(self, d, names):
-        """fuse-overlayfs's own opaque markers among names (d's)."""
-        return self.fuse_markers and \
-            (WH_OPAQUE in names or FUSE_OPAQUE_TWIN in names)
+    def _fuse_marker(self, name):
+        """Whether name is one of fuse-overlayfs's own opaque markers."""
+        return self.fuse_markers and name in (WH_OPAQUE, FUSE_OPAQUE_TWIN)
 
     def _dir(self, d, hidden):
         """hidden: an ancestor carries an opaque mark already, so nothing
@@ -115,7 +114,7 @@ class Upper:
             entries = sorted(it, key=lambda e: e.name)
         # Decided before the children, which must know it.
         opaque = (_is_opaque(d, xnames) or
-                  self._fuse_marked(d, [e.name for e in entries]))
+                  any(self._fuse_marker(e.name) for e in entries))
         mark = opaque and not hidden and self._below_is_dir(d)
         for e in entries:
             p = os.path.join(d, e.name)
@@ -212,7 +211,7 @@ class Upper:
                 if n.endswith(".pyc") and not os.path.isfile(src):
                     os.unlink(os.path.join(dirpath, n))
             left = os.listdir(dirpath)
-            markers = [n for n in left if self._fuse_marked(dirpath, [n])]
+            markers = [n for n in left if self._fuse_marker(n)]
             if len(markers) < len(left):
                 continue
             # An emptied __pycache__ stays only where it hides the images'
