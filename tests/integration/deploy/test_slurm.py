@@ -797,8 +797,9 @@ def bad_site(cl, work, img, mp):
             ({"daemon_options": "cache_size=bogus"},
              "the node's sqvenvfs configuration is broken (daemon_options = "
              "cache_size=bogus: sqvenvfs: -o cache_size=bogus: not a size"),
-            ({"daemon": fake, "mount_timeout": "2"},
-             "timed out after 2 s; the daemon said: sqvenvfs: stuck before "
+            # 10 s: room for the fake daemon's one line on a loaded node
+            ({"daemon": fake, "mount_timeout": "10"},
+             "timed out after 10 s; the daemon said: sqvenvfs: stuck before "
              "the mount")):
         cl.write_site(**settings)
         m = mp("bad-daemon")
